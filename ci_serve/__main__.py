@@ -1,0 +1,3 @@
+from ci_serve.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Everything Ray-specific: the dashboard REST client, the temporary head, package upload."""

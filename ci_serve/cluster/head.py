@@ -1,0 +1,246 @@
+"""A private, throwaway Ray head on loopback: the one ``smoke`` deploys to and the tests run against.
+
+Private means: its own temp folder, free ports for everything Ray would otherwise put on a fixed
+port (so two heads on one machine never collide), token auth on with a fresh random token, usage
+stats off. ``ray start --head --block`` runs in a session of its own; Ray's workers get process
+groups of their own but stay in that session, so :meth:`TemporaryHead.stop` kills by session id and
+waits until no process of it is left. No graceful shutdown: the head is thrown away.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from ci_serve import secrets
+from ci_serve.errors import CiServeError
+
+READY_LINE = "Ray runtime started"
+
+
+class HeadStartError(CiServeError):
+    """The temporary head did not start (not the user's fault, nothing of theirs was touched)."""
+
+    result = "error"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ray_executable() -> str:
+    beside = Path(sys.executable).parent / "ray"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("ray")
+    if not found:
+        raise HeadStartError("the `ray` command was not found", "pip install 'ray[serve]' into this environment")
+    return found
+
+
+class TemporaryHead:
+    """``with TemporaryHead() as head: ...`` starts a head and always removes it."""
+
+    def __init__(self, *, dashboard: bool = True, num_cpus: int | None = None,
+                 extra_env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+                 object_store_memory: int | None = 100 * 1024 * 1024, keep_temp: bool = False):
+        self.dashboard = dashboard
+        self.num_cpus = num_cpus
+        self.extra_env = dict(extra_env or {})
+        self.object_store_memory = object_store_memory
+        self.keep_temp = keep_temp
+        # A short path: Ray puts unix sockets under it (108-byte limit).
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="cis-", dir="/tmp"))
+        self.cwd = Path(cwd) if cwd else self.temp_dir  # never a folder holding the app (see RAY-NOTES)
+        self.token = pysecrets.token_hex(16)
+        secrets.register(self.token)
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+        self.serve_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sid: int | None = None
+        self.log_path = self.temp_dir / "ray-start.log"
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://127.0.0.1:{self.serve_port}"
+
+    @property
+    def session_dir(self) -> Path:
+        return self.temp_dir / "session_latest"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.session_dir / "logs"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def driver_env(self) -> dict[str, str]:
+        """Variables a process needs to connect to this head as a driver (``ray.init(address=...)``)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_ADDRESS": self.gcs_address}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        cmd = [
+            ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
+            "--temp-dir", str(self.temp_dir),
+            "--node-ip-address", "127.0.0.1",
+            "--port", str(self.gcs_port),
+            "--ray-client-server-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(free_port()),
+            "--dashboard-agent-grpc-port", str(free_port()),
+            "--runtime-env-agent-port", str(free_port()),
+            "--metrics-export-port", str(free_port()),
+            "--node-manager-port", str(free_port()),
+            "--object-manager-port", str(free_port()),
+        ]
+        if self.dashboard:
+            cmd += ["--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                    "--dashboard-port", str(self.dashboard_port)]
+        else:
+            cmd += ["--include-dashboard", "false"]
+        if self.num_cpus is not None:
+            cmd += ["--num-cpus", str(self.num_cpus)]
+        if self.object_store_memory:
+            cmd += ["--object-store-memory", str(self.object_store_memory)]
+        return cmd
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update({
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 120.0) -> TemporaryHead:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it until stop()
+        try:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env(),
+                                         start_new_session=True)
+        finally:
+            log.close()
+        self.sid = self.proc.pid  # start_new_session: the child leads a new session
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HeadStartError(f"the temporary Ray head exited with code {self.proc.returncode} while starting",
+                                     "see the log below; is another Ray using this temp folder?",
+                                     details=self.log_tail())
+            if self._ready():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise HeadStartError(f"the temporary Ray head did not start within {timeout:.0f}s",
+                             "the machine may be overloaded; see the log below", details=self.log_tail())
+
+    def _ready(self) -> bool:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+        if READY_LINE not in text:
+            return False
+        if not self.dashboard:
+            return True
+        try:
+            resp = requests.get(f"{self.dashboard_url}/api/version", headers=self.auth_headers(), timeout=2)
+            return resp.status_code == 200
+        except requests.RequestException:
+            return False
+
+    def pids(self) -> list[int]:
+        """Every live process of this head (same session as ``ray start``)."""
+        if self.sid is None:
+            return []
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                if os.getsid(pid) == self.sid and not _is_zombie(pid):
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGKILL every process of the head, wait until they are gone, remove the temp folder."""
+        if self.sid is not None:
+            deadline = time.monotonic() + timeout
+            while True:
+                pids = self.pids()
+                if not pids or time.monotonic() > deadline:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                if self.proc is not None:
+                    try:
+                        self.proc.wait(timeout=0.05)
+                    except subprocess.TimeoutExpired:
+                        pass
+                time.sleep(0.05)
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        if not self.keep_temp:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return secrets.mask("\n".join(text.splitlines()[-lines:]))
+
+    def __enter__(self) -> TemporaryHead:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
+    except (OSError, ValueError):
+        return True

@@ -1,0 +1,58 @@
+"""Shared fixtures. Ray tests run against real heads on loopback with token auth on."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ci_serve import secrets
+from ci_serve.cluster.head import TemporaryHead
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _clean_secret_registry() -> Iterator[None]:
+    yield
+    secrets.clear()
+
+
+@pytest.fixture
+def make_head() -> Iterator:
+    """Factory: ``head = make_head(num_cpus=4)``; every head it made is stopped after the test."""
+    heads: list[TemporaryHead] = []
+
+    def factory(**kwargs) -> TemporaryHead:
+        kwargs.setdefault("dashboard", True)
+        head = TemporaryHead(**kwargs)
+        heads.append(head)
+        return head.start()
+
+    yield factory
+    for head in heads:
+        head.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[TemporaryHead]:
+    """One head with a dashboard, shared by a test module. Tests must clean up the apps they deploy."""
+    with TemporaryHead(dashboard=True, num_cpus=4) as head:
+        yield head
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for running ``ci-serve`` as a subprocess: no RAY_* leaking in from the developer."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "GITHUB_", "INPUT_"))}
+    env["HOME"] = str(tmp_path / "home")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def ci_serve_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ci_serve", *args]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from ci_serve.cli import COMMANDS, main
+from tests.conftest import ci_serve_cmd
+
+
+def test_every_command_has_help(capsys):
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+
+
+def test_unknown_command_is_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+
+
+def test_python_dash_m_works(cli_env):
+    out = subprocess.run(ci_serve_cmd("--version"), capture_output=True, text=True, env=cli_env, timeout=60)
+    assert out.returncode == 0 and "ci-serve" in out.stdout
