@@ -1,0 +1,129 @@
+"""A reverse proxy in front of a real dashboard that misbehaves on purpose.
+
+A real dashboard will not answer 503 or drop a connection on demand; this proxy does, for a chosen
+share of requests, and forwards everything else untouched (headers included, so token auth still
+applies end to end). Faults are drawn from a seeded random generator so a failing run can be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+
+class FlakyProxy:
+    """``with FlakyProxy(upstream, fail_ratio=0.3) as proxy: use proxy.url``.
+
+    ``modes`` picks what a fault is: ``"503"`` answers Service Unavailable without forwarding;
+    ``"drop"`` closes the connection without an answer (before forwarding, so a dropped write never
+    reached the cluster); ``"drop-after"`` forwards the request and then drops the answer, the
+    "unclear write" case a client must resolve by re-reading.
+    """
+
+    def __init__(self, upstream: str, *, fail_ratio: float = 0.3, modes: tuple[str, ...] = ("503", "drop"),
+                 seed: int = 1234, paths: tuple[str, ...] = ("/api/",)):
+        self.upstream = upstream.rstrip("/")
+        self.fail_ratio = fail_ratio
+        self.modes = modes
+        self.paths = paths
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.counts = {"forwarded": 0, "503": 0, "drop": 0, "drop-after": 0}
+        self.enabled = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _fault(self, path: str) -> str | None:
+        if not self.enabled or not path.startswith(self.paths):
+            return None
+        with self.lock:
+            if self.rng.random() < self.fail_ratio:
+                return self.rng.choice(self.modes)
+        return None
+
+    def _count(self, key: str) -> None:
+        with self.lock:
+            self.counts[key] += 1
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+            def _drop(self) -> None:
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.close_connection = True
+
+            def _proxy(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                fault = proxy._fault(self.path)
+                if fault == "503":
+                    proxy._count("503")
+                    payload = b"injected 503"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if fault == "drop":
+                    proxy._count("drop")
+                    self._drop()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                try:
+                    resp = requests.request(self.command, proxy.upstream + self.path, headers=headers, data=body,
+                                            timeout=60, allow_redirects=False)
+                except requests.RequestException:
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault == "drop-after":
+                    proxy._count("drop-after")
+                    self._drop()
+                    return
+                proxy._count("forwarded")
+                self.send_response(resp.status_code)
+                for key, value in resp.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _proxy
+
+        return Handler
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dead_address() -> str:
+    """An http address on loopback where nothing listens (the port was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
