@@ -1,0 +1,141 @@
+"""The dashboard client: against a real head for what Ray does, a fake server for what it will not do."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ci_serve import console
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient, DashboardUnavailable, package_path, parse_version
+from ci_serve.errors import CredentialsError, DashboardError
+from tests.support.flaky_proxy import FlakyProxy, dead_address
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2.60.0", (2, 60, 0)), ("2.9.3", (2, 9, 3)), ("3.0.0rc1", (3, 0, 0)), ("2.10.0.dev0", (2, 10, 0)),
+    ("nightly", ()), ("", ()),
+])
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected
+
+
+def test_package_path():
+    assert package_path("gcs://_ray_pkg_ab12.zip") == "/api/packages/gcs/_ray_pkg_ab12.zip"
+
+
+class _Fake(BaseHTTPRequestHandler):
+    answers: dict[str, tuple[int, str]] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        status, body = self.answers.get(self.path, (404, "nope"))
+        payload = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(answers: dict[str, tuple[int, str]]) -> str:
+        handler = type("H", (_Fake,), {"answers": answers})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_not_a_ray_dashboard(fake_server):
+    url = fake_server({"/api/version": (200, "<html>hello</html>")})
+    with pytest.raises(DashboardError, match="not a Ray dashboard"):
+        DashboardClient(Target(url, None)).get_version()
+
+
+def test_old_ray_refused(fake_server):
+    url = fake_server({"/api/version": (200, json.dumps({"ray_version": "2.8.1"}))})
+    with pytest.raises(DashboardError, match="Ray 2.8.1.*2.9 or newer") as info:
+        DashboardClient(Target(url, None)).get_version()
+    assert info.value.exit_code == 2
+
+
+def test_503_retried_then_reported(fake_server):
+    url = fake_server({"/api/version": (503, "busy")})
+    client = DashboardClient(Target(url, None), retry_budget=2.0)
+    with pytest.raises(DashboardUnavailable, match="HTTP 503"):
+        client.get_version()
+    assert client.counts["GET /api/version"] >= 3
+
+
+def test_dead_address_reported_in_time_naming_it():
+    address = dead_address()
+    t0 = time.monotonic()
+    with pytest.raises(DashboardUnavailable) as info:
+        DashboardClient(Target(address, None), retry_budget=3.0).get_applications()
+    assert time.monotonic() - t0 < 30
+    assert address in info.value.message and "connection refused" in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_token_over_plain_http_to_remote_warns():
+    out = io.StringIO()
+    console._stream = out
+    try:
+        DashboardClient(Target("http://10.1.2.3:8265", "s3cret-token"))
+        DashboardClient(Target("http://127.0.0.1:8265", "s3cret-token"))
+    finally:
+        console._stream = None
+    text = out.getvalue()
+    assert text.count("plain http") == 1 and "s3cret-token" not in text
+
+
+@pytest.mark.ray
+class TestRealHead:
+    def test_version_and_empty_applications(self, ray_head):
+        client = DashboardClient(Target(ray_head.dashboard_url, ray_head.token))
+        assert parse_version(client.get_version()) >= (2, 9)
+        apps = client.get_applications()
+        assert isinstance(apps["applications"], dict)
+
+    def test_missing_token_is_401_credentials_error(self, ray_head):
+        with pytest.raises(CredentialsError, match="requires a token and none was found") as info:
+            DashboardClient(Target(ray_head.dashboard_url, None)).get_version()
+        assert info.value.exit_code == 2 and "RAY_AUTH_TOKEN" in info.value.hint
+
+    def test_wrong_token_is_403_credentials_error(self, ray_head):
+        with pytest.raises(CredentialsError, match="refused the token from RAY_AUTH_TOKEN") as info:
+            DashboardClient(Target(ray_head.dashboard_url, "wrong-token", "RAY_AUTH_TOKEN")).get_version()
+        assert "wrong-token" not in info.value.message + (info.value.hint or "")
+
+    def test_package_round_trip(self, ray_head):
+        client = DashboardClient(Target(ray_head.dashboard_url, ray_head.token))
+        uri = "gcs://_ray_pkg_0123456789abcdef0123456789abcdef.zip"
+        assert not client.package_exists(uri)
+        import zipfile
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("hello.txt", "hi")
+        client.upload_package(uri, buf.getvalue())
+        assert client.package_exists(uri)
+
+    def test_flaky_proxy_reads_survive(self, ray_head):
+        with FlakyProxy(ray_head.dashboard_url, fail_ratio=0.3) as proxy:
+            client = DashboardClient(Target(proxy.url, ray_head.token), min_interval=0.0)
+            for _ in range(10):
+                assert client.get_version()
+            assert proxy.counts["503"] + proxy.counts["drop"] > 0
