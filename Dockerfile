@@ -1,0 +1,36 @@
+# The image the GitHub Action runs: ci-serve and Ray Serve in a virtual environment, tini as init.
+#
+# Published prebuilt by .github/workflows/release.yml (action.yml points at it), so users never
+# install Ray on a run. BASE_IMAGE lets machines that reach no image registry build it on a Debian
+# base made with debootstrap (scripts/docker-env); any Debian-based image with python3 and venv works.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# tini reaps Ray's child processes and passes the runner's SIGINT/SIGTERM on to ci-serve (the
+# runner starts container actions without --init). Unpinned: the version comes with the base's suite.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV VIRTUAL_ENV=/opt/ci-serve \
+    PATH=/opt/ci-serve/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    RAY_USAGE_STATS_ENABLED=0
+
+# Ray first, in a layer of its own: it changes far less often than ci-serve.
+RUN python3 -m venv "$VIRTUAL_ENV" \
+    && pip install "ray[serve]==2.60.0"
+
+COPY pyproject.toml README.md /src/
+COPY ci_serve /src/ci_serve
+RUN pip install /src && rm -rf /src/build
+
+COPY entrypoint/entrypoint.sh /usr/local/bin/entrypoint.sh
+
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/entrypoint.sh"]

@@ -1,0 +1,161 @@
+"""The action's inputs, read from ``INPUT_<NAME>`` variables as the runner sets them, and checked.
+
+The runner upper-cases input names and keeps hyphens (``INPUT_RAY-AUTH-TOKEN``), sets every input
+declared in ``action.yml`` (empty string when not given) and enforces neither ``required`` nor any
+format: all of that is checked here, before anything runs. Paths from inputs must stay inside the
+workspace; they never reach a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ci_serve.errors import InputError
+
+COMMANDS = ("auto", "smoke", "validate", "build", "plan", "deploy", "status")
+STRATEGIES = ("auto", "blue-green", "in-place")
+#: commands that talk to a cluster and so need ``address``
+NEEDS_ADDRESS = ("plan", "deploy", "status")
+STANDBY_INPUTS = ("standby-address", "standby-url", "switch-command")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def env_name(name: str) -> str:
+    """``ray-auth-token`` -> ``INPUT_RAY-AUTH-TOKEN``, as the runner names it."""
+    return "INPUT_" + name.replace(" ", "_").upper()
+
+
+def raw_input(environ: Mapping[str, str], name: str, default: str = "") -> str:
+    return environ.get(env_name(name), default).strip()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Checked inputs. Paths are relative to the workspace (``"."`` style), never outside it."""
+
+    command: str = "auto"
+    target: list[str] = field(default_factory=list)  # import path(s) or a config file, plus key=value args
+    config: str = "serve_config.yaml"
+    requests: str | None = None
+    app_dir: str = "."
+    address: str | None = None
+    token: str | None = None
+    strategy: str = "auto"
+    working_dir: str | None = None
+    timeout: str | None = None
+    requirements: str | None = None
+    standby_address: str | None = None
+    standby_url: str | None = None
+    switch_command: str | None = None
+    verify_url: str | None = None
+
+
+def inside_workspace(value: str, workspace: Path, name: str) -> str:
+    """``value`` as a path relative to ``workspace``; :class:`InputError` if it leads outside it.
+
+    Symlinks are followed: a link in the repository pointing at ``/etc`` is outside.
+    """
+    if "\0" in value:
+        raise InputError(f"input `{name}` is not a usable path", "remove the NUL character")
+    root = workspace.resolve()
+    path = (root / value).resolve()
+    if path != root and root not in path.parents:
+        raise InputError(
+            f"input `{name}` points outside the workspace: {value}",
+            f"give a path inside the repository checkout ({root}), relative to its root",
+        )
+    rel = path.relative_to(root)
+    return str(rel) if str(rel) != "." else "."
+
+
+def _target(value: str, workspace: Path) -> list[str]:
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise InputError(f"input `target` cannot be split into words: {exc}",
+                         "quote arguments the way a shell would, e.g. `app:build greeting='hi there'`") from None
+    if not words:
+        return []
+    first = words[0]
+    if first.endswith(_CONFIG_SUFFIXES) or "/" in first:
+        if len(words) > 1:
+            raise InputError("input `target`: a config file takes no further arguments",
+                             "give either a config file or an import path with key=value arguments")
+        return [inside_workspace(first, workspace, "target")]
+    for word in words:
+        if not (_IMPORT_PATH.match(word) or ("=" in word and not word.startswith("="))):
+            raise InputError(
+                f"input `target`: {word!r} is neither an import path `module:attribute`, a key=value "
+                "argument, nor a config file (.yaml)",
+                "for example `target: fruit:deployment_graph` or `target: serve_config.yaml`",
+            )
+    return words
+
+
+def _positive_number(value: str, name: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number != number or number == float("inf"):
+        raise InputError(f"input `{name}` must be a number of seconds above 0, not {value!r}",
+                         f"for example `{name}: 600`, or leave it empty for the default")
+    return value
+
+
+def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
+    """Check every input; the first problem is raised as :class:`InputError` (exit 2, nothing changed)."""
+    def get(name: str) -> str | None:
+        return raw_input(environ, name) or None
+
+    command = (get("command") or "auto").lower()
+    if command not in COMMANDS:
+        raise InputError(f"unknown command {command!r}",
+                         f"set the input `command` to one of: {', '.join(COMMANDS)}")
+    strategy = (get("strategy") or "auto").lower()
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}",
+                         f"set the input `strategy` to one of: {', '.join(STRATEGIES)}")
+
+    def path(name: str, default: str | None = None) -> str | None:
+        value = get(name) or default
+        return inside_workspace(value, workspace, name) if value else None
+
+    address = get("address")
+    if command in NEEDS_ADDRESS and not address:
+        raise InputError(f"command `{command}` needs the input `address`",
+                         "set `address:` to the Ray dashboard URL, e.g. `${{ vars.RAY_DASHBOARD }}`")
+    standby = {name: get(name) for name in STANDBY_INPUTS}
+    if any(standby.values()) and not all(standby.values()):
+        missing = ", ".join(f"`{n}`" for n, v in standby.items() if not v)
+        raise InputError(f"a deploy across two clusters needs {missing} too",
+                         f"set all of {', '.join(f'`{n}`' for n in STANDBY_INPUTS)}, or none of them")
+    timeout = get("timeout")
+    return Inputs(
+        command=command,
+        target=_target(raw_input(environ, "target"), workspace),
+        config=path("config", "serve_config.yaml") or "serve_config.yaml",
+        requests=path("requests"),
+        app_dir=path("app-dir", ".") or ".",
+        address=address,
+        token=get("ray-auth-token"),
+        strategy=strategy,
+        working_dir=path("working-dir"),
+        timeout=_positive_number(timeout, "timeout") if timeout else None,
+        requirements=path("requirements"),
+        standby_address=standby["standby-address"],
+        standby_url=standby["standby-url"],
+        switch_command=standby["switch-command"],
+        verify_url=get("verify-url"),
+    )
+
+
+def workspace_from(environ: Mapping[str, str]) -> Path:
+    """The folder input paths are relative to: ``GITHUB_WORKSPACE``, else the current folder."""
+    return Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())

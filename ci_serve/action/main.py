@@ -1,0 +1,181 @@
+"""The action's edge: mask secrets first, check inputs, run the ``ci-serve`` commands in this process,
+then write the outputs, the job summary and the annotations from their reports.
+
+Exit codes are the commands' own (0 done, 1 failed with the previous version serving, 2 bad input,
+3 not restored); an input the action itself refuses is exit 2 with an ``::error``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import github_action_utils as gha
+import yaml
+
+from ci_serve import cli, console, secrets
+from ci_serve.action import summary
+from ci_serve.action.inputs import Inputs, inside_workspace, raw_input, read_inputs, workspace_from
+from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
+from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, CiServeError, InputError
+
+_MIN_MASK_LEN = 3  # as ci_serve.secrets: masking one-letter values would make the log unreadable
+
+
+def mask(value: str | None) -> None:
+    """``::add-mask::`` for the runner and the registry our own printing uses."""
+    if value and len(value) >= _MIN_MASK_LEN:
+        for line in value.splitlines():  # the runner masks line by line
+            if len(line.strip()) >= _MIN_MASK_LEN:
+                gha.add_mask(line)
+        secrets.register(value)
+
+
+def header_values(requests_file: Path) -> list[str]:
+    """Every header value in a smoke requests file, to mask them; nothing if it cannot be read.
+
+    Read quietly and leniently: the smoke command reports what is wrong with the file.
+    """
+    try:
+        if requests_file.stat().st_size > 10 * 1024 * 1024:
+            return []
+        data = yaml.safe_load(requests_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return []
+    found: list[str] = []
+    reqs = data.get("requests") if isinstance(data, dict) else data
+    for req in reqs if isinstance(reqs, list) else []:
+        headers = req.get("headers") if isinstance(req, dict) else None
+        if isinstance(headers, dict):
+            found += [str(v) for v in headers.values() if v is not None and not isinstance(v, (dict, list))]
+    return found
+
+
+def mask_secrets(environ: Mapping[str, str], workspace: Path) -> None:
+    """Before anything is printed: the token, and the header values of the requests file."""
+    mask(raw_input(environ, "ray-auth-token"))
+    mask(environ.get("RAY_AUTH_TOKEN"))
+    requests_input = raw_input(environ, "requests")
+    if requests_input:
+        try:
+            rel = inside_workspace(requests_input, workspace, "requests")
+        except InputError:
+            return  # refused later, with a message
+        for value in header_values(workspace / rel):
+            mask(value)
+
+
+@contextmanager
+def group(title: str) -> Iterator[None]:
+    sys.stderr.flush()
+    gha.start_group(secrets.mask(title))
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        gha.end_group()
+
+
+def install_requirements(path: str) -> None:
+    with group(f"pip install -r {path}"):
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                               "--no-input", "-r", path], stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        raise InputError(f"installing the requirements file {path} failed (pip exit {proc.returncode})",
+                         "see the pip output above; check the package names and versions in that file")
+
+
+def read_report(path: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_one(inv: Invocation) -> Outcome:
+    """``ci-serve <argv>`` in this process, as the CLI runs it; its report read back."""
+    try:
+        os.unlink(inv.report)  # a stale report from an earlier step must not be read as this one's
+    except OSError:
+        pass
+    with group(inv.title):
+        try:
+            code = cli.main(inv.argv)
+        except SystemExit as exc:  # argparse refused the command line
+            code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+        except Exception:  # a bug, not a condition we can name: say so and keep the report honest
+            console.say("ERROR ci-serve stopped on an unexpected error (a bug; please report it):")
+            console.say(secrets.scrub(traceback.format_exc()))
+            code = EXIT_NOT_RESTORED if inv.command == "deploy" else EXIT_FAILED
+    return Outcome(inv, code, read_report(inv.report))
+
+
+def emit_annotations(notes: list[summary.Annotation]) -> None:
+    for note in notes[:50]:  # GitHub shows at most 10 per step anyway; the rest are in the summary
+        gha.error(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
+
+
+def write_outputs(values: dict[str, str]) -> None:
+    if os.environ.get("GITHUB_OUTPUT"):
+        for name, value in values.items():
+            gha.set_output(name, secrets.mask(value))
+    else:
+        for name, value in values.items():
+            console.say(f"output {name}={secrets.mask(value)}")
+
+
+def write_summary(markdown: str) -> None:
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        try:
+            gha.append_job_summary(secrets.mask(markdown))
+        except OSError as exc:
+            console.say(f"WARNING could not write the job summary: {exc}")
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    cli._CancelOnSignal().install()  # SIGINT/SIGTERM from the runner: Cancelled, cleanup, outputs written
+    workspace = workspace_from(environ)
+    mask_secrets(environ, workspace)  # before anything else is printed
+    outcomes: list[Outcome] = []
+    failure: dict[str, Any] | None = None
+    code = 0
+    try:
+        inputs = read_inputs(environ, workspace)
+        os.chdir(workspace)
+        code, outcomes = run_pipeline(inputs)
+    except CiServeError as err:
+        console.render_error(err)
+        gha.error(secrets.mask(err.message + (f" (fix: {err.hint})" if err.hint else "")), title="ci-serve action")
+        failure, code = err.as_dict(), err.exit_code
+    values = outputs(outcomes, exists=lambda p: (workspace / p).is_file())
+    if failure is not None and not outcomes:
+        values["result"] = "error" if code == EXIT_BAD_INPUT else "failed"
+    emit_annotations(summary.annotations(outcomes, workspace))
+    write_outputs(values)
+    write_summary(summary.render(outcomes, values, failure))
+    console.say(f"ci-serve action: {values['result']} (exit {code})")
+    return code
+
+
+def run_pipeline(inputs: Inputs) -> tuple[int, list[Outcome]]:
+    if inputs.token:  # through the environment: never on a command line, where `ps` would show it
+        os.environ["RAY_AUTH_TOKEN"] = inputs.token
+    invocations = pipeline(inputs)
+    if inputs.requirements and needs_requirements(invocations):
+        install_requirements(inputs.requirements)
+    outcomes: list[Outcome] = []
+    for inv in invocations:
+        outcome = run_one(inv)
+        outcomes.append(outcome)
+        if outcome.exit_code != 0:
+            return outcome.exit_code, outcomes
+    return 0, outcomes

@@ -1,0 +1,209 @@
+"""The job summary (Markdown) and the ``::error`` annotations, from the commands' reports: pure.
+
+The summary shows, for a reader who opens the run: the result, the smoke requests as a table, the
+plan as a table, each command's steps with their times, and on failure the cause and the fix (the
+error's message and hint). Every string passes :func:`ci_serve.secrets.mask` on its way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci_serve import secrets
+from ci_serve.action.steps import Outcome
+
+_ICON = {"passed": "✅", "deployed": "✅", "unchanged": "✅", "failed": "❌", "rolled-back": "↩️",
+         "error": "⚠️"}
+_MAX_ROWS = 200
+
+
+def cell(value: Any) -> str:
+    """One Markdown table cell: pipes escaped, newlines as <br>, secrets masked."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = secrets.mask(str(value))
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+
+
+def table(headers: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rows = list(rows)
+    for row in rows[:_MAX_ROWS]:
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    if len(rows) > _MAX_ROWS:
+        lines.append(f"\n{len(rows) - _MAX_ROWS} more rows in the report.")
+    return lines
+
+
+def requests_section(requests: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for req in requests:
+        if not isinstance(req, dict):
+            continue
+        ok = req.get("passed")
+        rows.append([req.get("name"), req.get("app"), "✅ pass" if ok else "❌ fail", req.get("status"),
+                     req.get("elapsed_ms"), req.get("error")])
+    if not rows:
+        return []
+    passed = sum(1 for r in rows if r[2].endswith("pass"))
+    return [f"**Smoke requests:** {passed} of {len(rows)} passed", "",
+            *table(["request", "app", "result", "status", "ms", "error"], rows), ""]
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def plan_section(plan: dict[str, Any]) -> list[str]:
+    apps = [a for a in plan.get("applications") or [] if isinstance(a, dict)]
+    lines = [f"**Plan:** verdict `{cell(plan.get('verdict', '?'))}`", ""]
+    if not apps:
+        return lines + ["No application changes.", ""]
+    preferred = ["name", "app", "action", "change", "verdict", "reason"]
+    keys: list[str] = [k for k in preferred if any(k in a for a in apps)]
+    for app in apps:  # any other scalar fields, in the order the report has them
+        keys += [k for k, v in app.items() if k not in keys and _scalar(v)]
+    keys = keys[:7]
+    rows = [[a.get(k) if _scalar(a.get(k)) else "…" for k in keys] for a in apps]
+    return lines + table(keys, rows) + [""]
+
+
+def steps_section(steps: list[dict[str, Any]]) -> list[str]:
+    rows = [[s.get("name"), s.get("status"), _seconds(s.get("elapsed_s")), s.get("detail")]
+            for s in steps if isinstance(s, dict)]
+    return table(["step", "status", "time", "detail"], rows) + [""] if rows else []
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f} s" if isinstance(value, (int, float)) else ""
+
+
+def problems_section(problems: list[dict[str, Any]]) -> list[str]:
+    rows = [[_where(p), p.get("path"), p.get("message"), p.get("hint")] for p in problems]
+    return [f"**Config problems:** {len(rows)}", "", *table(["where", "field", "problem", "fix"], rows), ""]
+
+
+def _where(problem: dict[str, Any]) -> str:
+    where = str(problem.get("file") or "")
+    if problem.get("line"):
+        where += f":{problem['line']}"
+        if problem.get("column"):
+            where += f":{problem['column']}"
+    return where
+
+
+def failure_section(errors: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for err in errors:
+        if not isinstance(err, dict):
+            continue
+        lines.append(f"**What happened:** {cell(err.get('message'))}")
+        if err.get("hint"):
+            lines += ["", f"**What to do:** {cell(err.get('hint'))}"]
+        if err.get("details"):
+            detail = secrets.mask(str(err["details"])).replace("```", "ʼʼʼ")
+            lines += ["", "<details><summary>details</summary>", "", "```", detail.rstrip(), "```", "",
+                      "</details>"]
+        lines.append("")
+    return lines
+
+
+def problems_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Config problems from a report: its ``problems`` section, or those carried by its errors."""
+    found = [p for p in report.get("problems") or [] if isinstance(p, dict)]
+    for err in report.get("errors") or []:
+        if isinstance(err, dict):
+            found += [p for p in err.get("problems") or [] if isinstance(p, dict) and p not in found]
+    return found
+
+
+def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, Any] | None = None) -> str:
+    """The whole job summary. ``failure`` is an error that stopped the action before a command ran."""
+    result = outputs.get("result", "error")
+    lines = [f"## {_ICON.get(result, '')} Ray Serve: {result}", ""]
+    if outputs.get("live-app"):
+        lines += [f"Live application: `{cell(outputs['live-app'])}`", ""]
+    if failure:
+        lines += failure_section([failure])
+    for outcome in outcomes:
+        report = outcome.report or {}
+        word = report.get("result") or ("ok" if outcome.exit_code == 0 else "failed")
+        lines += [f"### `{cell(outcome.invocation.title)}`: {cell(word)} (exit {outcome.exit_code})", ""]
+        if outcome.report is None:
+            lines += ["The command wrote no report; see the step's log.", ""]
+            continue
+        if isinstance(report.get("requests"), list):
+            lines += requests_section(report["requests"])
+        problems = problems_of(report)
+        if problems:
+            lines += problems_section(problems)
+        if isinstance(report.get("plan"), dict):
+            lines += plan_section(report["plan"])
+        steps = steps_section(report.get("steps") or [])
+        if steps and outcome.invocation.command == "deploy":
+            lines += ["**Steps:**", "", *steps]
+        elif steps:
+            lines += ["<details><summary>steps</summary>", "", *steps, "</details>", ""]
+        if outcome.exit_code != 0:
+            lines += failure_section(report.get("errors") or [])
+    if outputs.get("report"):
+        lines += [f"Report: `{cell(outputs['report'])}`" + (f", JUnit: `{cell(outputs['junit'])}`"
+                                                            if outputs.get("junit") else ""), ""]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One ``::error`` annotation; ``file`` relative to the workspace so GitHub links the line."""
+
+    message: str
+    title: str
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+
+
+def _relative(file: Any, workspace: Path) -> str | None:
+    if not file:
+        return None
+    path = Path(str(file))
+    if path.is_absolute():
+        try:
+            return str(path.resolve().relative_to(workspace.resolve()))
+        except ValueError:
+            return None  # not in the repository: GitHub could not link it
+    return str(path)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def annotations(outcomes: list[Outcome], workspace: Path) -> list[Annotation]:
+    """Config problems with their file and line; otherwise one annotation per error, its hint included."""
+    notes: list[Annotation] = []
+    for outcome in outcomes:
+        report = outcome.report or {}
+        problems = problems_of(report)
+        for p in problems:
+            message = str(p.get("message") or "invalid")
+            if p.get("path"):
+                message = f"{p['path']}: {message}"
+            if p.get("hint"):
+                message += f" (fix: {p['hint']})"
+            notes.append(Annotation(secrets.mask(message), "Serve config problem", _relative(p.get("file"), workspace),
+                                    _int(p.get("line")), _int(p.get("column"))))
+        if outcome.exit_code != 0 and outcome.report is None:
+            notes.append(Annotation(f"ci-serve {outcome.invocation.command} failed (exit {outcome.exit_code}) "
+                                    "and wrote no report; see its log", f"ci-serve {outcome.invocation.command}"))
+        elif outcome.exit_code != 0 and not problems:
+            for err in report.get("errors") or []:
+                if isinstance(err, dict) and err.get("message"):
+                    text = str(err["message"]) + (f" (fix: {err['hint']})" if err.get("hint") else "")
+                    notes.append(Annotation(secrets.mask(text), f"ci-serve {outcome.invocation.command}"))
+    return notes

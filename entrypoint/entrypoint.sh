@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The action's container entrypoint: hand over to the Python adapter (ci_serve.action), which reads
+# the INPUT_* variables, masks secrets, runs ci-serve and writes outputs and the job summary.
+# -P: never import a ci_serve folder from the workspace (the working folder) instead of ours.
+set -Eeuo pipefail
+[ -n "${DEBUG:-}${RUNNER_DEBUG:-}" ] && set -x
+exec python3 -P -m ci_serve.action "$@"
