@@ -1,0 +1,221 @@
+"""The gate: is an application ready, failed, stuck or stale, given one status snapshot?
+
+:func:`judge` is pure (a snapshot and what was sent in, a verdict and a reason out) and table-tested.
+:func:`wait_ready` is the small loop around it: poll, judge every goal, print a heartbeat, stop on
+the first failure, on two consecutive all-ready polls, or at the timeout.
+
+An application is ready when the cluster has observed the goal we sent (its ``last_deployed_time_s``
+advanced past the one read before the write, or its ``deployed_app_config`` equals what was sent),
+it is RUNNING and every deployment is HEALTHY. Status read right after a write can still describe
+the previous goal; that is "stale", not "ready".
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ci_serve import console
+from ci_serve.errors import CheckFailed
+from ci_serve.report import Run
+
+State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "missing", "gone"]
+
+UNSCHEDULABLE_MARKERS = ("to be scheduled", "Resources required for each replica")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What we asked of one application: ``config`` as sent (or None: the app must be gone)."""
+
+    name: str
+    config: dict[str, Any] | None
+    #: ``last_deployed_time_s`` read before the write (None: the app did not exist)
+    previous_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: State
+    reason: str
+    #: for failures: the cause, e.g. the exception line of an import error
+    cause: str | None = None
+    details: str | None = None
+
+
+def config_matches(sent: Any, seen: Any) -> bool:
+    """``seen`` holds everything in ``sent`` (Ray may add fields, never drop ours)."""
+    if isinstance(sent, dict):
+        return isinstance(seen, dict) and all(k in seen and config_matches(v, seen[k]) for k, v in sent.items())
+    if isinstance(sent, list):
+        return isinstance(seen, list) and len(sent) == len(seen) and all(
+            config_matches(a, b) for a, b in zip(sent, seen, strict=True))
+    if isinstance(sent, bool) or isinstance(seen, bool):
+        return sent is seen
+    if isinstance(sent, (int, float)) and isinstance(seen, (int, float)):
+        return float(sent) == float(seen)
+    return sent == seen
+
+
+def goal_observed(goal: Goal, app: dict[str, Any]) -> bool:
+    seen_time = app.get("last_deployed_time_s")
+    if goal.previous_time is None:
+        return True  # a new application: its very presence is our goal
+    if isinstance(seen_time, (int, float)) and seen_time > goal.previous_time:
+        return True
+    return goal.config is not None and config_matches(goal.config, app.get("deployed_app_config"))
+
+
+def exception_line(message: str) -> str | None:
+    """The line of a Python traceback that says what went wrong (``ModuleNotFoundError: ...``)."""
+    lines = [ln.strip() for ln in (message or "").splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure)\b", line):
+            return line
+    return None
+
+
+def judge(goal: Goal, applications: dict[str, Any]) -> Verdict:
+    """Verdict for one goal over one snapshot's ``applications`` map."""
+    app = applications.get(goal.name)
+    if goal.config is None:
+        return Verdict("gone", "removed") if app is None else Verdict("waiting", f"being removed ({app.get('status')})")
+    if not isinstance(app, dict):
+        return Verdict("missing", "not on the cluster yet")
+    if not goal_observed(goal, app):
+        return Verdict("stale", "cluster has not picked up the new config yet")
+    status = str(app.get("status") or "UNKNOWN")
+    message = str(app.get("message") or "")
+    deployments = app.get("deployments") if isinstance(app.get("deployments"), dict) else {}
+    if status == "DEPLOY_FAILED":
+        cause = exception_line(message) or _first_line(message) or "no message from Ray"
+        return Verdict("failed", f"DEPLOY_FAILED: {cause}", cause=cause, details=message)
+    for dname, dep in sorted(deployments.items()):
+        dstatus = str((dep or {}).get("status") or "")
+        dmessage = str((dep or {}).get("message") or "")
+        if dstatus in ("UNHEALTHY", "DEPLOY_FAILED"):
+            cause = exception_line(dmessage) or _first_line(dmessage) or dstatus
+            return Verdict("failed", f"deployment {dname} is {dstatus}: {cause}", cause=cause, details=dmessage)
+    if status == "UNHEALTHY":
+        cause = exception_line(message) or _first_line(message) or "no message from Ray"
+        return Verdict("failed", f"UNHEALTHY: {cause}", cause=cause, details=message)
+    for dname, dep in sorted(deployments.items()):
+        dmessage = str((dep or {}).get("message") or "")
+        if any(marker in dmessage for marker in UNSCHEDULABLE_MARKERS):
+            return Verdict("unschedulable", f"deployment {dname}: replicas cannot be scheduled",
+                           cause=_resources(dmessage), details=dmessage)
+    if status == "RUNNING" and deployments and all(
+            str((d or {}).get("status")) == "HEALTHY" for d in deployments.values()):
+        return Verdict("ready", "RUNNING, every deployment HEALTHY")
+    waiting = [f"{n} {(d or {}).get('status')}" for n, d in sorted(deployments.items())
+               if str((d or {}).get("status")) != "HEALTHY"]
+    return Verdict("waiting", f"{status}" + (f" ({', '.join(waiting)})" if waiting else ""))
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:300]
+
+
+def _resources(message: str) -> str:
+    """The "required ... available ..." part of Ray's unschedulable message, else the message."""
+    found = re.search(r"Resources required.*", message, flags=re.S)
+    return " ".join((found.group(0) if found else message).split())[:500]
+
+
+@dataclass
+class GateResult:
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    polls: int = 0
+
+
+class GateFailed(CheckFailed):
+    """An application did not pass the gate; ``verdicts`` says why, per application."""
+
+    def __init__(self, message: str, hint: str | None = None, *, details: str | None = None,
+                 verdicts: dict[str, Verdict] | None = None, snapshot: dict[str, Any] | None = None):
+        super().__init__(message, hint, details=details)
+        self.verdicts = verdicts or {}
+        self.snapshot = snapshot or {}
+
+
+def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = 600.0,
+               unschedulable_grace: float = 60.0, run: Run | None = None, step_name: str = "gate",
+               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+               heartbeat_every: float = 5.0) -> GateResult:
+    """Poll ``read()`` (a ``/api/serve/applications/`` snapshot) until every goal is ready twice in a row.
+
+    Raises :class:`GateFailed` at once on a failure, after ``unschedulable_grace`` seconds of
+    unschedulable replicas, or at ``timeout``.
+    """
+    result = GateResult()
+    t0 = clock()
+    streak = 0
+    interval = 0.25
+
+    def beat() -> str:
+        pending = {n: v for n, v in result.verdicts.items() if v.state not in ("ready", "gone")}
+        return "waiting for " + "; ".join(f"{n}: {v.reason}" for n, v in pending.items()) if pending else ""
+
+    with console.step(run, step_name, heartbeat=beat, every=heartbeat_every) as st:
+        while True:
+            snapshot = read()
+            result.snapshot = snapshot
+            result.polls += 1
+            apps = snapshot.get("applications") or {}
+            result.verdicts = {g.name: judge(g, apps) for g in goals}
+            elapsed = clock() - t0
+            failed = {n: v for n, v in result.verdicts.items() if v.state == "failed"}
+            if failed:
+                name, verdict = next(iter(failed.items()))
+                st.detail = f"{name}: {verdict.reason}"
+                raise GateFailed(f"application {name} failed: {verdict.reason}",
+                                 "fix the application; the cluster's message is below",
+                                 details=_tail(verdict.details), verdicts=result.verdicts, snapshot=snapshot)
+            stuck = {n: v for n, v in result.verdicts.items() if v.state == "unschedulable"}
+            if stuck and elapsed >= unschedulable_grace:
+                name, verdict = next(iter(stuck.items()))
+                st.detail = f"{name}: replicas cannot be scheduled"
+                raise GateFailed(
+                    f"application {name}: replicas could not be scheduled within {elapsed:.0f}s "
+                    f"({verdict.cause})",
+                    "the cluster lacks the resources asked for: lower num_replicas or ray_actor_options "
+                    "(num_cpus, num_gpus, memory), or add nodes. Blue-green needs room for both versions "
+                    "for a moment", details=_tail(verdict.details), verdicts=result.verdicts, snapshot=snapshot)
+            if all(v.state in ("ready", "gone") for v in result.verdicts.values()):
+                streak += 1
+                if streak >= 2:
+                    st.detail = f"{len(goals)} application(s) ready after {result.polls} polls"
+                    return result
+                interval = 0.25
+            else:
+                streak = 0
+            if elapsed >= timeout:
+                lines = [f"{n}: {v.reason}" for n, v in result.verdicts.items() if v.state not in ("ready", "gone")]
+                lines += _deployment_lines(apps, [g.name for g in goals])
+                st.detail = "timed out"
+                raise GateFailed(f"applications not ready within the {timeout:.0f}s timeout "
+                                 f"(waited {elapsed:.0f}s)",
+                                 "raise --timeout if the app needs longer to start; otherwise see why below",
+                                 details="\n".join(lines), verdicts=result.verdicts, snapshot=snapshot)
+            sleep(interval)
+            interval = min(interval * 1.5, 2.0)  # adaptive, never above 4 requests/s
+
+
+def _deployment_lines(apps: dict[str, Any], names: list[str]) -> list[str]:
+    lines = []
+    for name in names:
+        for dname, dep in sorted(((apps.get(name) or {}).get("deployments") or {}).items()):
+            if str((dep or {}).get("status")) != "HEALTHY":
+                msg = " ".join(str((dep or {}).get("message") or "").split())[:300]
+                lines.append(f"  {name}/{dname}: {(dep or {}).get('status')} {msg}".rstrip())
+    return lines
+
+
+def _tail(text: str | None, lines: int = 25) -> str | None:
+    if not text:
+        return None
+    return "\n".join(text.rstrip().splitlines()[-lines:])
