@@ -1,0 +1,94 @@
+"""The entrypoint as the runner starts it: every declared input as INPUT_<NAME> (hyphens kept),
+GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files, GITHUB_WORKSPACE; outputs, summary, annotations, masking.
+
+These run entrypoint/entrypoint.sh on this machine (the venv's python first on PATH); the container
+test runs the same through `docker run`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.container.runner import REPO, RunnerDirs, input_env
+
+ENTRYPOINT = REPO / "entrypoint" / "entrypoint.sh"
+TOKEN = "tok-8f2e-very-secret-value"
+HEADER_SECRET = "hdr-api-key-5150"
+
+
+@dataclass
+class ActionRun:
+    code: int
+    log: str  # stdout and stderr in one stream, in the order written, as the runner shows them
+    outputs: dict[str, str]
+    summary: str
+    dirs: RunnerDirs
+
+
+def run_action(tmp_path: Path, inputs: dict[str, str], *, cwd: Path | None = None,
+               files: dict[str, str] | None = None, timeout: float = 300) -> ActionRun:
+    dirs = RunnerDirs(tmp_path / "runner")
+    for name, text in (files or {}).items():
+        path = dirs.workspace / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "GITHUB_", "INPUT_"))}
+    env.update(dirs.github_env(container=False))
+    env.update(input_env(inputs))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run([str(ENTRYPOINT)], cwd=cwd or dirs.workspace, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return ActionRun(proc.returncode, proc.stdout, dirs.outputs(),
+                     dirs.summary_file.read_text(encoding="utf-8"), dirs)
+
+
+def test_entrypoint_is_executable_and_short():
+    assert os.access(ENTRYPOINT, os.X_OK)
+    lines = [ln for ln in ENTRYPOINT.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert len(lines) <= 5 and lines[-1].startswith("exec ")
+
+
+def test_unknown_command_is_exit_2_with_an_error_annotation(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "explode"})
+    assert got.code == 2
+    assert "::error title=ci-serve action::unknown command 'explode'" in got.log
+    assert got.outputs["result"] == "error"
+    assert set(got.outputs) == {"result", "report", "junit", "live-app", "plan"}
+    assert "unknown command" in got.summary and "**What to do:**" in got.summary
+    assert "Traceback" not in got.log
+
+
+def test_required_address_is_checked_by_the_action(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "deploy"})
+    assert got.code == 2 and "needs the input `address`" in got.log
+    assert got.outputs["result"] == "error"
+
+
+def test_paths_outside_the_workspace_are_refused(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "validate", "config": "../../../etc/passwd"})
+    assert got.code == 2 and "outside the workspace" in got.log
+    assert "root:" not in got.log
+
+
+def test_secrets_are_masked_before_anything_else_and_never_shown(tmp_path: Path):
+    requests = ("requests:\n  - name: with key\n    headers: {X-Api-Key: " + HEADER_SECRET + ", X-T: a}\n")
+    got = run_action(tmp_path, {"command": "smoke", "ray-auth-token": TOKEN, "requests": "requests.yaml",
+                                "config": "missing.yaml"},
+                     files={"requests.yaml": requests})
+    first = got.log.splitlines()[:2]
+    assert [ln.split("::")[1].strip() for ln in first] == ["add-mask", "add-mask"]
+    assert {ln.split("::", 2)[2] for ln in first} == {TOKEN, HEADER_SECRET}
+    rest = "\n".join(got.log.splitlines()[2:]) + got.summary + str(got.outputs)
+    for path in (got.dirs.workspace / ".ci-serve").glob("*"):
+        rest += path.read_text(encoding="utf-8")
+    assert TOKEN not in rest and HEADER_SECRET not in rest
+    assert got.code != 0
+
+
+def test_runs_from_any_working_folder(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "nope"}, cwd=Path("/"))
+    assert got.code == 2 and "unknown command" in got.log

@@ -1,0 +1,228 @@
+"""The action's pure parts: inputs, the command pipeline, outputs, summary and annotations (table tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ci_serve import secrets
+from ci_serve.action import summary
+from ci_serve.action.inputs import COMMANDS, Inputs, env_name, inside_workspace, read_inputs
+from ci_serve.action.steps import Invocation, Outcome, invocation, outputs, pipeline, result_word
+from ci_serve.errors import InputError
+
+
+def env(**inputs: str) -> dict[str, str]:
+    return {env_name(k.replace("_", "-")): v for k, v in inputs.items()}
+
+
+def test_env_name_keeps_hyphens():
+    assert env_name("ray-auth-token") == "INPUT_RAY-AUTH-TOKEN"
+    assert env_name("app-dir") == "INPUT_APP-DIR"
+
+
+def test_defaults(tmp_path: Path):
+    got = read_inputs({}, tmp_path)
+    assert got == Inputs(command="auto", target=[], config="serve_config.yaml", app_dir=".")
+
+
+@pytest.mark.parametrize("inputs, needle", [
+    ({"command": "deploi"}, "unknown command 'deploi'"),
+    ({"command": "rm -rf /"}, "unknown command"),
+    ({"strategy": "canary"}, "unknown strategy"),
+    ({"command": "deploy"}, "needs the input `address`"),
+    ({"command": "status"}, "needs the input `address`"),
+    ({"command": "plan"}, "needs the input `address`"),
+    ({"timeout": "soon"}, "`timeout` must be a number"),
+    ({"timeout": "-5"}, "`timeout` must be a number"),
+    ({"timeout": "nan"}, "`timeout` must be a number"),
+    ({"config": "../elsewhere.yaml"}, "outside the workspace"),
+    ({"config": "/etc/passwd"}, "outside the workspace"),
+    ({"requests": "a/../../b.yaml"}, "outside the workspace"),
+    ({"app_dir": ".."}, "outside the workspace"),
+    ({"requirements": "/tmp/r.txt"}, "outside the workspace"),
+    ({"working_dir": "../.."}, "outside the workspace"),
+    ({"target": "../x.yaml"}, "outside the workspace"),
+    ({"target": "fruit.py"}, "neither an import path"),
+    ({"target": "app:x 'unclosed"}, "cannot be split"),
+    ({"target": "cfg.yaml extra=1"}, "config file takes no further arguments"),
+    ({"standby_address": "http://b:8265"}, "`standby-url`, `switch-command` too"),
+])
+def test_bad_inputs_are_refused_with_a_message(tmp_path: Path, inputs: dict[str, str], needle: str):
+    with pytest.raises(InputError) as info:
+        read_inputs(env(**inputs), tmp_path)
+    assert needle in info.value.message
+    assert info.value.hint
+    assert info.value.exit_code == 2
+
+
+def test_symlink_out_of_the_workspace_is_refused(tmp_path: Path):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "link").symlink_to(tmp_path)
+    with pytest.raises(InputError, match="outside the workspace"):
+        inside_workspace("link/secret.yaml", tmp_path / "ws", "config")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("serve_config.yaml", "serve_config.yaml"),
+    ("./deploy/../serve_config.yaml", "serve_config.yaml"),
+    (".", "."),
+    ("examples/fruit", "examples/fruit"),
+])
+def test_paths_are_normalised_inside_the_workspace(tmp_path: Path, value: str, expected: str):
+    assert inside_workspace(value, tmp_path, "config") == expected
+    assert inside_workspace(str(tmp_path / value), tmp_path, "config") == expected
+
+
+def test_case_and_whitespace_are_forgiven(tmp_path: Path):
+    got = read_inputs(env(command=" Smoke \n", strategy="Blue-Green", target=" fruit:app  greeting=hi "), tmp_path)
+    assert (got.command, got.strategy, got.target) == ("smoke", "blue-green", ["fruit:app", "greeting=hi"])
+
+
+@pytest.mark.parametrize("inputs, commands", [
+    ({}, ["validate", "smoke"]),
+    ({"address": "http://head:8265"}, ["validate", "smoke", "deploy"]),
+    ({"command": "smoke", "address": "http://head:8265"}, ["smoke"]),
+    ({"command": "status", "address": "http://head:8265"}, ["status"]),
+])
+def test_pipeline(tmp_path: Path, inputs: dict[str, str], commands: list[str]):
+    assert [i.command for i in pipeline(read_inputs(env(**inputs), tmp_path))] == commands
+
+
+def test_command_lines(tmp_path: Path):
+    full = read_inputs(env(config="c.yaml", requests="r.yaml", app_dir="app", address="http://h:8265",
+                           ray_auth_token="tok-123456", strategy="in-place", working_dir="app", timeout="90",
+                           standby_address="http://s:8265", standby_url="http://s:8000",
+                           switch_command="./switch.sh", verify_url="https://public"), tmp_path)
+    assert invocation("validate", full).argv == ["validate", "c.yaml", "--app-dir", "app",
+                                                 "--report", ".ci-serve/validate.json"]
+    assert invocation("smoke", full).argv == [
+        "smoke", "c.yaml", "--app-dir", "app", "--junit", ".ci-serve/smoke-junit.xml", "--requests", "r.yaml",
+        "--timeout", "90", "--report", ".ci-serve/smoke.json"]
+    deploy = invocation("deploy", full).argv
+    assert deploy[:5] == ["deploy", "c.yaml", "--address", "http://h:8265", "--strategy"]
+    for flag, value in [("--requests", "r.yaml"), ("--working-dir", "app"), ("--timeout", "90"),
+                        ("--standby-address", "http://s:8265"), ("--standby-url", "http://s:8000"),
+                        ("--switch-command", "./switch.sh"), ("--verify-url", "https://public")]:
+        assert deploy[deploy.index(flag) + 1] == value
+    assert "tok-123456" not in " ".join(deploy)  # the token goes through the environment
+    assert invocation("status", full).argv == ["status", "--address", "http://h:8265",
+                                               "--report", ".ci-serve/status.json"]
+    assert invocation("plan", full).argv[:4] == ["plan", "c.yaml", "--address", "http://h:8265"]
+    built = read_inputs(env(target="fruit:app other:app", config="out.yaml"), tmp_path)
+    assert invocation("build", built).argv[:6] == ["build", "fruit:app", "other:app", "--app-dir", ".", "-o"]
+    smoke_target = read_inputs(env(target="fruit:app"), tmp_path)
+    assert invocation("smoke", smoke_target).argv[1] == "fruit:app"
+
+
+@pytest.mark.parametrize("command, code, said, expected", [
+    ("smoke", 0, "passed", "passed"),
+    ("validate", 0, "valid", "passed"),
+    ("deploy", 0, "deployed", "deployed"),
+    ("deploy", 0, "unchanged", "unchanged"),
+    ("deploy", 0, None, "deployed"),
+    ("deploy", 1, "rolled-back", "rolled-back"),
+    ("deploy", 3, "failed", "failed"),
+    ("smoke", 1, "failed", "failed"),
+    ("smoke", 1, None, "failed"),
+    ("smoke", 2, None, "error"),
+    ("validate", 2, "error", "error"),
+    ("smoke", 1, "weird", "failed"),
+])
+def test_result_word(command: str, code: int, said: str | None, expected: str):
+    report = {"result": said} if said is not None else None
+    assert result_word(command, code, report) == expected
+
+
+def _inv(command: str) -> Invocation:
+    return Invocation(command, [command], f".ci-serve/{command}.json",
+                      ".ci-serve/smoke-junit.xml" if command == "smoke" else None)
+
+
+def test_outputs_from_a_deploy():
+    plan = {"applications": [{"name": "fruit", "verdict": "heavyweight"}], "verdict": "heavyweight"}
+    got = outputs([Outcome(_inv("validate"), 0, {"result": "passed"}),
+                   Outcome(_inv("smoke"), 0, {"result": "passed", "requests": []}),
+                   Outcome(_inv("deploy"), 0, {"result": "deployed", "live_app": "fruit-blue", "plan": plan})])
+    assert got == {"result": "deployed", "report": ".ci-serve/deploy.json", "junit": ".ci-serve/smoke-junit.xml",
+                   "live-app": "fruit-blue", "plan": json.dumps(plan, sort_keys=True)}
+
+
+def test_outputs_when_nothing_ran_or_no_report():
+    assert outputs([])["result"] == "error"
+    got = outputs([Outcome(_inv("smoke"), 1, None)], exists=lambda p: False)
+    assert got == {"result": "failed", "report": "", "junit": "", "live-app": "", "plan": ""}
+
+
+def test_summary_tables_and_failure():
+    secrets.register("hunter2-token")
+    smoke = {"result": "failed", "requests": [
+        {"name": "pear | price", "app": "fruit", "passed": True, "status": 200, "elapsed_ms": 12, "error": None},
+        {"name": "mango", "app": "fruit", "passed": False, "status": 500, "elapsed_ms": 30,
+         "error": "expected 8\ngot hunter2-token"}],
+        "steps": [{"name": "start head", "status": "ok", "elapsed_s": 5.25}],
+        "errors": [{"message": "1 of 2 requests failed", "hint": "fix the mango stand", "details": "tail\n```x"}]}
+    text = summary.render([Outcome(_inv("smoke"), 1, smoke)], {"result": "failed", "report": ".ci-serve/smoke.json"})
+    assert "## ❌ Ray Serve: failed" in text
+    assert "| pear \\| price | fruit | ✅ pass | 200 | 12 |  |" in text
+    assert "| mango | fruit | ❌ fail | 500 | 30 | expected 8<br>got *** |" in text
+    assert "hunter2-token" not in text
+    assert "**What happened:** 1 of 2 requests failed" in text and "**What to do:** fix the mango stand" in text
+    assert "1 of 2 passed" in text and "5.2 s" in text
+
+
+def test_summary_plan_and_deploy_steps():
+    plan = {"verdict": "lightweight", "applications": [
+        {"name": "fruit", "change": "user_config", "verdict": "lightweight", "extra": {"nested": 1}}]}
+    deploy = {"result": "deployed", "plan": plan, "live_app": "fruit",
+              "steps": [{"name": "gate: RUNNING", "status": "ok", "elapsed_s": 0.4}]}
+    text = summary.render([Outcome(_inv("deploy"), 0, deploy)], {"result": "deployed", "live-app": "fruit"})
+    assert "verdict `lightweight`" in text
+    assert "| name | change | verdict |" in text and "| fruit | user_config | lightweight |" in text
+    assert "**Steps:**" in text and "| gate: RUNNING | ok | 0.4 s |  |" in text
+    assert "Live application: `fruit`" in text
+
+
+def test_annotations_point_at_the_line(tmp_path: Path):
+    report = {"result": "error", "problems": [
+        {"file": str(tmp_path / "serve_config.yaml"), "line": 7, "column": 5,
+         "path": "applications[0].deployments[0].num_replicas", "message": "must be >= 0", "hint": "use 1"},
+        {"file": "/elsewhere/x.yaml", "line": 2, "column": None, "path": None, "message": "bad", "hint": None}]}
+    notes = summary.annotations([Outcome(_inv("validate"), 2, report)], tmp_path)
+    assert notes[0] == summary.Annotation(
+        "applications[0].deployments[0].num_replicas: must be >= 0 (fix: use 1)", "Serve config problem",
+        "serve_config.yaml", 7, 5)
+    assert notes[1].file is None and notes[1].line == 2
+    text = summary.render([Outcome(_inv("validate"), 2, report)], {"result": "error"})
+    assert "serve_config.yaml:7:5" in text
+
+
+def test_annotations_for_errors_and_missing_reports(tmp_path: Path):
+    err = {"result": "rolled-back", "errors": [{"message": "candidate never RUNNING", "hint": "raise timeout"}]}
+    notes = summary.annotations([Outcome(_inv("deploy"), 1, err), Outcome(_inv("smoke"), 2, None)], tmp_path)
+    assert notes[0].message == "candidate never RUNNING (fix: raise timeout)"
+    assert "wrote no report" in notes[1].message
+
+
+_any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["command", "target", "config", "requests", "app-dir", "address",
+                                        "strategy", "working-dir", "timeout", "requirements", "standby-address",
+                                        "standby-url", "switch-command", "verify-url"]),
+                       st.one_of(_any_text, st.sampled_from(COMMANDS), st.sampled_from(["..", "/", "a:b", "x.yaml"]))))
+def test_any_inputs_are_accepted_or_refused_with_a_message(values: dict[str, str]):
+    workspace = Path("/tmp/ci-serve-hypothesis-ws")
+    try:
+        got = read_inputs({env_name(k): v for k, v in values.items()}, workspace)
+    except InputError as err:
+        assert err.message and err.exit_code == 2
+    else:
+        assert got.command in COMMANDS
+        for inv in pipeline(got):
+            assert inv.argv[0] == inv.command
