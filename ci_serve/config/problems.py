@@ -1,0 +1,44 @@
+"""A problem found in a Serve config: where it is (file:line:column and field path) and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PathT = tuple[str | int, ...]
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``("applications", 0, "deployments", 1, "num_replicas")`` -> ``applications[0].deployments[1].num_replicas``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+    hint: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "column": self.column, "path": self.path,
+                "message": self.message, "hint": self.hint}
+
+    @property
+    def where(self) -> str:
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column or 1}"
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.path}: {self.message}"
+        return text + (f"\n    fix: {self.hint}" if self.hint else "")

@@ -1,0 +1,204 @@
+"""`ci-serve validate`: every problem of a Serve config in one run, each at its file:line:column.
+
+Four passes, each adding to one list so a user fixes everything in one round:
+
+1. YAML syntax (a syntax error stops here: there is nothing else to read);
+2. structure and types against the strict models of :mod:`ci_serve.config.schema`, unknown keys
+   with the nearest known key;
+3. values Ray accepts in its schema but rejects on the cluster (route prefixes, duplicate names,
+   autoscaling bounds, ``num_replicas`` together with ``autoscaling_config``);
+4. against the code, unless ``check_imports=False``: each import path is imported from ``app_dir`` in
+   a child process and every deployment named in the config must exist in that application's graph.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_serve.config.loader import ConfigFile, load_config
+from ci_serve.config.problems import Problem
+from ci_serve.config.schema import schema_errors
+from ci_serve.errors import ConfigError
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[.:][A-Za-z_][\w.]*$")
+IMPORT_WORKERS = 2  # the machines this runs on have 2 cores; each import is a Python + Ray import
+
+
+@dataclass
+class ValidationResult:
+    config: ConfigFile | None
+    problems: list[Problem] = field(default_factory=list)
+    #: application name -> the deployments found in its code (only when imports were checked)
+    graphs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"problems": [p.as_dict() for p in self.problems],
+                "notices": self.config.notices if self.config else []}
+
+
+def validate_config(path: str | Path, app_dir: str | Path = ".", check_imports: bool = True,
+                    import_timeout: float = 60) -> ValidationResult:
+    """Check ``path``; never raises for a problem in the file, returns them all instead.
+
+    Raises :class:`ConfigError` only when the file cannot be read at all (missing, not UTF-8, too big),
+    which has no line to point at; YAML syntax errors come back as a problem with their line.
+    """
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        if err.problems:
+            return ValidationResult(config=None, problems=list(err.problems))
+        raise
+    result = ValidationResult(config=config)
+    problems = result.problems
+    for dup_path, line, column in config.positions.duplicates:
+        problems.append(Problem(str(config.path), line, column, _fmt(dup_path),
+                                f"key {dup_path[-1]!r} appears twice in the same mapping",
+                                "YAML keeps only the last one; delete one of them"))
+    for where, message, hint, at_key in schema_errors(config.data):
+        problems.append(config.problem(where, message, hint, key=at_key))
+    problems.extend(cluster_rule_problems(config))
+    if check_imports:
+        problems.extend(import_problems(config, app_dir, import_timeout, result.graphs))
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    return result
+
+
+def _fmt(path: tuple) -> str:
+    from ci_serve.config.problems import format_path
+
+    return format_path(path)
+
+
+def cluster_rule_problems(config: ConfigFile) -> list[Problem]:
+    """Values Ray's schema lets through and the controller rejects after the deploy has started."""
+    out: list[Problem] = []
+    names: dict[str, int] = {}
+    prefixes: dict[str, int] = {}
+    for i, app in enumerate(config.applications):
+        if not isinstance(app, dict):
+            continue
+        name = app.get("name", "default")
+        if isinstance(name, str):
+            if name in names:
+                out.append(config.problem(("applications", i, "name"), f"application name {name!r} is also "
+                                          f"used by applications[{names[name]}]",
+                                          "give every application its own name"))
+            names.setdefault(name, i)
+        prefix = app.get("route_prefix", "/")
+        if isinstance(prefix, str):
+            out.extend(_route_prefix_problems(config, i, prefix, prefixes))
+        import_path = app.get("import_path")
+        if isinstance(import_path, str) and not _IMPORT_PATH.match(import_path.strip()):
+            out.append(config.problem(("applications", i, "import_path"),
+                                      f"import path {import_path!r} is not 'module:attribute'",
+                                      "write the module, then ':' (or '.') and the application's variable, "
+                                      "e.g. `my_app.main:app`"))
+        deployments = app.get("deployments")
+        if isinstance(deployments, list):
+            out.extend(_deployment_problems(config, i, deployments))
+    return out
+
+
+def _route_prefix_problems(config: ConfigFile, i: int, prefix: str, seen: dict[str, int]) -> list[Problem]:
+    where = ("applications", i, "route_prefix")
+    out = []
+    if not prefix.startswith("/"):
+        out.append(config.problem(where, f"route prefix {prefix!r} does not start with '/'",
+                                  f"write '/{prefix}'"))
+    elif prefix != "/" and prefix.endswith("/"):
+        out.append(config.problem(where, f"route prefix {prefix!r} ends with '/'",
+                                  f"write {prefix.rstrip('/') or '/'!r}"))
+    if "{" in prefix or "}" in prefix:
+        out.append(config.problem(where, f"route prefix {prefix!r} contains a wildcard",
+                                  "route prefixes are literal paths; remove the '{...}'"))
+    if prefix in seen:
+        out.append(config.problem(where, f"route prefix {prefix!r} is also used by applications[{seen[prefix]}]",
+                                  "give every application its own route prefix"))
+    seen.setdefault(prefix, i)
+    return out
+
+
+def _deployment_problems(config: ConfigFile, i: int, deployments: list) -> list[Problem]:
+    out: list[Problem] = []
+    names: dict[str, int] = {}
+    for j, dep in enumerate(deployments):
+        if not isinstance(dep, dict):
+            continue
+        base = ("applications", i, "deployments", j)
+        name = dep.get("name")
+        if isinstance(name, str):
+            if name in names:
+                out.append(config.problem((*base, "name"), f"deployment {name!r} is listed twice "
+                                          f"(also deployments[{names[name]}])", "merge the two entries into one"))
+            names.setdefault(name, j)
+        auto = dep.get("autoscaling_config")
+        replicas = dep.get("num_replicas")
+        if isinstance(auto, dict) and replicas not in (None, "auto"):
+            out.append(config.problem((*base, "num_replicas"), "num_replicas is set together with "
+                                      "autoscaling_config", "keep one: a fixed num_replicas, or "
+                                      "autoscaling_config (with min_replicas/max_replicas)"))
+        if isinstance(auto, dict):
+            out.extend(_autoscaling_problems(config, (*base, "autoscaling_config"), auto))
+    return out
+
+
+def _autoscaling_problems(config: ConfigFile, where: tuple, auto: dict) -> list[Problem]:
+    def num(key: str, default: Any) -> Any:
+        value = auto.get(key, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    low, initial, high = num("min_replicas", 1), num("initial_replicas", None), num("max_replicas", 1)
+    out = []
+    if low is not None and high is not None and low > high:
+        out.append(config.problem((*where, "min_replicas"), f"min_replicas ({low}) is above max_replicas ({high})",
+                                  "make min_replicas <= max_replicas"))
+    elif initial is not None and low is not None and high is not None and not low <= initial <= high:
+        out.append(config.problem((*where, "initial_replicas"), f"initial_replicas ({initial}) is outside "
+                                  f"min_replicas..max_replicas ({low}..{high})",
+                                  "make min_replicas <= initial_replicas <= max_replicas"))
+    return out
+
+
+def import_problems(config: ConfigFile, app_dir: str | Path, timeout: float,
+                    graphs: dict[str, Any] | None = None) -> list[Problem]:
+    """Import each application's code in a child process and match the config's deployment names."""
+    from ci_serve.config.inspect import AppImportError, inspect_app
+
+    apps = [(i, app) for i, app in enumerate(config.applications)
+            if isinstance(app, dict) and isinstance(app.get("import_path"), str)
+            and _IMPORT_PATH.match(app["import_path"].strip())]
+
+    def one(item: tuple[int, dict]) -> list[Problem]:
+        i, app = item
+        where = ("applications", i, "import_path")
+        try:
+            args = app.get("args") if isinstance(app.get("args"), dict) else None
+            graph = inspect_app(app["import_path"].strip(), app_dir, args=args, timeout=timeout)
+        except AppImportError as err:
+            return [config.problem(where, err.message, err.hint)]
+        if graphs is not None:
+            graphs[str(app.get("name", "default"))] = graph
+        out = []
+        deployments = app.get("deployments")
+        for j, dep in enumerate(deployments if isinstance(deployments, list) else []):
+            if not isinstance(dep, dict) or not isinstance(dep.get("name"), str):
+                continue
+            if dep["name"] not in graph.deployments:
+                known = ", ".join(graph.deployment_names)
+                out.append(config.problem(("applications", i, "deployments", j, "name"),
+                                          f"deployment {dep['name']!r} is not in {app['import_path']}'s graph "
+                                          f"(it has: {known})", "use one of those names, as spelled in code "
+                                          "(the class or function name, or the name= given to @serve.deployment)"))
+        return out
+
+    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
+        return [p for found in pool.map(one, apps) for p in found]
