@@ -140,6 +140,12 @@ class TemporaryHead:
         return env
 
     def start(self, timeout: float = 120.0) -> TemporaryHead:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start ``ray start`` and return at once; :meth:`wait_ready` waits for it. Split from
+        :meth:`start` so a caller can do other work (import the app) while the head boots."""
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it until stop()
         try:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -148,6 +154,9 @@ class TemporaryHead:
         finally:
             log.close()
         self.sid = self.proc.pid  # start_new_session: the child leads a new session
+
+    def wait_ready(self, timeout: float = 120.0) -> TemporaryHead:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,4 +1,7 @@
-"""`ci-serve smoke` (not implemented yet)."""
+"""``ci-serve smoke TARGET``: test a Serve app on a temporary Ray head, checked and cleaned up.
+
+A thin adapter: parse, call :func:`ci_serve.smoke.runner.smoke`, return its exit code.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,34 @@ import argparse
 from ci_serve.errors import InputError
 from ci_serve.report import Run
 
+DEFAULT_TIMEOUT_S = 300.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("target", metavar="TARGET",
+                        help="an import path `module:attribute` (an application or a builder function), served "
+                             "at route prefix `/`, or a Serve config file (multi-application or 2.0 format)")
+    parser.add_argument("args", nargs="*", metavar="KEY=VALUE",
+                        help="arguments for a builder function (import path targets only)")
+    parser.add_argument("--requests", metavar="FILE",
+                        help="YAML file of requests to send and check (default: every application must answer "
+                             "at its route prefix without a 5xx)")
+    parser.add_argument("--app-dir", metavar="DIR", default=".",
+                        help="folder put first on the import path, like `serve run -d` (default: .)")
+    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"give up after this long in all (default: {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--report", metavar="FILE", help="write a JSON account of the run to FILE")
+    parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML file, one test case per request")
+    parser.add_argument("--no-ci-profile", dest="ci_profile", action="store_false",
+                        help="deploy the config as written (default: fit replicas and resources to this machine)")
 
 
 def run(args: argparse.Namespace, run: Run) -> int:
-    raise InputError("`ci-serve smoke` is not implemented yet")
+    from ci_serve.smoke.runner import SmokeOptions, smoke
+
+    if not args.timeout > 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    opts = SmokeOptions(target=args.target, args=list(args.args), app_dir=args.app_dir,
+                        requests_file=args.requests, timeout=args.timeout, ci_profile=args.ci_profile,
+                        junit=args.junit)
+    return smoke(opts, run)

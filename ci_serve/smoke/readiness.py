@@ -1,0 +1,98 @@
+"""Is the deployed config ready, still coming up, or failed? A pure judgment over one status snapshot.
+
+The loop in :mod:`ci_serve.smoke.runner` polls ``serve.status()`` and asks :func:`judge`. A failure
+Ray has already reported ends the run at once, without waiting out the timeout:
+
+- an application DEPLOY_FAILED or UNHEALTHY (import error, builder raised, bad arguments);
+- a deployment DEPLOY_FAILED or UNHEALTHY;
+- a deployment whose message says a replica failed to start with an exception (Serve would retry
+  the constructor a few times; in CI the code is the same each time, so the first report is enough);
+- a deployment whose replicas cannot be scheduled (the head lacks the CPUs/GPUs/resources asked for:
+  Serve says so after 30 s and would otherwise wait forever).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FAILED_APP = ("DEPLOY_FAILED", "UNHEALTHY")
+FAILED_DEPLOYMENT = ("DEPLOY_FAILED", "UNHEALTHY")
+CONSTRUCTOR_FAILED = "failed to start with exception"
+UNSCHEDULABLE = "to be scheduled"
+
+
+@dataclass
+class Verdict:
+    state: Literal["ready", "waiting", "failed"]
+    reason: str = ""
+    app: str | None = None
+    deployment: str | None = None
+    #: the message Serve gave (traceback of the failure, resource requirements, ...)
+    message: str = ""
+    unschedulable: bool = False
+    #: app name -> one-line state, for heartbeats and timeouts
+    pending: dict[str, str] = field(default_factory=dict)
+
+
+def snapshot(status: Any) -> dict[str, dict[str, Any]]:
+    """``serve.status()`` as plain data: app -> {status, message, deployments: {name: {...}}}."""
+    apps: dict[str, dict[str, Any]] = {}
+    for name, app in (getattr(status, "applications", None) or {}).items():
+        deployments = {}
+        for dname, dep in (getattr(app, "deployments", None) or {}).items():
+            deployments[dname] = {"status": str(_value(dep.status)), "message": dep.message or "",
+                                  "status_trigger": str(_value(getattr(dep, "status_trigger", "")))}
+        apps[name] = {"status": str(_value(app.status)), "message": app.message or "", "deployments": deployments}
+    return apps
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)
+
+
+def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
+    """The state of the ``expected`` applications in ``apps`` (a :func:`snapshot`)."""
+    pending: dict[str, str] = {}
+    for name in expected:
+        app = apps.get(name)
+        if app is None:
+            pending[name] = "not started yet"
+            continue
+        status, message = app.get("status", ""), app.get("message", "")
+        if status in FAILED_APP:
+            culprit = _failed_deployment(app)
+            return Verdict("failed", f"application {name!r} is {status}", name, culprit,
+                           message or _deployment_message(app, culprit))
+        for dname, dep in (app.get("deployments") or {}).items():
+            dstatus, dmessage = dep.get("status", ""), dep.get("message", "")
+            if dstatus in FAILED_DEPLOYMENT:
+                return Verdict("failed", f"deployment {dname!r} of application {name!r} is {dstatus}",
+                               name, dname, dmessage or message)
+            if CONSTRUCTOR_FAILED in dmessage:
+                return Verdict("failed", f"a replica of deployment {dname!r} (application {name!r}) failed "
+                               "to start", name, dname, dmessage)
+            if UNSCHEDULABLE in dmessage:
+                return Verdict("failed", f"the replicas of deployment {dname!r} (application {name!r}) cannot "
+                               "be scheduled on the temporary head", name, dname, dmessage, unschedulable=True)
+        if status != "RUNNING":
+            not_ready = [f"{d} {v.get('status')}" for d, v in (app.get("deployments") or {}).items()
+                         if v.get("status") != "HEALTHY"]
+            pending[name] = f"{status}" + (f" ({', '.join(not_ready)})" if not_ready else "") + \
+                (f": {message.splitlines()[0]}" if message else "")
+    if pending:
+        return Verdict("waiting", pending=pending)
+    return Verdict("ready")
+
+
+def _failed_deployment(app: dict[str, Any]) -> str | None:
+    for dname, dep in (app.get("deployments") or {}).items():
+        if dep.get("status") in FAILED_DEPLOYMENT:
+            return dname
+    return None
+
+
+def _deployment_message(app: dict[str, Any], deployment: str | None) -> str:
+    if deployment is None:
+        return ""
+    return (app.get("deployments") or {}).get(deployment, {}).get("message", "")
