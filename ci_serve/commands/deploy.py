@@ -1,16 +1,58 @@
-"""`ci-serve deploy` (not implemented yet)."""
+"""`ci-serve deploy CONFIG`: blue-green or in-place to a Ray cluster, gated on RUNNING, rolled back on failure."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+from ci_serve.cli import add_cluster_arguments, add_report_argument
 from ci_serve.errors import InputError
 from ci_serve.report import Run
 
+STRATEGIES = ("auto", "in-place", "blue-green")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("config", metavar="CONFIG", help="Serve config file (multi-app or 2.0 single-app format)")
+    add_cluster_arguments(parser)
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="auto (default): in-place for lightweight changes, blue-green otherwise")
+    parser.add_argument("--requests", metavar="FILE", help="smoke requests to check the new version with")
+    parser.add_argument("--working-dir", metavar="DIR",
+                        help="folder to upload as every application's runtime_env.working_dir")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="how long the gate waits for RUNNING (default 600)")
+    parser.add_argument("--unschedulable-grace", type=float, metavar="SECONDS",
+                        default=float(os.environ.get("CI_SERVE_UNSCHEDULABLE_GRACE_S") or 60.0),
+                        help="fail this long after replicas are reported unschedulable "
+                             "(default 60, or $CI_SERVE_UNSCHEDULABLE_GRACE_S)")
+    parser.add_argument("--version", dest="release_version", metavar="TEXT",
+                        help="release version shown by `status` (default: $GITHUB_SHA)")
+    parser.add_argument("--serve-url", metavar="URL",
+                        help="the cluster's Serve HTTP address for checks (default: dashboard host, Serve port)")
+    add_report_argument(parser)
 
 
 def run(args: argparse.Namespace, run: Run) -> int:
-    raise InputError("`ci-serve deploy` is not implemented yet")
+    from ci_serve.cluster.address import resolve_target
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.config.loader import load_config
+    from ci_serve.deploy.release import Options, Release
+
+    if args.timeout <= 0 or args.unschedulable_grace < 0:
+        raise InputError("--timeout must be positive and --unschedulable-grace not negative")
+    config = load_config(args.config)
+    reqs = None
+    if args.requests:
+        from ci_serve.smoke.requests_file import load_requests
+        reqs = load_requests(args.requests)
+    working_dir = Path(args.working_dir) if args.working_dir else None
+    if working_dir is not None and not working_dir.is_dir():
+        raise InputError(f"--working-dir {working_dir} is not a folder", "pass the folder that holds your app code")
+    target = resolve_target(args.address)
+    client = DashboardClient(target, ca_cert=args.ca_cert, insecure=args.insecure)
+    version = args.release_version or os.environ.get("GITHUB_SHA") or None
+    options = Options(strategy=args.strategy, timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
+                      version=version, serve_url=args.serve_url, requests=reqs, working_dir=working_dir)
+    return Release(client, run, config, options).execute()

@@ -1,0 +1,305 @@
+"""One deploy of a Serve config to a cluster: read, ship code, decide, write, gate, check, switch or roll back.
+
+Strategies (see docs/deploy.md):
+
+- **blue-green**: each changed application gets a candidate ``<name>-<colour>`` on a preview route
+  prefix beside the live one; gate; smoke requests against the preview; then ONE write moves the
+  live route prefix to the candidate and removes the old application; the switch is checked with a
+  request. Any failure before the switch removes the candidate and leaves the live version as it was.
+  A first deploy is the same with nothing to remove.
+- **in-place**: the changed applications are rewritten under their live physical names; gate; smoke
+  against the live prefix; on failure the previous configs are written back and gated again.
+- **auto**: in-place when every change is lightweight, blue-green when any is heavyweight or new,
+  and no write at all when nothing changed.
+
+Before every write the cluster is re-read and compared with what the decision was based on; if
+someone else changed it meanwhile, the deploy stops without writing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ci_serve import console
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.packages import ship_working_dirs
+from ci_serve.config.loader import ConfigFile
+from ci_serve.deploy import checks
+from ci_serve.deploy.changes import Change, classify, verdict
+from ci_serve.deploy.cluster_config import build_body, check_unchanged
+from ci_serve.deploy.gate import GateFailed, Goal, wait_ready
+from ci_serve.deploy.naming import (
+    COLOURS,
+    Incarnation,
+    find_live,
+    incarnations,
+    other_colour,
+    physical_name,
+    preview_prefix,
+    with_version,
+    without_version,
+)
+from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
+from ci_serve.report import Run
+
+
+@dataclass
+class Options:
+    strategy: str = "auto"
+    timeout: float = 600.0
+    unschedulable_grace: float = 60.0
+    version: str | None = None
+    serve_url: str | None = None
+    requests: list[Any] | None = None
+    working_dir: Path | None = None
+
+
+@dataclass
+class AppPlan:
+    logical: str
+    route_prefix: str
+    desired: dict[str, Any]
+    live: Incarnation | None
+    change: Change
+    leftovers: list[str] = field(default_factory=list)
+    candidate: str = ""
+    preview: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.logical, "change": self.change.kind, "verdict": self.change.kind,
+                "reason": ", ".join(self.change.reasons), "live": self.live.physical if self.live else None,
+                "live_version": self.live.version if self.live else None, "candidate": self.candidate or None,
+                "route_prefix": self.route_prefix}
+
+
+class Release:
+    def __init__(self, client: DashboardClient, run: Run, config: ConfigFile, options: Options):
+        self.client = client
+        self.run = run
+        self.config = config
+        self.opts = options
+        self.outcomes: list[checks.Outcome] = []
+        self.seen: dict[str, Any] = {}  # the latest snapshot our decisions are based on
+
+    # -- the whole deploy ----------------------------------------------------------------------
+    def execute(self) -> int:
+        with console.step(self.run, "connect") as st:
+            st.detail = f"Ray {self.client.get_version()} at {self.client.address}"
+        with console.step(self.run, "read cluster") as st:
+            self.seen = self.client.get_applications()
+            st.detail = f"{len(self.seen['applications'])} application(s) on the cluster"
+        with console.step(self.run, "ship code") as st:
+            shipped_config, shipped = ship_working_dirs(
+                self.client, self.config.data, base_dir=self.config.path.resolve().parent,
+                override=self.opts.working_dir)
+            self.run.data["packages"] = shipped
+            st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
+                                  for s in shipped) or "no working_dir"
+        plans = self.plan(shipped_config)
+        changed = [p for p in plans if p.change.kind != "none"]
+        self.run.data["plan"] = {"applications": [p.as_dict() for p in plans],
+                                 "verdict": verdict([p.change.kind for p in plans])}
+        self.run.data["version"] = self.opts.version
+        if not changed:
+            self.run.data["strategy"] = "none"
+            self.run.data["live_app"] = ",".join(p.live.physical for p in plans if p.live)
+            self.run.result = "unchanged"
+            console.say("nothing changed (same config, same code): no write")
+            return 0
+        strategy = self.opts.strategy
+        if strategy == "auto":
+            light = all(p.change.kind == "lightweight" for p in changed)
+            strategy = "in-place" if light else "blue-green"
+        self.run.data["strategy"] = strategy
+        if strategy == "blue-green":
+            self.blue_green(changed)
+        else:
+            self.in_place(changed)
+        self.run.data["live_app"] = ",".join(p.candidate for p in changed)
+        self.run.result = "deployed"
+        return 0
+
+    def plan(self, shipped_config: dict[str, Any]) -> list[AppPlan]:
+        apps = self.seen.get("applications") or {}
+        plans = []
+        for app in shipped_config.get("applications") or []:
+            logical = app.get("name")
+            if not isinstance(logical, str) or not logical:
+                raise InputError("every application in the config needs a name",
+                                 "add `name: my-app` to each entry under `applications`")
+            desired = copy.deepcopy(app)
+            desired.pop("name", None)
+            desired.setdefault("route_prefix", "/")
+            route_prefix = desired["route_prefix"]
+            desired = with_version(desired, self.opts.version)
+            live = find_live(apps, logical, route_prefix)
+            plan = AppPlan(logical, route_prefix, desired, live, classify(desired, live.config if live else None))
+            plan.leftovers = [i.physical for i in incarnations(apps, logical)
+                              if not live or i.physical != live.physical]
+            plans.append(plan)
+        return plans
+
+    # -- writes --------------------------------------------------------------------------------
+    def write(self, name: str, *, put: dict[str, dict[str, Any]] | None = None, remove: set[str] | None = None,
+              check: bool = True) -> dict[str, Any]:
+        """Re-read, make sure nobody else changed the cluster, write. Returns the snapshot written over."""
+        with console.step(self.run, name) as st:
+            now = self.client.get_applications()
+            if check:
+                check_unchanged(self.seen, now)
+            body = build_body(now, put=put, remove=remove or set(), first_start=self.config.data)
+            self.client.put_applications(body)
+            st.detail = ", ".join([*(put or {}), *(f"-{r}" for r in sorted(remove or ()))])
+        return now
+
+    def gate(self, name: str, goals: list[Goal]) -> None:
+        result = wait_ready(self.client.get_applications, goals, timeout=self.opts.timeout,
+                            unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name)
+        self.seen = result.snapshot
+
+    @staticmethod
+    def _time(snapshot: dict[str, Any], name: str) -> float | None:
+        app = (snapshot.get("applications") or {}).get(name)
+        return app.get("last_deployed_time_s") if isinstance(app, dict) else None
+
+    def serve_url(self) -> str:
+        if self.opts.serve_url:
+            return self.opts.serve_url.rstrip("/")
+        http = self.seen.get("http_options") or {}
+        port = http.get("port") or 8000
+        host = urlsplit(self.client.address).hostname or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+
+    def smoke(self, name: str, prefixes: dict[str, str]) -> None:
+        reqs = self.opts.requests
+        with console.step(self.run, name) as st:
+            if not reqs:
+                for logical, prefix in prefixes.items():
+                    self.outcomes.append(checks.send(_Probe(), checks.join_url(self.serve_url(), prefix, "/"),
+                                                     app=logical))
+                bad = [o for o in self.outcomes if not o.passed]
+                self.run.data["requests"] = [o.as_dict() for o in self.outcomes]
+                if bad:
+                    raise GateFailed(f"{bad[0].app} does not answer at {prefixes[bad[0].app]}: {bad[0].error}",
+                                     "the proxy did not route to the application; see the Serve logs")
+                st.detail = "answered (no --requests file: any answer below 500 passes)"
+                return
+            default = next(iter(prefixes)) if len(prefixes) == 1 else None
+            try:
+                checks.run_checks(reqs, self.serve_url(), prefixes, default, self.outcomes)
+            finally:
+                self.run.data["requests"] = [o.as_dict() for o in self.outcomes]
+            st.detail = f"{len(reqs)} request(s) passed"
+
+    # -- blue-green ----------------------------------------------------------------------------
+    def blue_green(self, plans: list[AppPlan]) -> None:
+        for p in plans:
+            colour = other_colour(p.live.colour) if p.live and p.live.colour in COLOURS else "blue"
+            p.candidate = physical_name(p.logical, colour)
+            p.preview = preview_prefix(p.route_prefix, p.logical, colour)
+        put = {p.candidate: {**p.desired, "route_prefix": p.preview} for p in plans}
+        leftovers = {name for p in plans for name in p.leftovers if name != p.candidate}
+        before = self.write("write candidate", put=put, remove=leftovers)
+        try:
+            self.gate("gate candidate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate))
+                                         for p in plans] + [Goal(n, None) for n in leftovers])
+            self.smoke("check candidate", {p.logical: p.preview for p in plans})
+        except BaseException as exc:
+            self.remove_candidates(plans, exc)
+            raise AssertionError("unreachable") from None
+        switched = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
+        old = {p.live.physical for p in plans if p.live}
+        written = False
+        try:
+            before = self.write("switch", put=switched, remove=old)
+            written = True
+            self.gate("gate switch", [Goal(p.candidate, switched[p.candidate], self._time(before, p.candidate))
+                                      for p in plans] + [Goal(n, None) for n in old])
+            self.outcomes.clear()
+            self.smoke("check switch", {p.logical: p.route_prefix for p in plans})
+        except Cancelled:
+            if not written:  # the switch may or may not have reached the cluster: put the old version back
+                self.restore(plans, Cancelled("cancelled during the switch", "the previous version was put back"),
+                             switched=True)
+            raise  # switched to a candidate that passed the gate and the checks: it stays live
+        except CiServeError as exc:
+            self.restore(plans, exc, switched=True)
+
+    def remove_candidates(self, plans: list[AppPlan], cause: BaseException) -> None:
+        names = {p.candidate for p in plans}
+        try:
+            self.write("remove candidate", remove=names, check=False)
+            self.gate("gate removal", [Goal(n, None) for n in names])
+        except CiServeError as err:
+            raise RestoreFailed(
+                f"{_what(cause)}; removing the candidate(s) {', '.join(sorted(names))} then failed: {err.message}",
+                "the live version was not touched, but the candidate may still run on its preview prefix; "
+                "check with `ci-serve status` and re-run the deploy", details=_details(cause)) from None
+        if isinstance(cause, Cancelled):
+            raise cause
+        live = ", ".join(p.live.physical for p in plans if p.live) or "nothing (first deploy)"
+        raise DeployFailed(f"{_what(cause)}; the candidate was removed, live is unchanged: {live}",
+                           getattr(cause, "hint", None), details=_details(cause)) from None
+
+    # -- in-place ------------------------------------------------------------------------------
+    def in_place(self, plans: list[AppPlan]) -> None:
+        for p in plans:
+            p.candidate = p.live.physical if p.live else physical_name(p.logical, "blue")
+            if p.live:  # the version marker is part of Ray's code version: changing it would restart replicas
+                p.desired = with_version(without_version(p.desired), p.live.version)
+        put = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
+        before = self.write("write config", put=put)
+        try:
+            self.gate("gate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate)) for p in plans])
+            self.smoke("check", {p.logical: p.route_prefix for p in plans})
+        except BaseException as exc:
+            self.restore(plans, exc, switched=False)
+
+    def restore(self, plans: list[AppPlan], cause: BaseException, *, switched: bool) -> None:
+        """Write back the previous config of our applications and gate it; exit 1 if that worked, 3 if not."""
+        put = {p.live.physical: p.live.config for p in plans if p.live}
+        remove = {p.candidate for p in plans if p.candidate not in put}
+        try:
+            before = self.write("restore previous", put=put, remove=remove, check=False)
+            self.gate("gate restore", [Goal(n, c, self._time(before, n)) for n, c in put.items()]
+                      + [Goal(n, None) for n in remove])
+        except CiServeError as err:
+            raise RestoreFailed(f"{_what(cause)}; restoring the previous version then failed: {err.message}",
+                                "a person must look: `ci-serve status` shows what runs now",
+                                details=_details(cause)) from None
+        if isinstance(cause, Cancelled):
+            raise cause
+        restored = ", ".join(sorted(put)) or "nothing (first deploy, candidate removed)"
+        raise DeployFailed(f"{_what(cause)}; the previous version was restored: {restored}",
+                           getattr(cause, "hint", None), details=_details(cause)) from None
+
+
+class _Probe:
+    """A GET of the route prefix that passes with any answer below 500 (used without --requests)."""
+
+    name = "route answers"
+    method = "GET"
+    headers: dict[str, str] = {}
+    has_json = False
+    body = None
+
+    class expect:  # noqa: N801 - mirrors SmokeRequest.expect
+        status = None
+        has_json = False
+        contains = None
+        max_ms = None
+
+
+def _what(cause: BaseException) -> str:
+    if isinstance(cause, CiServeError):
+        return cause.message
+    return f"{type(cause).__name__}: {cause}"
+
+
+def _details(cause: BaseException) -> str | None:
+    return cause.details if isinstance(cause, CiServeError) else None
