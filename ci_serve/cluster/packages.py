@@ -9,6 +9,7 @@ through untouched.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import Any
 
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.errors import InputError
+
+_QUIET = logging.getLogger("ci_serve.packages")  # Ray's packaging logs at INFO; our step line says it
+_QUIET.setLevel(logging.WARNING)
 
 
 def is_remote_uri(value: str) -> bool:
@@ -46,7 +50,8 @@ def upload_directory(client: DashboardClient, directory: Path, excludes: list[st
         return uri, False
     with tempfile.TemporaryDirectory(prefix="cis-pkg-") as tmp:
         target = Path(tmp) / uri.split("://", 1)[1]
-        create_package(str(directory), target, include_gitignore=_include_gitignore(), excludes=excludes or [])
+        create_package(str(directory), target, include_gitignore=_include_gitignore(), excludes=excludes or [],
+                       logger=_QUIET)
         client.upload_package(uri, target.read_bytes())
     return uri, True
 
@@ -60,6 +65,8 @@ def ship_working_dirs(client: DashboardClient, config: dict[str, Any], *, base_d
     new config and one record per application: ``{app, source, uri, uploaded}``.
     """
     config = copy.deepcopy(config)
+    if override is not None:  # a flag: relative to where the command runs, not to the config file
+        override = Path(override).expanduser().resolve()
     shipped: list[dict] = []
     cache: dict[Path, tuple[str, bool]] = {}
     for app in config.get("applications") or []:
