@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.container.runner import REPO, RunnerDirs, input_env
 
 ENTRYPOINT = REPO / "entrypoint" / "entrypoint.sh"
@@ -92,3 +94,54 @@ def test_secrets_are_masked_before_anything_else_and_never_shown(tmp_path: Path)
 def test_runs_from_any_working_folder(tmp_path: Path):
     got = run_action(tmp_path, {"command": "nope"}, cwd=Path("/"))
     assert got.code == 2 and "unknown command" in got.log
+
+
+def _with_example(tmp_path: Path) -> dict[str, str]:
+    """The example app and the test fixtures, as files of the runner's workspace."""
+    files = {}
+    for base in (REPO / "examples" / "fruit", REPO / "tests" / "container" / "fixtures"):
+        for path in base.glob("*.*"):
+            if path.suffix in (".py", ".yaml"):
+                files[str(path.relative_to(REPO))] = path.read_text(encoding="utf-8")
+    return files
+
+
+def test_config_problems_become_annotations_at_the_line(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "validate", "config": "tests/container/fixtures/broken_config.yaml",
+                                "app-dir": "examples/fruit"}, files=_with_example(tmp_path))
+    assert got.code == 2 and got.outputs["result"] == "error"
+    assert got.outputs["report"] == ".ci-serve/validate.json"
+    assert "::error title=Serve config problem,file=tests/container/fixtures/broken_config.yaml," in got.log
+    assert "line=8::applications[0].deployments[0].num_replicas" in got.log
+    assert "broken_config.yaml:9:" in got.summary and "user_confg" in got.summary
+    assert "**What to do:**" in got.summary
+    assert got.log.index("::group ::ci-serve validate") < got.log.index("::endgroup::")
+
+
+@pytest.mark.ray
+def test_auto_validates_and_smokes_the_example(tmp_path: Path):
+    got = run_action(tmp_path, {"config": "examples/fruit/serve_config.yaml", "app-dir": "examples/fruit",
+                                "requests": "examples/fruit/requests.yaml", "ray-auth-token": TOKEN},
+                     files=_with_example(tmp_path), timeout=600)
+    assert got.code == 0, got.log[-4000:]
+    assert got.outputs["result"] == "passed"
+    assert got.outputs["report"] == ".ci-serve/smoke.json" and got.outputs["junit"] == ".ci-serve/smoke-junit.xml"
+    assert (got.dirs.workspace / ".ci-serve" / "validate.json").is_file()
+    assert "<testcase" in (got.dirs.workspace / got.outputs["junit"]).read_text()
+    assert "## ✅ Ray Serve: passed" in got.summary
+    assert "| pear price | fruit | ✅ pass | 200 |" in got.summary
+    assert "ci-serve validate" in got.summary and "ci-serve smoke" in got.summary
+    assert TOKEN not in "\n".join(got.log.splitlines()[1:]) + got.summary
+
+
+@pytest.mark.ray
+def test_a_wrong_answer_fails_with_the_cause_in_the_summary(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "smoke", "config": "examples/fruit/serve_config.yaml",
+                                "app-dir": "examples/fruit",
+                                "requests": "tests/container/fixtures/wrong-requests.yaml"},
+                     files=_with_example(tmp_path), timeout=600)
+    assert got.code == 1, got.log[-4000:]
+    assert got.outputs["result"] == "failed"
+    assert "| pear price (wrong on purpose) | fruit | ❌ fail | 200 |" in got.summary
+    assert "**What happened:**" in got.summary
+    assert "::error title=ci-serve smoke::" in got.log
