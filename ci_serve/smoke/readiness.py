@@ -13,6 +13,8 @@ Ray has already reported ends the run at once, without waiting out the timeout:
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,7 +74,7 @@ def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
             if CONSTRUCTOR_FAILED in dmessage:
                 return Verdict("failed", f"a replica of deployment {dname!r} (application {name!r}) failed "
                                "to start", name, dname, dmessage)
-            if UNSCHEDULABLE in dmessage:
+            if UNSCHEDULABLE in dmessage and lacks_resources(dmessage):
                 return Verdict("failed", f"the replicas of deployment {dname!r} (application {name!r}) cannot "
                                "be scheduled on the temporary head", name, dname, dmessage, unschedulable=True)
         if status != "RUNNING":
@@ -96,3 +98,29 @@ def _deployment_message(app: dict[str, Any], deployment: str | None) -> str:
     if deployment is None:
         return ""
     return (app.get("deployments") or {}).get(deployment, {}).get("message", "")
+
+
+_RESOURCES = re.compile(r"Resources required for each replica: (.+?), total resources available: (\{.*?\})")
+
+
+def lacks_resources(message: str) -> bool:
+    """Does Serve's "taken more than Ns to be scheduled" message show a replica needing more than the
+    cluster has? A private head has no autoscaler, so that is a wait forever. Pending for another
+    reason (a runtime_env being installed) is not a failure. Unparseable: assume it lacks them."""
+    match = _RESOURCES.search(message)
+    if not match:
+        return True
+    try:
+        required = json.loads(match.group(1))
+        available = json.loads(match.group(2))
+    except ValueError:
+        return True
+    if isinstance(required, list):  # placement group bundles
+        total: dict[str, float] = {}
+        for bundle in required:
+            for key, value in bundle.items():
+                total[key] = total.get(key, 0.0) + float(value)
+        required = total
+    if not isinstance(required, dict) or not isinstance(available, dict):
+        return True
+    return any(float(v) > float(available.get(k, 0.0)) for k, v in required.items())

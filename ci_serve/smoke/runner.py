@@ -79,7 +79,8 @@ def plan_requests(target: SmokeTarget, reqs: list[SmokeRequest] | None) -> list[
 def smoke(opts: SmokeOptions, run: Run) -> int:
     deadline = time.monotonic() + opts.timeout
     cpus = machine_cpus()
-    head = TemporaryHead(dashboard=False, num_cpus=cpus)
+    # Serve reports replicas that cannot be scheduled after this many seconds (default 30).
+    head = TemporaryHead(dashboard=False, num_cpus=cpus, extra_env={"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10"})
     # Ray reads its auth settings when it is first imported (the config check below imports it).
     os.environ.update(head.driver_env())
     try:
@@ -167,7 +168,7 @@ def _profile(target: SmokeTarget, capacity: HeadCapacity) -> Profile:
         except AppImportError as exc:
             if app.local_code:
                 raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.last_line or exc.message}",
-                                  exc.hint, details=exc.details) from None
+                                  exc.hint, details=logs.trim_traceback(exc.details or "") or None) from None
             say(f"note: {app.name}: cannot import {app.import_path} here (its runtime_env brings the code); "
                 "CI profile from the config only")
             options[app.name] = in_config
@@ -207,7 +208,8 @@ def _wait_running(driver: _Driver, target: SmokeTarget, head: TemporaryHead, dea
 
 
 def _deploy_failure(verdict: readiness.Verdict, head: TemporaryHead) -> CheckFailed:
-    details = verdict.message.strip()
+    details = logs.trim_traceback(verdict.message.strip())
+    cause = None if verdict.unschedulable else logs.exception_line(verdict.message)
     log = logs.failure_log(head.logs_dir, verdict.app, verdict.deployment)
     if log and not verdict.unschedulable:
         details = f"{details}\n{log}" if details else log
@@ -218,7 +220,8 @@ def _deploy_failure(verdict: readiness.Verdict, head: TemporaryHead) -> CheckFai
         hint = "the replica's constructor or health check raised; the traceback and the replica's log are below"
     else:
         hint = "the application could not be built (import error, bad `args`); see the traceback below"
-    return CheckFailed(f"{verdict.reason}", hint, details=details or None)
+    reason = f"{verdict.reason}: {cause}" if cause else verdict.reason
+    return CheckFailed(reason, hint, details=details or None)
 
 
 def _wait_routes(head: TemporaryHead, target: SmokeTarget, deadline: float) -> None:
@@ -285,6 +288,7 @@ class _Driver:
             signal.signal(signal.SIGTERM, previous)  # ray.init installs sys.exit on SIGTERM; keep ours
         from ray.serve._private.api import serve_start
 
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
         try:
             self.client = serve_start(http_options={"host": "127.0.0.1", "port": head.serve_port})
         except Exception as exc:
