@@ -27,10 +27,11 @@ ENV VIRTUAL_ENV=/opt/ci-serve \
 RUN python3 -m venv "$VIRTUAL_ENV" \
     && pip install "ray[serve]==2.60.0"
 
-COPY pyproject.toml README.md /src/
-COPY ci_serve /src/ci_serve
-RUN pip install /src && rm -rf /src/build
-
-COPY entrypoint/entrypoint.sh /usr/local/bin/entrypoint.sh
+# One COPY (.dockerignore keeps it to the package, its metadata and the entrypoint) and one RUN: on
+# a vfs storage driver every layer is a full copy of the image.
+COPY . /src/
+RUN pip install /src \
+    && install -m 0755 /src/entrypoint/entrypoint.sh /usr/local/bin/entrypoint.sh \
+    && rm -rf /src
 
 ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/entrypoint.sh"]
