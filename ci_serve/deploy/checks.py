@@ -1,111 +1,84 @@
 """Smoke requests against a deployed application (preview prefix before the switch, live after).
 
-The requests file format and loader are the smoke stage's (:mod:`ci_serve.smoke.requests_file`);
-this sends each request to ``serve_url + route_prefix + path`` and checks status, JSON, substring
-and latency the way ``ci-serve smoke`` does.
+The requests file, the sending and the judging are the smoke stage's (:mod:`ci_serve.smoke`); this
+adds only what a cluster deploy needs: the URL of a route prefix on the cluster's Serve proxy, and a
+few retries of a 404/503 or refused connection right after a write (the proxies pick up a new route
+table a moment after the application is RUNNING).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from ci_serve import secrets
 from ci_serve.errors import CheckFailed
+from ci_serve.smoke.checks import Answer, Outcome, compare, default_check, send
+from ci_serve.smoke.requests_file import SmokeRequest
+
+RETRY_STATUSES = (404, 503)
 
 
-@dataclass
-class Outcome:
-    name: str
-    passed: bool
-    status: int | None
-    elapsed_ms: float
-    error: str | None
-    app: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "status": self.status, "elapsed_ms": self.elapsed_ms,
-                "error": self.error, "app": self.app}
-
-
-def join_url(base: str, prefix: str | None, path: str) -> str:
+def join_path(prefix: str | None, path: str) -> str:
     prefix = (prefix or "/").rstrip("/")
-    return base.rstrip("/") + prefix + (path if path.startswith("/") else "/" + path)
+    return prefix + (path if path.startswith("/") else "/" + path)
 
 
-def send(req: Any, url: str, *, app: str | None, timeout: float = 30.0, attempts: int = 3) -> Outcome:
-    """Send one :class:`~ci_serve.smoke.requests_file.SmokeRequest` and check its answer.
-
-    A refused connection or a 404/503 right after a write is retried a few times: the proxy may
-    not have the new route table yet.
-    """
-    kwargs: dict[str, Any] = {"headers": dict(req.headers), "timeout": timeout}
-    if req.has_json:
-        kwargs["json"] = req.json_
-    elif req.body is not None:
-        kwargs["data"] = req.body.encode()
-    error = None
-    resp = None
-    elapsed = 0.0
+def _send_settled(session: requests.Session, base_url: str, url_path: str, req: SmokeRequest,
+                  attempts: int, timeout: float) -> Answer:
+    answer = Answer(None, error="not sent")
     for attempt in range(attempts):
-        t0 = time.monotonic()
-        try:
-            resp = requests.request(req.method, url, **kwargs)
-            elapsed = (time.monotonic() - t0) * 1000
-            if resp.status_code in (404, 503) and req.expect.status not in (404, 503) and attempt < attempts - 1:
-                time.sleep(1.0)
-                continue
+        answer = send(session, base_url, url_path, req, timeout)
+        transient = answer.error is not None or (answer.status in RETRY_STATUSES
+                                                 and answer.status != req.expect.status)
+        if not transient or attempt == attempts - 1:
             break
-        except requests.RequestException as exc:
-            elapsed = (time.monotonic() - t0) * 1000
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            resp = None
-            if attempt < attempts - 1:
-                time.sleep(1.0)
-    if resp is None:
-        return Outcome(req.name, False, None, round(elapsed, 1), secrets.scrub(error or "no answer"), app)
-    problems = []
-    expect = req.expect
-    if expect.status is None:  # a bare probe: any answer the proxy routed passes
-        if resp.status_code >= 500 or resp.status_code == 404:
-            problems.append(f"status {resp.status_code}")
-    elif resp.status_code != expect.status:
-        problems.append(f"status {resp.status_code}, expected {expect.status}")
-    if expect.has_json:
-        try:
-            got = resp.json()
-        except (ValueError, json.JSONDecodeError):
-            problems.append("body is not JSON")
-        else:
-            if got != expect.json_:
-                problems.append(f"JSON {json.dumps(got)[:200]}, expected {json.dumps(expect.json_)[:200]}")
-    if expect.contains is not None and expect.contains not in resp.text:
-        problems.append(f"body does not contain {expect.contains!r}")
-    if expect.max_ms is not None and elapsed > expect.max_ms:
-        problems.append(f"took {elapsed:.0f} ms, budget {expect.max_ms:.0f} ms")
-    error = "; ".join(problems) or None
-    return Outcome(req.name, not problems, resp.status_code, round(elapsed, 1), secrets.scrub(error) if error else None,
-                   app)
+        time.sleep(1.0)
+    return answer
 
 
-def run_checks(reqs: list[Any], serve_url: str, prefixes: dict[str, str], default_app: str | None,
-               outcomes: list[Outcome]) -> None:
-    """Send every request (to the app it names, else ``default_app``); raise :class:`CheckFailed` if any fails.
+def probe(serve_url: str, prefix: str, app: str, *, attempts: int = 5, timeout: float = 30.0) -> Outcome:
+    """Without a requests file: the route prefix must answer, and not with a 5xx (or a 404: no route)."""
+    req = SmokeRequest(name=f"{app} answers")
+    path = join_path(prefix, "/")
+    with requests.Session() as session:
+        answer = _send_settled(session, serve_url, path, req, attempts, timeout)
+    problems = default_check(answer)
+    if not problems and answer.status == 404:
+        problems = ["status: 404, the proxy has no route to the application"]
+    return Outcome(req.name, app, "GET", path, not problems, answer.status, answer.elapsed_ms,
+                   error=secrets.scrub("; ".join(problems)) or None, mismatches=problems)
 
-    ``prefixes`` maps logical app name -> the route prefix to use (preview or live).
-    """
-    for req in reqs:
-        app = req.app or default_app
-        if app not in prefixes:
-            raise CheckFailed(f"request {req.name!r} names application {app!r}, which this deploy does not ship",
-                              f"use one of: {', '.join(sorted(prefixes))} (field `app` in the requests file)")
-        outcomes.append(send(req, join_url(serve_url, prefixes[app], req.path), app=app))
+
+def run_checks(reqs: list[SmokeRequest] | None, serve_url: str, prefixes: dict[str, str],
+               outcomes: list[Outcome], *, attempts: int = 3, timeout: float = 30.0) -> None:
+    """Send every request to the prefix of the app it names (or the only app); probe each app when
+    there is no requests file. Raise :class:`CheckFailed` if any fails."""
+    if not reqs:
+        outcomes.extend(probe(serve_url, prefix, app) for app, prefix in prefixes.items())
+    else:
+        default = next(iter(prefixes)) if len(prefixes) == 1 else None
+        with requests.Session() as session:
+            for req in reqs:
+                app = req.app or default
+                if app not in prefixes:
+                    raise CheckFailed(f"request {req.name!r} names application {app!r}, which this deploy "
+                                      "does not ship",
+                                      f"use one of: {', '.join(sorted(prefixes))} (field `app` in the requests file)")
+                path = join_path(prefixes[app], req.path)
+                answer = _send_settled(session, serve_url, path, req, attempts, timeout)
+                problems = compare(req.expect, answer)
+                outcomes.append(Outcome(req.name, app, req.method, path, not problems, answer.status,
+                                        answer.elapsed_ms, error=secrets.scrub("; ".join(problems)) or None,
+                                        mismatches=problems))
     failed = [o for o in outcomes if not o.passed]
     if failed:
-        raise CheckFailed(f"{len(failed)} of {len(outcomes)} smoke request(s) failed: "
+        raise CheckFailed(f"{len(failed)} of {len(outcomes)} check(s) failed: "
                           + "; ".join(f"{o.name}: {o.error}" for o in failed[:5]),
-                          "the new version answers wrongly; fix it or the requests file")
+                          "the new version does not answer as expected; fix it or the requests file")
+
+
+def as_dicts(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    return [o.as_dict() for o in outcomes]

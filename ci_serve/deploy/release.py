@@ -31,7 +31,7 @@ from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import checks
 from ci_serve.deploy.changes import Change, classify, verdict
 from ci_serve.deploy.cluster_config import build_body, check_unchanged
-from ci_serve.deploy.gate import GateFailed, Goal, wait_ready
+from ci_serve.deploy.gate import Goal, wait_ready
 from ci_serve.deploy.naming import (
     COLOURS,
     Incarnation,
@@ -45,6 +45,7 @@ from ci_serve.deploy.naming import (
 )
 from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
+from ci_serve.smoke.checks import Outcome
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Release:
         self.run = run
         self.config = config
         self.opts = options
-        self.outcomes: list[checks.Outcome] = []
+        self.outcomes: list[Outcome] = []
         self.seen: dict[str, Any] = {}  # the latest snapshot our decisions are based on
 
     # -- the whole deploy ----------------------------------------------------------------------
@@ -176,25 +177,16 @@ class Release:
         return f"http://{host}:{port}"
 
     def smoke(self, name: str, prefixes: dict[str, str]) -> None:
-        reqs = self.opts.requests
         with console.step(self.run, name) as st:
-            if not reqs:
-                for logical, prefix in prefixes.items():
-                    self.outcomes.append(checks.send(_Probe(), checks.join_url(self.serve_url(), prefix, "/"),
-                                                     app=logical))
-                bad = [o for o in self.outcomes if not o.passed]
-                self.run.data["requests"] = [o.as_dict() for o in self.outcomes]
-                if bad:
-                    raise GateFailed(f"{bad[0].app} does not answer at {prefixes[bad[0].app]}: {bad[0].error}",
-                                     "the proxy did not route to the application; see the Serve logs")
-                st.detail = "answered (no --requests file: any answer below 500 passes)"
-                return
-            default = next(iter(prefixes)) if len(prefixes) == 1 else None
+            self.outcomes.clear()
             try:
-                checks.run_checks(reqs, self.serve_url(), prefixes, default, self.outcomes)
+                checks.run_checks(self.opts.requests, self.serve_url(), prefixes, self.outcomes)
             finally:
-                self.run.data["requests"] = [o.as_dict() for o in self.outcomes]
-            st.detail = f"{len(reqs)} request(s) passed"
+                self.run.data["requests"] = checks.as_dicts(self.outcomes)
+                for outcome in self.outcomes:
+                    console.say("    " + outcome.line())
+            st.detail = (f"{len(self.outcomes)} request(s) passed" if self.opts.requests
+                         else "answered (no --requests: any answer but 404/5xx passes)")
 
     # -- blue-green ----------------------------------------------------------------------------
     def blue_green(self, plans: list[AppPlan]) -> None:
@@ -220,7 +212,6 @@ class Release:
             written = True
             self.gate("gate switch", [Goal(p.candidate, switched[p.candidate], self._time(before, p.candidate))
                                       for p in plans] + [Goal(n, None) for n in old])
-            self.outcomes.clear()
             self.smoke("check switch", {p.logical: p.route_prefix for p in plans})
         except Cancelled:
             if not written:  # the switch may or may not have reached the cluster: put the old version back
@@ -277,22 +268,6 @@ class Release:
         restored = ", ".join(sorted(put)) or "nothing (first deploy, candidate removed)"
         raise DeployFailed(f"{_what(cause)}; the previous version was restored: {restored}",
                            getattr(cause, "hint", None), details=_details(cause)) from None
-
-
-class _Probe:
-    """A GET of the route prefix that passes with any answer below 500 (used without --requests)."""
-
-    name = "route answers"
-    method = "GET"
-    headers: dict[str, str] = {}
-    has_json = False
-    body = None
-
-    class expect:  # noqa: N801 - mirrors SmokeRequest.expect
-        status = None
-        has_json = False
-        contains = None
-        max_ms = None
 
 
 def _what(cause: BaseException) -> str:
