@@ -271,7 +271,7 @@ def _convert(exc: ValidationError, data: Any) -> list[tuple[PathT, str, str | No
             found.append((path, f"required key {field!r} is missing", FIELD_DOCS.get(field), True))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            value = _short(err.get("input"))
+            value = "***" if "env_vars" in path else _short(err.get("input"))
             found.append((path, msg if "got " in msg else f"{msg} (got {value})", _doc(field), False))
     return found
 

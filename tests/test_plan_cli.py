@@ -1,0 +1,99 @@
+"""`ci-serve plan` against a real Ray head: a config deployed, then changed in each class."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
+
+from .conftest import REPO, ci_serve_cmd
+
+pytestmark = pytest.mark.ray
+APPS = REPO / "tests" / "apps"
+
+LIVE = {"applications": [{
+    "name": "greet", "route_prefix": "/greet", "import_path": "graph_app:app",
+    "runtime_env": {"env_vars": {"GREETING_KEY": "live-secret-1"}},
+    "deployments": [{"name": "Greeter", "num_replicas": 1, "user_config": {"greeting": "hello"},
+                     "ray_actor_options": {"num_cpus": 0.5}}]}]}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    from ci_serve.cluster.head import TemporaryHead
+
+    with TemporaryHead(num_cpus=4, cwd=APPS, extra_env={"PYTHONPATH": str(APPS)}) as head:
+        client = DashboardClient(Target(head.dashboard_url, head.token))
+        config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port}, **copy.deepcopy(LIVE)}
+        client.put_applications(config)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            app = client.get_applications()["applications"].get("greet") or {}
+            if app.get("status") in ("RUNNING", "DEPLOY_FAILED"):
+                break
+            time.sleep(1)
+        assert app.get("status") == "RUNNING", app
+        yield head
+
+
+def plan(head, tmp_path: Path, cli_env: dict, config: dict) -> tuple[subprocess.CompletedProcess, dict]:
+    path, report = tmp_path / "serve_config.yaml", tmp_path / "plan.json"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**cli_env, "RAY_AUTH_TOKEN": head.token}
+    proc = subprocess.run(ci_serve_cmd("plan", str(path), "--address", head.dashboard_url, "--app-dir", str(APPS),
+                                       "--report", str(report)),
+                          env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    return proc, (json.loads(report.read_text()) if report.exists() else {})
+
+
+def changed(**deployment_fields) -> dict:
+    config = copy.deepcopy(LIVE)
+    config["applications"][0]["deployments"][0].update(deployment_fields)
+    return config
+
+
+def test_plan_against_a_real_head(deployed, tmp_path: Path, cli_env: dict) -> None:
+    proc, report = plan(deployed, tmp_path, cli_env, LIVE)
+    assert proc.returncode == 0, proc.stderr
+    assert report["plan"]["verdict"] == "none" and report["result"] == "planned"
+    assert "nothing to deploy" in proc.stderr
+
+    proc, report = plan(deployed, tmp_path, cli_env, changed(user_config={"greeting": "hey"}, num_replicas=2))
+    assert proc.returncode == 0, proc.stderr
+    assert report["plan"]["verdict"] == "lightweight"
+    greeter = report["plan"]["applications"][0]["deployments"][0]
+    assert greeter["name"] == "Greeter" and [c["field"] for c in greeter["changes"]] == ["num_replicas", "user_config"]
+    assert "~ num_replicas: 1 -> 2  [lightweight]" in proc.stderr
+
+    config = changed(ray_actor_options={"num_cpus": 1})
+    config["applications"][0]["runtime_env"]["env_vars"]["GREETING_KEY"] = "new-secret-2"
+    proc, report = plan(deployed, tmp_path, cli_env, config)
+    assert proc.returncode == 0, proc.stderr
+    assert report["plan"]["verdict"] == "heavyweight"
+    app = report["plan"]["applications"][0]
+    assert [c["field"] for c in app["changes"]] == ["runtime_env.env_vars.GREETING_KEY"]
+    assert "runtime_env.env_vars.GREETING_KEY: *** -> ***" in proc.stderr
+    everything = proc.stderr + json.dumps(report)
+    assert "live-secret-1" not in everything and "new-secret-2" not in everything
+
+    config = copy.deepcopy(LIVE)
+    config["applications"].append({"name": "plain", "route_prefix": "/plain", "import_path": "plain_app:app"})
+    proc, report = plan(deployed, tmp_path, cli_env, config)
+    assert [(a["name"], a["action"]) for a in report["plan"]["applications"]] == [
+        ("greet", "unchanged"), ("plain", "added")]
+
+
+def test_plan_of_a_broken_config_is_exit_2(deployed, tmp_path: Path, cli_env: dict) -> None:
+    config = changed(num_replica=2)
+    proc, report = plan(deployed, tmp_path, cli_env, config)
+    assert proc.returncode == 2
+    assert "did you mean 'num_replicas'" in proc.stderr
+    assert report["problems"][0]["path"] == "applications[0].deployments[0].num_replica"
