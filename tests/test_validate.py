@@ -115,3 +115,14 @@ def test_cli_exit_codes_and_report(tmp_path: Path, cli_env: dict) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(report.read_text())["problems"] == []
     assert "hunter2-secret" not in proc.stderr + report.read_text()
+
+
+def test_code_imported_from_the_local_working_dir(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "shop.py").write_text((APPS / "plain_app.py").read_text())
+    path = tmp_path / "serve_config.yaml"
+    path.write_text("applications:\n  - name: shop\n    import_path: shop:app\n    runtime_env: {working_dir: src}\n"
+                    "    deployments:\n      - name: Plainn\n")
+    problems = validate_config(path).problems  # no app_dir: the working_dir next to the config
+    assert [(p.path, p.line) for p in problems] == [("applications[0].deployments[0].name", 6)]
+    assert "(it has: Plain)" in problems[0].message

@@ -16,8 +16,9 @@ from typing import Any
 
 from ci_serve import console
 from ci_serve.cli import add_cluster_arguments
+from ci_serve.config.loader import ConfigFile
 from ci_serve.config.plan import Plan, plan_changes
-from ci_serve.config.validate import validate_config
+from ci_serve.config.validate import code_dir, validate_config
 from ci_serve.errors import ConfigError
 from ci_serve.report import Run
 
@@ -25,8 +26,9 @@ from ci_serve.report import Run
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="the Serve config file (YAML) you would deploy")
     add_cluster_arguments(parser)
-    parser.add_argument("--app-dir", default=".", metavar="DIR",
-                        help="folder the import paths are imported from (default: the current folder)")
+    parser.add_argument("--app-dir", default=None, metavar="DIR",
+                        help="folder the import paths are imported from (default: each application's local "
+                             "runtime_env.working_dir, relative to CONFIG, else the current folder)")
     parser.add_argument("--report", metavar="FILE", help="write the plan as JSON (under \"plan\") to FILE")
 
 
@@ -46,8 +48,8 @@ def run(args: argparse.Namespace, run: Run) -> int:
             console.say(f"NOTE  {notice}")
     config = checked.config
     desired = with_package_uris(config.data, config.path.resolve().parent)
-    with console.step(run, f"import the code from {args.app_dir}") as st:
-        code = import_graphs(desired, args.app_dir)
+    with console.step(run, f"import the code from {args.app_dir or 'each working_dir or .'}") as st:
+        code = import_graphs(config, args.app_dir)
         st.detail = f"{len(code)} of {len(config.applications)} application(s) imported"
     client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
     with console.step(run, f"read the applications on {client.address}") as st:
@@ -78,14 +80,14 @@ def with_package_uris(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return data
 
 
-def import_graphs(data: dict[str, Any], app_dir: str) -> dict[str, dict[str, dict[str, Any]]]:
+def import_graphs(config: ConfigFile, app_dir: str | None) -> dict[str, dict[str, dict[str, Any]]]:
     from ci_serve.config.inspect import AppImportError, inspect_app
 
     code: dict[str, dict[str, dict[str, Any]]] = {}
-    for app in data.get("applications") or []:
+    for app in config.applications:
         name = str(app.get("name", "default"))
         try:
-            graph = inspect_app(app["import_path"], app_dir, app.get("args") or None)
+            graph = inspect_app(app["import_path"], code_dir(config, app, app_dir), app.get("args") or None)
         except AppImportError as err:
             console.say(f"WARN  {name}: {err.message}; comparing its config only "
                         "(deployments added to or removed from the code are not seen)")

@@ -12,8 +12,9 @@ from ci_serve.report import Run
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", metavar="CONFIG", help="the Serve config file (YAML)")
-    parser.add_argument("--app-dir", default=".", metavar="DIR",
-                        help="folder the import paths are imported from (default: the current folder)")
+    parser.add_argument("--app-dir", default=None, metavar="DIR",
+                        help="folder the import paths are imported from (default: each application's local "
+                             "runtime_env.working_dir, relative to CONFIG, else the current folder)")
     parser.add_argument("--no-import", action="store_true",
                         help="skip importing the application code (structure and values only)")
 

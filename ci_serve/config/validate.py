@@ -44,10 +44,12 @@ class ValidationResult:
                 "notices": self.config.notices if self.config else []}
 
 
-def validate_config(path: str | Path, app_dir: str | Path = ".", check_imports: bool = True,
+def validate_config(path: str | Path, app_dir: str | Path | None = None, check_imports: bool = True,
                     import_timeout: float = 60) -> ValidationResult:
     """Check ``path``; never raises for a problem in the file, returns them all instead.
 
+    ``app_dir`` is where import paths are imported from; ``None`` means each application's local
+    ``runtime_env.working_dir`` (relative to the config file, as a deploy ships it), else the current folder.
     Raises :class:`ConfigError` only when the file cannot be read at all (missing, not UTF-8, too big),
     which has no line to point at; YAML syntax errors come back as a problem with their line.
     """
@@ -168,7 +170,20 @@ def _autoscaling_problems(config: ConfigFile, where: tuple, auto: dict) -> list[
     return out
 
 
-def import_problems(config: ConfigFile, app_dir: str | Path, timeout: float,
+def code_dir(config: ConfigFile, app: dict[str, Any], app_dir: str | Path | None) -> str | Path:
+    """The folder an application's code is imported from (see :func:`validate_config`)."""
+    if app_dir is not None:
+        return app_dir
+    env = app.get("runtime_env")
+    source = env.get("working_dir") if isinstance(env, dict) else None
+    if isinstance(source, str) and "://" not in source:
+        folder = (config.path.resolve().parent / Path(source).expanduser()).resolve()
+        if folder.is_dir():
+            return folder
+    return "."
+
+
+def import_problems(config: ConfigFile, app_dir: str | Path | None, timeout: float,
                     graphs: dict[str, Any] | None = None) -> list[Problem]:
     """Import each application's code in a child process and match the config's deployment names."""
     from ci_serve.config.inspect import AppImportError, inspect_app
@@ -182,7 +197,8 @@ def import_problems(config: ConfigFile, app_dir: str | Path, timeout: float,
         where = ("applications", i, "import_path")
         try:
             args = app.get("args") if isinstance(app.get("args"), dict) else None
-            graph = inspect_app(app["import_path"].strip(), app_dir, args=args, timeout=timeout)
+            graph = inspect_app(app["import_path"].strip(), code_dir(config, app, app_dir), args=args,
+                                timeout=timeout)
         except AppImportError as err:
             return [config.problem(where, err.message, err.hint)]
         if graphs is not None:
