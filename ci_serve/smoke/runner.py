@@ -28,7 +28,7 @@ import requests
 
 from ci_serve.cluster.head import HeadStartError, TemporaryHead
 from ci_serve.console import say, step
-from ci_serve.errors import CheckFailed, CiServeError
+from ci_serve.errors import Cancelled, CheckFailed, CiServeError
 from ci_serve.report import Run
 from ci_serve.smoke import checks, junit, logs, readiness
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
@@ -281,7 +281,12 @@ class _Driver:
         try:
             ray.init(address=head.gcs_address, logging_level=logging.WARNING, log_to_driver=False,
                      _node_ip_address="127.0.0.1")
+        except CiServeError:  # Cancelled by a signal: not Ray's failure
+            raise
+        except SystemExit:  # Ray's own SIGTERM handler, active while ray.init runs
+            raise Cancelled("cancelled by SIGTERM", "cleanup ran, see the steps above") from None
         except Exception as exc:
+            _reraise_cancel(exc)
             raise HeadStartError(f"could not connect to the temporary Ray head: {_last_line(exc)}",
                                  "see the head's log below", details=head.log_tail()) from None
         finally:
@@ -291,7 +296,10 @@ class _Driver:
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         try:
             self.client = serve_start(http_options={"host": "127.0.0.1", "port": head.serve_port})
+        except CiServeError:  # Cancelled by a signal: not Ray's failure
+            raise
         except Exception as exc:
+            _reraise_cancel(exc)
             raise HeadStartError(f"Serve did not start on the temporary head: {_last_line(exc)}",
                                  details=str(exc)[-3000:]) from None
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
@@ -302,7 +310,10 @@ class _Driver:
         body = {k: v for k, v in config.items() if k not in ("http_options", "grpc_options", "proxy_location")}
         try:
             self.client.deploy_apps(ServeDeploySchema.model_validate(body))
-        except Exception as exc:  # the controller refused the config
+        except CiServeError:  # Cancelled by a signal: not Ray's failure
+            raise
+        except Exception as exc:
+            _reraise_cancel(exc)  # the controller refused the config
             raise CheckFailed(f"the Serve controller refused the config: {_last_line(exc)}",
                               "check the config with `ci-serve validate`", details=str(exc)[-3000:]) from None
 
@@ -321,6 +332,18 @@ class _Driver:
         except Exception:  # the head is thrown away next anyway
             pass
         self.connected = False
+
+
+def _reraise_cancel(exc: BaseException) -> None:
+    """Ray wraps exceptions raised inside it (ray.init turns any into ConnectionError): a signal's
+    :class:`Cancelled` must still reach the CLI as itself."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 20:
+        if isinstance(cur, Cancelled):
+            raise cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
 
 
 def _last_line(exc: BaseException) -> str:
