@@ -6,6 +6,9 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
+LABEL org.opencontainers.image.title="serve-deploy-action" \
+      org.opencontainers.image.description="ci-serve: Ray Serve smoke tests, config checks and gated deploys"
+
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # tini reaps Ray's child processes and passes the runner's SIGINT/SIGTERM on to ci-serve (the

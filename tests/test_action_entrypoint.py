@@ -145,3 +145,20 @@ def test_a_wrong_answer_fails_with_the_cause_in_the_summary(tmp_path: Path):
     assert "| pear price (wrong on purpose) | fruit | ❌ fail | 200 |" in got.summary
     assert "**What happened:**" in got.summary
     assert "::error title=ci-serve smoke::" in got.log
+
+
+def test_requirements_are_installed_before_the_app_is_imported(tmp_path: Path):
+    files = {**_with_example(tmp_path), "requirements.txt": "PyYAML>=5\n"}  # already here: no download
+    got = run_action(tmp_path, {"command": "validate", "config": "examples/fruit/serve_config.yaml",
+                                "app-dir": "examples/fruit", "requirements": "requirements.txt"}, files=files)
+    assert got.code == 0, got.log[-3000:]
+    assert got.outputs["result"] == "passed"
+    assert got.log.index("::group ::pip install -r requirements.txt") < got.log.index("::group ::ci-serve validate")
+
+
+def test_a_broken_requirements_file_is_exit_2_before_anything_runs(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "validate", "requirements": "requirements.txt"},
+                     files={"requirements.txt": "this is not a requirement !!\n"})
+    assert got.code == 2 and got.outputs["result"] == "error"
+    assert "installing the requirements file requirements.txt failed" in got.log
+    assert "ci-serve validate" not in got.log
