@@ -64,14 +64,14 @@ def test_plan_against_a_real_head(deployed, tmp_path: Path, cli_env: dict) -> No
     proc, report = plan(deployed, tmp_path, cli_env, LIVE)
     assert proc.returncode == 0, proc.stderr
     assert report["plan"]["verdict"] == "none" and report["result"] == "planned"
-    assert "nothing to deploy" in proc.stderr
+    assert "nothing to deploy" in proc.stdout
 
     proc, report = plan(deployed, tmp_path, cli_env, changed(user_config={"greeting": "hey"}, num_replicas=2))
     assert proc.returncode == 0, proc.stderr
     assert report["plan"]["verdict"] == "lightweight"
     greeter = report["plan"]["applications"][0]["deployments"][0]
     assert greeter["name"] == "Greeter" and [c["field"] for c in greeter["changes"]] == ["num_replicas", "user_config"]
-    assert "~ num_replicas: 1 -> 2  [lightweight]" in proc.stderr
+    assert "~ num_replicas: 1 -> 2  [lightweight]" in proc.stdout
 
     config = changed(ray_actor_options={"num_cpus": 1})
     config["applications"][0]["runtime_env"]["env_vars"]["GREETING_KEY"] = "new-secret-2"
@@ -80,8 +80,8 @@ def test_plan_against_a_real_head(deployed, tmp_path: Path, cli_env: dict) -> No
     assert report["plan"]["verdict"] == "heavyweight"
     app = report["plan"]["applications"][0]
     assert [c["field"] for c in app["changes"]] == ["runtime_env.env_vars.GREETING_KEY"]
-    assert "runtime_env.env_vars.GREETING_KEY: *** -> ***" in proc.stderr
-    everything = proc.stderr + json.dumps(report)
+    assert "runtime_env.env_vars.GREETING_KEY: *** -> ***" in proc.stdout
+    everything = proc.stdout + proc.stderr + json.dumps(report)
     assert "live-secret-1" not in everything and "new-secret-2" not in everything
 
     config = copy.deepcopy(LIVE)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from ci_serve import console
 from ci_serve.cli import add_cluster_arguments
 from ci_serve.config.loader import ConfigFile
 from ci_serve.config.plan import Plan, plan_changes
-from ci_serve.config.validate import code_dir, validate_config
+from ci_serve.config.validate import IMPORT_WORKERS, code_dir, validate_config
 from ci_serve.errors import ConfigError
 from ci_serve.report import Run
 
@@ -58,8 +60,8 @@ def run(args: argparse.Namespace, run: Run) -> int:
         st.detail = f"Ray {version}, {len(live['applications'])} application(s) live"
     plan = plan_changes(desired, live, code)
     run.data["plan"] = plan.as_dict()
-    for line in render(plan, config.path, client.address):
-        console.say(line)
+    for line in render(plan, config.path, client.address):  # the plan is the output: stdout
+        console.say(line, stream=sys.stdout)
     run.result = "planned"
     return 0
 
@@ -83,17 +85,18 @@ def with_package_uris(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 def import_graphs(config: ConfigFile, app_dir: str | None) -> dict[str, dict[str, dict[str, Any]]]:
     from ci_serve.config.inspect import AppImportError, inspect_app
 
-    code: dict[str, dict[str, dict[str, Any]]] = {}
-    for app in config.applications:
+    def one(app: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]] | None]:
         name = str(app.get("name", "default"))
         try:
             graph = inspect_app(app["import_path"], code_dir(config, app, app_dir), app.get("args") or None)
         except AppImportError as err:
             console.say(f"WARN  {name}: {err.message}; comparing its config only "
                         "(deployments added to or removed from the code are not seen)")
-            continue
-        code[name] = graph.deployments
-    return code
+            return name, None
+        return name, graph.deployments
+
+    with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
+        return {name: graph for name, graph in pool.map(one, config.applications) if graph is not None}
 
 
 def render(plan: Plan, path: Path, address: str) -> list[str]:
