@@ -1,0 +1,67 @@
+"""The action deploying to a real Ray head on loopback (token auth on), as a release workflow runs it:
+outputs (`deployed`, then `unchanged`), live-app, plan, the deploy's steps in the summary, token masked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from ci_serve.cluster.head import TemporaryHead
+from tests.container.runner import REPO
+from tests.test_action_entrypoint import run_action
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def head():
+    with TemporaryHead(dashboard=True, num_cpus=2) as h:
+        yield h
+
+
+def _files(head: TemporaryHead) -> dict[str, str]:
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+                                "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"}}]}]}
+    app = (REPO / "tests" / "apps" / "deploy_v1" / "deploy_app.py").read_text(encoding="utf-8")
+    return {"serve.yaml": json.dumps(config), "app/deploy_app.py": app}
+
+
+def _deploy(tmp_path: Path, head: TemporaryHead):
+    inputs = {"command": "deploy", "config": "serve.yaml", "address": head.dashboard_url,
+              "ray-auth-token": head.token, "working-dir": "app", "app-dir": "app", "timeout": "300"}
+    return run_action(tmp_path, inputs, files=_files(head), timeout=600)
+
+
+def test_deploy_then_unchanged(head: TemporaryHead, tmp_path: Path):
+    first = _deploy(tmp_path / "first", head)
+    assert first.code == 0, first.log[-4000:]
+    assert first.outputs["result"] == "deployed"
+    assert first.outputs["live-app"].startswith("shop")
+    assert json.loads(first.outputs["plan"])["applications"]
+    assert first.outputs["report"] == ".ci-serve/deploy.json"
+    assert "**Steps:**" in first.summary and "Live application:" in first.summary
+    assert requests.get(head.serve_url + "/shop", timeout=10).json()["version"] == "v1"
+
+    again = _deploy(tmp_path / "again", head)
+    assert again.code == 0, again.log[-4000:]
+    assert again.outputs["result"] == "unchanged"
+
+    for got in (first, again):
+        shown = "\n".join(ln for ln in got.log.splitlines() if not ln.startswith("::add-mask"))
+        shown += got.summary + json.dumps(got.outputs)
+        shown += "".join(p.read_text() for p in (got.dirs.workspace / ".ci-serve").glob("*.json"))
+        assert head.token not in shown
+
+
+def test_wrong_token_is_exit_2_and_masked(head: TemporaryHead, tmp_path: Path):
+    wrong = "wrong-token-0000-1111"
+    got = run_action(tmp_path, {"command": "status", "address": head.dashboard_url, "ray-auth-token": wrong})
+    assert got.code == 2, got.log[-3000:]
+    assert got.outputs["result"] == "error"
+    assert wrong not in "\n".join(ln for ln in got.log.splitlines() if not ln.startswith("::add-mask"))
+    assert "**What to do:**" in got.summary
