@@ -126,3 +126,14 @@ def test_code_imported_from_the_local_working_dir(tmp_path: Path) -> None:
     problems = validate_config(path).problems  # no app_dir: the working_dir next to the config
     assert [(p.path, p.line) for p in problems] == [("applications[0].deployments[0].name", 6)]
     assert "(it has: Plain)" in problems[0].message
+
+
+@pytest.mark.parametrize("content, message", [(None, "does not exist"), ("- a\n", "must be a YAML mapping"),
+                                              ("", "found an empty file")])
+def test_unreadable_files_are_one_problem(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "serve_config.yaml"
+    if content is not None:
+        path.write_text(content)
+    result = validate_config(path, check_imports=False)
+    assert result.config is None
+    assert [(p.path, message in p.message) for p in result.problems] == [("(file)", True)]

@@ -46,19 +46,19 @@ class ValidationResult:
 
 def validate_config(path: str | Path, app_dir: str | Path | None = None, check_imports: bool = True,
                     import_timeout: float = 60) -> ValidationResult:
-    """Check ``path``; never raises for a problem in the file, returns them all instead.
+    """Check ``path``; never raises for a problem in the file (even a missing or unreadable one),
+    returns them all instead.
 
     ``app_dir`` is where import paths are imported from; ``None`` means each application's local
     ``runtime_env.working_dir`` (relative to the config file, as a deploy ships it), else the current folder.
-    Raises :class:`ConfigError` only when the file cannot be read at all (missing, not UTF-8, too big),
-    which has no line to point at; YAML syntax errors come back as a problem with their line.
+    YAML syntax errors come back as a problem with their line.
     """
     try:
         config = load_config(path)
-    except ConfigError as err:
-        if err.problems:
-            return ValidationResult(config=None, problems=list(err.problems))
-        raise
+    except ConfigError as err:  # unreadable, not YAML, not a mapping: one problem, nothing else to check
+        message = err.message.removeprefix(f"{path}: ")
+        found = list(err.problems) or [Problem(str(path), None, None, "(file)", message, err.hint)]
+        return ValidationResult(config=None, problems=found)
     result = ValidationResult(config=config)
     problems = result.problems
     for dup_path, line, column in config.positions.duplicates:
