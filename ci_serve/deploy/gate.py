@@ -91,8 +91,14 @@ def judge(goal: Goal, applications: dict[str, Any]) -> Verdict:
     message = str(app.get("message") or "")
     deployments = app.get("deployments") if isinstance(app.get("deployments"), dict) else {}
     if status == "DEPLOY_FAILED":
-        cause = exception_line(message) or _first_line(message) or "no message from Ray"
-        return Verdict("failed", f"DEPLOY_FAILED: {cause}", cause=cause, details=message)
+        # The app message may only say "Failed to update the deployments ['X']"; the exception is then
+        # in the failed deployment's own message.
+        dep_text = "\n".join(f"{n}: {(d or {}).get('message')}" for n, d in sorted(deployments.items())
+                             if (d or {}).get("message") and str((d or {}).get("status")) != "HEALTHY")
+        cause = (exception_line(message) or exception_line(dep_text) or _first_line(message)
+                 or _first_line(dep_text) or "no message from Ray")
+        return Verdict("failed", f"DEPLOY_FAILED: {cause}", cause=cause,
+                       details="\n".join(t for t in (message, dep_text) if t))
     for dname, dep in sorted(deployments.items()):
         dstatus = str((dep or {}).get("status") or "")
         dmessage = str((dep or {}).get("message") or "")

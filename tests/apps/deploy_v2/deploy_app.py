@@ -12,6 +12,8 @@ class Echo:
         self.greeting = "hello"
 
     def reconfigure(self, config: dict) -> None:
+        if config.get("greeting") == "explode":  # a bad config, for the in-place roll-back test
+            raise ValueError("greeting 'explode' is not allowed")
         self.greeting = config.get("greeting", "hello")
 
     async def __call__(self, request: Request) -> dict:
