@@ -32,7 +32,8 @@ class ActionRun:
 
 
 def run_action(tmp_path: Path, inputs: dict[str, str], *, cwd: Path | None = None,
-               files: dict[str, str] | None = None, timeout: float = 300) -> ActionRun:
+               files: dict[str, str] | None = None, timeout: float = 300,
+               env_overrides: dict[str, str] | None = None) -> ActionRun:
     dirs = RunnerDirs(tmp_path / "runner")
     for name, text in (files or {}).items():
         path = dirs.workspace / name
@@ -42,6 +43,7 @@ def run_action(tmp_path: Path, inputs: dict[str, str], *, cwd: Path | None = Non
     env.update(dirs.github_env(container=False))
     env.update(input_env(inputs))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(env_overrides or {})
     proc = subprocess.run([str(ENTRYPOINT)], cwd=cwd or dirs.workspace, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return ActionRun(proc.returncode, proc.stdout, dirs.outputs(),
@@ -89,6 +91,11 @@ def test_secrets_are_masked_before_anything_else_and_never_shown(tmp_path: Path)
         rest += path.read_text(encoding="utf-8")
     assert TOKEN not in rest and HEADER_SECRET not in rest
     assert got.code != 0
+
+
+def test_a_missing_workspace_is_exit_2(tmp_path: Path):
+    got = run_action(tmp_path, {"command": "validate"}, env_overrides={"GITHUB_WORKSPACE": str(tmp_path / "gone")})
+    assert got.code == 2 and "cannot enter the workspace" in got.log and "Traceback" not in got.log
 
 
 def test_runs_from_any_working_folder(tmp_path: Path):

@@ -125,8 +125,11 @@ def emit_annotations(notes: list[summary.Annotation]) -> None:
 
 def write_outputs(values: dict[str, str]) -> None:
     if os.environ.get("GITHUB_OUTPUT"):
-        for name, value in values.items():
-            gha.set_output(name, secrets.mask(value))
+        try:
+            for name, value in values.items():
+                gha.set_output(name, secrets.mask(value))
+        except OSError as exc:
+            console.say(f"WARNING could not write the step outputs: {exc}")
     else:
         for name, value in values.items():
             console.say(f"output {name}={secrets.mask(value)}")
@@ -150,7 +153,11 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     code = 0
     try:
         inputs = read_inputs(environ, workspace)
-        os.chdir(workspace)
+        try:
+            os.chdir(workspace)
+        except OSError as exc:
+            raise InputError(f"cannot enter the workspace {workspace}: {exc.strerror}",
+                             "GITHUB_WORKSPACE must be the repository checkout (run actions/checkout first)") from None
         code, outcomes = run_pipeline(inputs)
     except CiServeError as err:
         console.render_error(err)

@@ -18,6 +18,7 @@ from ci_serve.action.steps import Outcome
 _ICON = {"passed": "✅", "deployed": "✅", "unchanged": "✅", "failed": "❌", "rolled-back": "↩️",
          "error": "⚠️"}
 _MAX_ROWS = 200
+_MAX_DETAIL = 20_000  # characters of an error's details (a log tail); GitHub caps a summary at 1 MiB
 
 
 def cell(value: Any) -> str:
@@ -106,7 +107,7 @@ def failure_section(errors: list[dict[str, Any]]) -> list[str]:
         if err.get("hint"):
             lines += ["", f"**What to do:** {cell(err.get('hint'))}"]
         if err.get("details"):
-            detail = secrets.mask(str(err["details"])).replace("```", "ʼʼʼ")
+            detail = secrets.mask(str(err["details"])[-_MAX_DETAIL:]).replace("```", "ʼʼʼ")
             lines += ["", "<details><summary>details</summary>", "", "```", detail.rstrip(), "```", "",
                       "</details>"]
         lines.append("")
