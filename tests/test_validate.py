@@ -137,3 +137,12 @@ def test_unreadable_files_are_one_problem(tmp_path: Path, content: str | None, m
     result = validate_config(path, check_imports=False)
     assert result.config is None
     assert [(p.path, message in p.message) for p in result.problems] == [("(file)", True)]
+
+
+def test_a_config_using_most_fields_passes_here_and_in_ray() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    path = CONFIGS / "valid" / "every_field.yaml"
+    result = validate_config(path, check_imports=False)
+    assert result.problems == [], "\n".join(p.render() for p in result.problems)
+    ServeDeploySchema.model_validate(result.config.data)

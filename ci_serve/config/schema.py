@@ -37,15 +37,31 @@ def _max_queued(value: Any) -> Any:
     return value
 
 
-_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NOTSET")
+_LEVELS = {"CRITICAL": 50, "FATAL": 50, "ERROR": 40, "WARN": 30, "WARNING": 30, "INFO": 20, "DEBUG": 10, "NOTSET": 0}
+#: logging.LogRecord attributes Serve accepts in additional_log_standard_attrs (Ray 2.60)
+LOGRECORD_ATTRS = frozenset({
+    "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName", "levelname", "levelno",
+    "lineno", "message", "module", "msecs", "msg", "name", "pathname", "process", "processName",
+    "relativeCreated", "stack_info", "taskName", "thread", "threadName"})
 
 
 def _log_level(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value in _LEVELS.values():
+        return value
+    if isinstance(value, str) and value in _LEVELS:
         return value
     if isinstance(value, str) and value.upper() in _LEVELS:
-        return value
-    raise ValueError(f"log_level must be one of {', '.join(_LEVELS[:5])} or a number, got {value!r}")
+        raise ValueError(f"log_level is case-sensitive: write {value.upper()!r}, not {value!r}")
+    raise ValueError(f"log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {value!r}")
+
+
+def _log_attrs(value: Any) -> Any:
+    if isinstance(value, list):
+        unknown = [v for v in value if v not in LOGRECORD_ATTRS]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a logging.LogRecord attribute "
+                             f"(known: {', '.join(sorted(LOGRECORD_ATTRS))})")
+    return value
 
 
 class _Strict(BaseModel):
@@ -60,7 +76,7 @@ class LoggingConfig(_Strict):
         "INFO", description="minimum level logged: DEBUG, INFO, WARNING, ERROR, CRITICAL")
     logs_dir: str | None = Field(None, description="folder for Serve's log files (default: Ray's session logs)")
     enable_access_log: bool = Field(True, description="log one line per request (true/false)")
-    additional_log_standard_attrs: list[str] = Field(
+    additional_log_standard_attrs: Annotated[list[str], BeforeValidator(_log_attrs)] = Field(
         default_factory=list, description="extra logging.LogRecord attributes added to each record")
 
 
@@ -161,8 +177,6 @@ class ApplicationConfig(_Strict):
                              "application or a builder function")
     runtime_env: dict[str, Any] = Field(default_factory=dict, description="runtime environment "
                                         "(working_dir, pip, env_vars, ...) the code is imported in")
-    host: str | None = Field(None, description="deprecated: set http_options.host at the top level")
-    port: int | None = Field(None, description="deprecated: set http_options.port at the top level")
     deployments: list[DeploymentConfig] = Field(default_factory=list, description="per-deployment "
                                                 "overrides of the options set in code")
     autoscaling_policy: dict[str, Any] | None = Field(None, description="application-level autoscaling policy")
@@ -199,7 +213,7 @@ class ControllerOptions(_Strict):
 class TracingConfig(_Strict):
     enabled: bool = Field(description="turn request tracing on")
     exporter_import_path: str = Field(description="import path of the span exporter")
-    sampling_ratio: float = Field(description="fraction of requests traced (0-1)")
+    sampling_ratio: float = Field(ge=0, le=1, description="fraction of requests traced (0-1)")
 
 
 class ServeConfig(_Strict):
@@ -231,6 +245,8 @@ REMOVED_KEYS = {
     "version": "deployment versions were removed; Serve tracks code and config changes itself",
     "target_num_ongoing_requests_per_replica": "renamed `target_ongoing_requests`",
     "prefer_local_node_routing": "removed from Serve; delete it",
+    "host": "an application has no host: set `http_options: {host: ...}` at the top level of the config",
+    "port": "an application has no port: set `http_options: {port: ...}` at the top level of the config",
 }
 
 

@@ -106,8 +106,34 @@ def cluster_rule_problems(config: ConfigFile) -> list[Problem]:
                                       "e.g. `my_app.main:app`"))
         deployments = app.get("deployments")
         if isinstance(deployments, list):
-            out.extend(_deployment_problems(config, i, deployments))
+            out.extend(_deployment_problems(config, i, deployments, app.get("external_scaler_enabled") is True))
+        out.extend(_working_dir_problems(config, i, app))
+    out.extend(_http_problems(config))
     return out
+
+
+def _working_dir_problems(config: ConfigFile, i: int, app: dict) -> list[Problem]:
+    """A local working_dir (ci-serve ships it to the cluster) must exist next to the config file."""
+    env = app.get("runtime_env")
+    source = env.get("working_dir") if isinstance(env, dict) else None
+    if not isinstance(source, str) or "://" in source:
+        return []
+    folder = (config.path.resolve().parent / Path(source).expanduser())
+    if folder.is_dir():
+        return []
+    return [config.problem(("applications", i, "runtime_env", "working_dir"),
+                           f"working_dir {source!r} is not a folder (looked in {folder})",
+                           "a local working_dir is relative to the config file; or use a remote URI "
+                           "(https://.../code.zip, s3://...)")]
+
+
+def _http_problems(config: ConfigFile) -> list[Problem]:
+    http = config.data.get("http_options")
+    if not isinstance(http, dict) or bool(http.get("ssl_certfile")) == bool(http.get("ssl_keyfile")):
+        return []
+    missing = "ssl_keyfile" if http.get("ssl_certfile") else "ssl_certfile"
+    return [config.problem(("http_options",), "http_options sets only one of ssl_certfile and ssl_keyfile",
+                           f"add {missing} (HTTPS needs both), or remove the other")]
 
 
 def _route_prefix_problems(config: ConfigFile, i: int, prefix: str, seen: dict[str, int]) -> list[Problem]:
@@ -129,7 +155,8 @@ def _route_prefix_problems(config: ConfigFile, i: int, prefix: str, seen: dict[s
     return out
 
 
-def _deployment_problems(config: ConfigFile, i: int, deployments: list) -> list[Problem]:
+def _deployment_problems(config: ConfigFile, i: int, deployments: list,
+                         app_external_scaler: bool = False) -> list[Problem]:
     out: list[Problem] = []
     names: dict[str, int] = {}
     for j, dep in enumerate(deployments):
@@ -150,6 +177,33 @@ def _deployment_problems(config: ConfigFile, i: int, deployments: list) -> list[
                                       "autoscaling_config (with min_replicas/max_replicas)"))
         if isinstance(auto, dict):
             out.extend(_autoscaling_problems(config, (*base, "autoscaling_config"), auto))
+            if app_external_scaler:
+                out.append(config.problem((*base, "autoscaling_config"), "autoscaling_config is set while the "
+                                          "application has external_scaler_enabled: true",
+                                          "remove Serve's autoscaling here, or set external_scaler_enabled: false"))
+        out.extend(_exclusive_problems(config, base, dep))
+    return out
+
+
+#: (field, other field, why): Ray rejects a deployment setting both
+_EXCLUSIVE = (
+    ("max_replicas_per_node", "placement_group_bundles", "a placement group already decides where replicas run"),
+    ("max_replicas_per_node", "gang_scheduling_config", "gang scheduling decides where replicas run"),
+    ("placement_group_strategy", "gang_scheduling_config",
+     "use gang_scheduling_config.gang_placement_strategy instead"),
+)
+
+
+def _exclusive_problems(config: ConfigFile, base: tuple, dep: dict) -> list[Problem]:
+    out = []
+    for first, second, why in _EXCLUSIVE:
+        if dep.get(first) is not None and dep.get(second) is not None:
+            out.append(config.problem((*base, first), f"{first} cannot be set together with {second}",
+                                      f"remove one of them ({why})"))
+    if dep.get("placement_group_bundle_label_selector") is not None and dep.get("placement_group_bundles") is None:
+        out.append(config.problem((*base, "placement_group_bundle_label_selector"),
+                                  "placement_group_bundle_label_selector needs placement_group_bundles",
+                                  "add placement_group_bundles, or remove the selector"))
     return out
 
 
