@@ -1,0 +1,90 @@
+"""Deploys under faults: a dashboard behind a proxy that fails 30% of requests, and cancellation."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.head import TemporaryHead
+from tests.conftest import REPO, ci_serve_cmd
+from tests.support.flaky_proxy import FlakyProxy, dead_address
+
+pytestmark = pytest.mark.ray
+APPS = REPO / "tests" / "apps"
+
+
+@pytest.fixture(scope="module")
+def head():
+    with TemporaryHead(dashboard=True, num_cpus=2) as h:
+        yield h
+
+
+def config_file(tmp_path, head, **deployment):
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "cart", "route_prefix": "/cart", "import_path": "deploy_app:app",
+                                "deployments": [{"name": "Echo", **deployment}]}]}
+    path = tmp_path / "serve.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def cart_apps(head):
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    return {n: a for n, a in client.get_applications()["applications"].items() if n.startswith("cart")}
+
+
+def test_blue_green_through_a_proxy_failing_30_percent(head, cli_env, tmp_path):
+    config = config_file(tmp_path, head)
+    env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
+    with FlakyProxy(head.dashboard_url, fail_ratio=0.3, modes=("503", "drop", "drop-after")) as proxy:
+        for version in ("deploy_v1", "deploy_v2"):
+            proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", proxy.url, "--working-dir",
+                                               str(APPS / version), "--serve-url", head.serve_url),
+                                  env=env, capture_output=True, text=True, timeout=400)
+            assert proc.returncode == 0, proc.stderr
+    assert sum(proxy.counts[k] for k in ("503", "drop", "drop-after")) > 0
+    assert set(cart_apps(head)) == {"cart-green"}
+    assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
+
+
+def test_sigint_during_the_gate_removes_the_candidate(head, cli_env, tmp_path):
+    # a candidate that can never be scheduled keeps the gate waiting
+    config = config_file(tmp_path, head, ray_actor_options={"num_cpus": 64})
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                         str(APPS / "deploy_v2"), "--report", str(report)),
+                            env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "write candidate" in line:
+            break
+    time.sleep(2)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    took = time.monotonic() - t0
+    assert proc.returncode == 1, seen + rest
+    assert took < 7.5, f"took {took:.1f}s to clean up"
+    assert "cancelled by SIGINT" in rest
+    assert set(cart_apps(head)) == {"cart-green"}  # live (from the test above) untouched, candidate gone
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 1 and data["errors"][0]["type"] == "Cancelled"
+
+
+def test_dead_address_exit_2_within_a_minute(cli_env, tmp_path):
+    address = dead_address()
+    config = tmp_path / "serve.yaml"
+    config.write_text("applications:\n  - name: x\n    import_path: m:app\n")
+    t0 = time.monotonic()
+    proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", address),
+                          env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and time.monotonic() - t0 < 60
+    assert address in proc.stderr and "Traceback" not in proc.stderr
