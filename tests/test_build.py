@@ -4,6 +4,7 @@ validate passes, and that deploy to a real Ray head and answer."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,6 +76,13 @@ def test_build_is_deterministic_and_accepted_by_ray(tmp_path: Path, cli_env: dic
     assert config["applications"][2]["deployments"][0]["user_config"] == {"greeting": "hey"}
     result = validate_config(first, APPS, check_imports=True)
     assert result.problems == []
+
+    # the same applications as Ray's own `serve build` writes (it has no builder arguments)
+    serve = Path(sys.executable).parent / "serve"
+    ray_out = tmp_path / "ray.yaml"
+    subprocess.run([str(serve), "build", "graph_app:app", "plain_app:app", "-o", str(ray_out)], cwd=APPS,
+                   env=cli_env, check=True, capture_output=True, timeout=180)
+    assert yaml.safe_load(ray_out.read_text())["applications"] == config["applications"][:2]
 
 
 def test_build_of_a_broken_import_is_exit_2_and_writes_nothing(tmp_path: Path, cli_env: dict) -> None:

@@ -166,3 +166,52 @@ def test_secrets_never_in_the_plan() -> None:
                    deployments=deployments(ray_actor_options={"runtime_env": {"env_vars": {"TOKEN": "tok-123"}}}))
     text = json.dumps(plan_changes(want, live_answer()).as_dict())
     assert "s3cret-new" not in text and "k1" not in text and "tok-123" not in text
+
+
+# -- properties ----------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ci_serve.config.plan import LIGHT_DEPLOYMENT_FIELDS  # noqa: E402
+
+small = st.one_of(st.integers(1, 5), st.sampled_from(["a", "b"]), st.booleans())
+dep_options = st.fixed_dictionaries({}, optional={
+    "num_replicas": st.integers(1, 4), "max_ongoing_requests": st.integers(1, 20),
+    "user_config": st.dictionaries(st.sampled_from(["x", "y"]), small, max_size=2),
+    "ray_actor_options": st.fixed_dictionaries({"num_cpus": st.sampled_from([0, 0.5, 1])}),
+    "health_check_period_s": st.integers(1, 10)})
+apps = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.lists(dep_options, max_size=3)),
+                max_size=3, unique_by=lambda t: t[0])
+
+
+def config_of(spec) -> dict:
+    return {"applications": [{"name": name, "route_prefix": f"/{name}", "import_path": f"{name}.main:app",
+                              "deployments": [{"name": f"D{i}", **o} for i, o in enumerate(deps)]}
+                             for name, deps in spec]}
+
+
+def live_of(config: dict) -> dict:
+    return {"applications": {a["name"]: {"deployed_app_config": copy.deepcopy(a), "route_prefix": a["route_prefix"],
+                                         "deployments": {d["name"]: {"deployment_config": copy.deepcopy(d)}
+                                                         for d in a["deployments"]}}
+                             for a in config["applications"]}}
+
+
+@settings(max_examples=80, deadline=None)
+@given(spec=apps)
+def test_a_config_compared_with_itself_changes_nothing(spec) -> None:
+    config = config_of(spec)
+    plan = plan_changes(config, live_of(config))
+    assert plan.verdict == "none" and plan.left_alone == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(spec=apps.filter(lambda s: any(deps for _, deps in s)), field=st.sampled_from(
+    ["num_replicas", "max_ongoing_requests", "user_config", "health_check_period_s", "ray_actor_options"]))
+def test_one_field_changed_gives_its_class(spec, field: str) -> None:
+    config = config_of(spec)
+    live = live_of(config)
+    target = next(d for a in config["applications"] for d in a["deployments"])
+    target[field] = {"changed": True} if field in ("user_config", "ray_actor_options") else 99
+    plan = plan_changes(config, live)
+    assert plan.verdict == ("lightweight" if field in LIGHT_DEPLOYMENT_FIELDS else "heavyweight")

@@ -30,8 +30,7 @@ def build_graph(import_path: str, app_dir: str, args: dict[str, Any] | None) -> 
     for deployment in built.deployments:
         schema = deployment_to_schema(deployment)
         deployments.append(schema.model_dump(exclude_unset=True, mode="json"))
-    return {"ingress": built.ingress_deployment_name, "deployments": deployments,
-            "is_builder": not hasattr(target, "_bound_deployment")}
+    return {"ingress": built.ingress_deployment_name, "deployments": deployments}
 
 
 def main(argv: list[str]) -> int:
