@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ci_serve.cluster.packages import ship_working_dirs
-from ci_serve.deploy.changes import classify, verdict
+from ci_serve.deploy.changes import classify_all, verdict
 from ci_serve.deploy.cluster_config import ClusterChanged, build_body, check_unchanged
 from ci_serve.deploy.naming import find_live, preview_prefix, split_name, version_of, with_version, without_version
 from ci_serve.deploy.view import cluster_config, managed_view
@@ -14,36 +14,34 @@ BASE = {"import_path": "m:app", "route_prefix": "/shop", "runtime_env": {"workin
         "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"}, "num_replicas": 1}]}
 
 
-def changed(**edits):
+def live_snapshot(config, name="shop-blue", prefix="/shop"):
+    return {"applications": {name: {"status": "RUNNING", "route_prefix": prefix,
+                                    "deployed_app_config": {**config, "name": name}, "deployments": {}}}}
+
+
+def desired(**edits):
     import copy
     app = copy.deepcopy(BASE)
-    for path, value in edits.items():
-        node = app
-        keys = path.split("__")
-        for key in keys[:-1]:
-            node = node[0] if key == "0" else node[key]
-        node[keys[-1]] = value
-    return app
+    app["deployments"][0].update(edits.pop("deployment", {}))
+    app.update(edits)
+    return {"applications": [{**app, "name": "shop"}]}
 
 
 CHANGES = [
-    ("same", BASE, BASE, "none"),
-    ("nothing live", BASE, None, "new"),
-    ("only the version marker", with_version(BASE, "abc"), with_version(BASE, "def"), "none"),
-    ("physical name differs", {**BASE, "name": "shop-green"}, {**BASE, "name": "shop-blue"}, "none"),
-    ("user_config", changed(deployments__0__user_config={"greeting": "yo"}), BASE, "lightweight"),
-    ("num_replicas", changed(deployments__0__num_replicas=2), BASE, "lightweight"),
-    ("route prefix", changed(route_prefix="/s"), BASE, "lightweight"),
-    ("code", changed(runtime_env={"working_dir": "gcs://_ray_pkg_b.zip"}), BASE, "heavyweight"),
-    ("import path", changed(import_path="m:other"), BASE, "heavyweight"),
-    ("actor options", changed(deployments__0__ray_actor_options={"num_cpus": 2}), BASE, "heavyweight"),
-    ("deployment added", {**BASE, "deployments": BASE["deployments"] + [{"name": "B"}]}, BASE, "heavyweight"),
+    ("same", desired(), True, "none"),
+    ("only the version marker", {"applications": [{**with_version(BASE, "new-sha"), "name": "shop"}]}, True, "none"),
+    ("user_config", desired(deployment={"user_config": {"greeting": "yo"}}), True, "lightweight"),
+    ("num_replicas", desired(deployment={"num_replicas": 2}), True, "lightweight"),
+    ("code", desired(runtime_env={"working_dir": "gcs://_ray_pkg_b.zip"}), True, "heavyweight"),
+    ("actor options", desired(deployment={"ray_actor_options": {"num_cpus": 2}}), True, "heavyweight"),
+    ("same config but nothing live (a leftover candidate)", desired(), False, "new"),
 ]
 
 
-@pytest.mark.parametrize("name, desired, live, kind", CHANGES, ids=[c[0] for c in CHANGES])
-def test_classify(name, desired, live, kind):
-    assert classify(desired, live).kind == kind
+@pytest.mark.parametrize("name, wanted, has_live, kind", CHANGES, ids=[c[0] for c in CHANGES])
+def test_classify_all(name, wanted, has_live, kind):
+    kinds, plan = classify_all(wanted, live_snapshot(with_version(BASE, "old-sha")), {"shop": has_live})
+    assert kinds["shop"].kind == kind
 
 
 def test_verdict():

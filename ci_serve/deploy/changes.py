@@ -1,13 +1,14 @@
-"""What kind of change a deploy makes to one application, compared with the live one.
+"""What kind of change a deploy makes to each application: the plan stage's verdict, deploy's words.
+
+The diff and the lightweight/heavyweight classes are :func:`ci_serve.config.plan.plan_changes`'s
+(one source of truth for ``ci-serve plan`` and ``deploy``). On top of it, deploy adds one rule: an
+application with nothing *live* (no incarnation holding its route prefix) is ``new``, even if a
+leftover candidate of an earlier run has the same config, so a re-run always brings it live.
 
 - ``none``: same config, same code (the version marker aside): no write at all.
-- ``lightweight``: only options Ray applies to running replicas (``user_config``, ``num_replicas``,
-  autoscaling, request limits, health checks, route prefix): safe in place.
-- ``heavyweight``: code or environment (``import_path``, ``runtime_env``, ``args``,
-  ``ray_actor_options``, deployments added or removed...): replicas restart; blue-green.
-- ``new``: nothing live yet.
-
-Pure; table-tested. The config engineer's ``plan`` gives the same verdict words for the report.
+- ``lightweight``: only options Ray applies to running replicas: safe in place.
+- ``heavyweight``: code, environment, actor options, deployments added or removed: blue-green.
+- ``new``: nothing live yet: blue-green with nothing to remove.
 """
 
 from __future__ import annotations
@@ -15,16 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ci_serve.deploy.naming import without_version
+from ci_serve.config.plan import Plan, plan_changes
 
 Kind = Literal["none", "lightweight", "heavyweight", "new"]
-
-LIGHT_APP_KEYS = frozenset({"route_prefix", "deployments"})
-LIGHT_DEPLOYMENT_KEYS = frozenset({
-    "num_replicas", "autoscaling_config", "user_config", "max_ongoing_requests", "max_queued_requests",
-    "graceful_shutdown_wait_loop_s", "graceful_shutdown_timeout_s", "health_check_period_s",
-    "health_check_timeout_s", "logging_config",
-})
 
 
 @dataclass(frozen=True)
@@ -33,44 +27,24 @@ class Change:
     reasons: tuple[str, ...] = ()
 
 
-def classify(desired: dict[str, Any], live: dict[str, Any] | None) -> Change:
-    """Compare the app config we would send with the live one (physical names and version ignored)."""
-    if live is None:
-        return Change("new", ("not deployed yet",))
-    a, b = without_version(desired), without_version(live)
-    if a == b:
-        return Change("none")
-    heavy: list[str] = []
-    light: list[str] = []
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) == b.get(key):
+def classify_all(desired: dict[str, Any], snapshot: dict[str, Any], has_live: dict[str, bool]) -> tuple[
+        dict[str, Change], Plan]:
+    """Per logical application, its :class:`Change`; and the plan itself (for the report)."""
+    plan = plan_changes(desired, snapshot)
+    out: dict[str, Change] = {}
+    for app in plan.applications:
+        if not has_live.get(app.name, False):
+            out[app.name] = Change("new", ("nothing live yet",))
             continue
-        if key == "deployments":
-            _deployments(a.get(key) or [], b.get(key) or [], heavy, light)
-        elif key in LIGHT_APP_KEYS:
-            light.append(key)
-        else:
-            heavy.append(key)
-    if heavy:
-        return Change("heavyweight", tuple(heavy))
-    return Change("lightweight", tuple(light)) if light else Change("none")
-
-
-def _deployments(new: list[Any], old: list[Any], heavy: list[str], light: list[str]) -> None:
-    by_name_new = {d.get("name"): d for d in new if isinstance(d, dict)}
-    by_name_old = {d.get("name"): d for d in old if isinstance(d, dict)}
-    for name in sorted(set(by_name_new) | set(by_name_old), key=str):
-        d_new, d_old = by_name_new.get(name), by_name_old.get(name)
-        if d_new is None or d_old is None:
-            heavy.append(f"deployments.{name} {'added' if d_old is None else 'removed'}")
-            continue
-        for key in sorted(set(d_new) | set(d_old)):
-            if d_new.get(key) != d_old.get(key):
-                (light if key in LIGHT_DEPLOYMENT_KEYS else heavy).append(f"deployments.{name}.{key}")
+        reasons = [c.field for c in app.changes]
+        reasons += [f"{d.name}.{c.field}" for d in app.deployments for c in d.changes]
+        reasons += [f"{d.name} {d.action}" for d in app.deployments if d.action in ("added", "removed")]
+        out[app.name] = Change(app.verdict, tuple(reasons))
+    return out, plan
 
 
 def verdict(kinds: list[Kind]) -> str:
-    """The plan's overall verdict over every application."""
+    """The overall verdict over every application."""
     if any(k in ("heavyweight", "new") for k in kinds):
         return "heavyweight"
     return "lightweight" if "lightweight" in kinds else "none"

@@ -29,7 +29,7 @@ from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import checks
-from ci_serve.deploy.changes import Change, classify, verdict
+from ci_serve.deploy.changes import Change, classify_all, verdict
 from ci_serve.deploy.cluster_config import build_body, check_unchanged
 from ci_serve.deploy.gate import Goal, wait_ready
 from ci_serve.deploy.naming import (
@@ -71,7 +71,7 @@ class AppPlan:
     preview: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.logical, "change": self.change.kind, "verdict": self.change.kind,
+        return {"name": self.logical, "change": self.change.kind,
                 "reason": ", ".join(self.change.reasons), "live": self.live.physical if self.live else None,
                 "live_version": self.live.version if self.live else None, "candidate": self.candidate or None,
                 "route_prefix": self.route_prefix}
@@ -85,6 +85,7 @@ class Release:
         self.opts = options
         self.outcomes: list[Outcome] = []
         self.seen: dict[str, Any] = {}  # the latest snapshot our decisions are based on
+        self.full_plan: Any = None
 
     # -- the whole deploy ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -102,8 +103,13 @@ class Release:
                                   for s in shipped) or "no working_dir"
         plans = self.plan(shipped_config)
         changed = [p for p in plans if p.change.kind != "none"]
-        self.run.data["plan"] = {"applications": [p.as_dict() for p in plans],
-                                 "verdict": verdict([p.change.kind for p in plans])}
+        report_plan = self.full_plan.as_dict()
+        report_plan["verdict"] = verdict([p.change.kind for p in plans])
+        ours = {p.logical: p.as_dict() for p in plans}
+        for entry in report_plan["applications"]:
+            entry.update({k: v for k, v in ours.get(entry["name"], {}).items() if k not in entry})
+            entry["change"] = ours.get(entry["name"], {}).get("change")
+        self.run.data["plan"] = report_plan
         self.run.data["version"] = self.opts.version
         if not changed:
             self.run.data["strategy"] = "none"
@@ -138,10 +144,15 @@ class Release:
             route_prefix = desired["route_prefix"]
             desired = with_version(desired, self.opts.version)
             live = find_live(apps, logical, route_prefix)
-            plan = AppPlan(logical, route_prefix, desired, live, classify(desired, live.config if live else None))
+            plan = AppPlan(logical, route_prefix, desired, live, Change("none"))
             plan.leftovers = [i.physical for i in incarnations(apps, logical)
                               if not live or i.physical != live.physical]
             plans.append(plan)
+        kinds, full = classify_all({"applications": [{**p.desired, "name": p.logical} for p in plans]},
+                                   self.seen, {p.logical: p.live is not None for p in plans})
+        for p in plans:
+            p.change = kinds.get(p.logical, Change("new"))
+        self.full_plan = full
         return plans
 
     # -- writes --------------------------------------------------------------------------------
