@@ -85,3 +85,40 @@ def test_smoke_of_the_example_app_in_the_container(image: str, tmp_path: Path):
     assert "Ray Serve: passed" in summary
     assert "| pear price |" in summary and "✅ pass" in summary
     assert TOKEN not in summary and TOKEN not in json.dumps(report)
+
+
+def test_cancel_reaches_the_tool_through_tini(image: str, tmp_path: Path):
+    """The runner's cancel: SIGINT to the container (then SIGTERM 7.5 s later). tini passes it on; the
+    tool stops its head, writes its outputs and exits 1 before the runner's SIGKILL."""
+    dirs = RunnerDirs(tmp_path / "runner")
+    _workspace_with_example(dirs)
+    name = f"ci-serve-cancel-{os.getpid()}"
+    args = docker_run_args(dirs, image, {"command": "smoke", "config": "examples/fruit/serve_config.yaml",
+                                         "app-dir": "examples/fruit"})
+    args.insert(2, f"--name={name}")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:  # until the head runs: the state that must be cleaned up
+            lines.append(line)
+            if "ok   start Ray head" in line:
+                break
+        subprocess.run(["docker", "kill", "--signal", "SIGINT", name], capture_output=True, timeout=60)
+        t0 = time.monotonic()
+        try:
+            proc.wait(timeout=7.5)
+        except subprocess.TimeoutExpired:
+            subprocess.run(["docker", "kill", "--signal", "SIGTERM", name], capture_output=True, timeout=60)
+            proc.wait(timeout=2.5)
+        stopped_after = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            subprocess.run(["docker", "kill", name], capture_output=True, timeout=60)
+            proc.wait(timeout=60)
+    lines += proc.stdout.readlines()
+    log = "".join(lines)
+    print(f"container stopped {stopped_after:.1f} s after SIGINT, exit {proc.returncode}\n{log[-2000:]}")
+    assert proc.returncode == 1, log[-4000:]
+    assert "cancelled by SIGINT" in log
+    assert dirs.outputs()["result"] in ("failed", "error")
