@@ -226,3 +226,9 @@ def test_any_inputs_are_accepted_or_refused_with_a_message(values: dict[str, str
         assert got.command in COMMANDS
         for inv in pipeline(got):
             assert inv.argv[0] == inv.command
+
+
+def test_plan_table_of_an_unknown_shape_shows_its_scalar_fields():
+    lines = summary.plan_section({"verdict": "none", "applications": [{"foo": 1, "bar": "x", "deep": {"a": 1}}]})
+    assert "| foo | bar |" in lines and "| 1 | x |" in lines
+    assert summary.plan_section({"verdict": "none", "applications": []})[-2] == "No application changes."

@@ -65,10 +65,11 @@ def plan_section(plan: dict[str, Any]) -> list[str]:
     lines = [f"**Plan:** verdict `{cell(plan.get('verdict', '?'))}`", ""]
     if not apps:
         return lines + ["No application changes.", ""]
-    preferred = ["name", "app", "action", "change", "verdict", "reason"]
-    keys: list[str] = [k for k in preferred if any(k in a for a in apps)]
-    for app in apps:  # any other scalar fields, in the order the report has them
-        keys += [k for k, v in app.items() if k not in keys and _scalar(v)]
+    preferred = ["name", "app", "action", "change", "verdict", "reason", "live_name", "live_version", "candidate"]
+    keys = [k for k in preferred if any(a.get(k) not in (None, "") for a in apps)]
+    if not keys:  # an unknown shape: its scalar fields, in the order the report has them
+        for app in apps:
+            keys += [k for k, v in app.items() if k not in keys and _scalar(v)]
     keys = keys[:7]
     rows = [[a.get(k) if _scalar(a.get(k)) else "…" for k in keys] for a in apps]
     return lines + table(keys, rows) + [""]
