@@ -51,6 +51,8 @@ def test_defaults(tmp_path: Path):
     ({"target": "app:x 'unclosed"}, "cannot be split"),
     ({"target": "cfg.yaml extra=1"}, "config file takes no further arguments"),
     ({"standby_address": "http://b:8265"}, "`standby-url`, `switch-command` too"),
+    ({"command": "build"}, "needs the input `target`"),
+    ({"command": "build", "target": "serve_config.yaml"}, "needs the input `target`"),
 ])
 def test_bad_inputs_are_refused_with_a_message(tmp_path: Path, inputs: dict[str, str], needle: str):
     with pytest.raises(InputError) as info:

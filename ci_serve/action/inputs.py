@@ -136,10 +136,14 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         missing = ", ".join(f"`{n}`" for n, v in standby.items() if not v)
         raise InputError(f"a deploy across two clusters needs {missing} too",
                          f"set all of {', '.join(f'`{n}`' for n in STANDBY_INPUTS)}, or none of them")
+    target = _target(raw_input(environ, "target"), workspace)
+    if command == "build" and not (target and ":" in target[0]):
+        raise InputError("command `build` needs the input `target`: the import path(s) to build from",
+                         "for example `target: fruit:deployment_graph`; the config is written to `config`")
     timeout = get("timeout")
     return Inputs(
         command=command,
-        target=_target(raw_input(environ, "target"), workspace),
+        target=target,
         config=path("config", "serve_config.yaml") or "serve_config.yaml",
         requests=path("requests"),
         app_dir=path("app-dir", ".") or ".",
