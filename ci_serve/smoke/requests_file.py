@@ -152,7 +152,10 @@ def load_requests(path: str | Path) -> list[SmokeRequest]:
 def parse_requests(text: str, filename: str = "<requests>") -> list[SmokeRequest]:
     try:
         node = yaml.compose(text)
+        _check_expansion(node, filename)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise RequestsFileError(f"{filename}: the YAML is nested too deeply to be a requests file", HINT) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -174,6 +177,44 @@ def parse_requests(text: str, filename: str = "<requests>") -> list[SmokeRequest
         noun = "problem" if len(problems) == 1 else "problems"
         raise RequestsFileError(f"{filename}: {len(problems)} {noun} in the requests file", HINT,
                                 problems=problems) from None
+
+
+#: nodes a requests file may hold once its YAML aliases are expanded (an alias bomb holds billions)
+MAX_EXPANDED_NODES = 200_000
+
+
+def _check_expansion(root: Any, filename: str) -> None:
+    """Refuse a document that contains itself or whose aliases expand past :data:`MAX_EXPANDED_NODES`:
+    it would load in milliseconds and then hang whatever serializes a request body."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise RequestsFileError(f"{filename}: a YAML alias refers to the node that contains it", HINT)
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                raise RequestsFileError(
+                    f"{filename}: the YAML aliases expand to more than {MAX_EXPANDED_NODES} values",
+                    "write the requests out; an alias bomb is not a requests file")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 def _problem(filename: str, root: Any, err: dict[str, Any]) -> Problem:
