@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +15,7 @@ import requests
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
+from ci_serve.deploy.cluster_config import build_body
 from tests.conftest import REPO, ci_serve_cmd
 from tests.support.flaky_proxy import FlakyProxy, dead_address
 
@@ -77,6 +80,32 @@ def test_sigint_during_the_gate_removes_the_candidate(head, cli_env, tmp_path):
     assert set(cart_apps(head)) == {"cart-green"}  # live (from the test above) untouched, candidate gone
     data = json.loads(report.read_text())
     assert data["exit_code"] == 1 and data["errors"][0]["type"] == "Cancelled"
+
+
+def test_someone_elses_write_meanwhile_stops_the_deploy_without_writing(head, cli_env, tmp_path):
+    code = tmp_path / "code"
+    shutil.copytree(APPS / "deploy_v1", code)
+    (code / "ballast.bin").write_bytes(os.urandom(30 * 1024 * 1024))  # slows "ship code" down a little
+    config = config_file(tmp_path, head, user_config={"greeting": "race"})
+    proc = subprocess.Popen(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                         str(code)),
+                            env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "read cluster" in line:
+            break
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    snapshot = client.get_applications()
+    intruder = dict(snapshot["applications"]["cart-green"]["deployed_app_config"], route_prefix="/intruder")
+    client.put_applications(build_body(snapshot, put={"intruder": intruder}))
+    _, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 1, seen + rest
+    assert "the cluster changed while this deploy ran" in rest and "intruder" in rest
+    apps = cart_apps(head)
+    assert set(apps) == {"cart-green"}  # no candidate was written
+    assert apps["cart-green"]["deployed_app_config"]["deployments"][0].get("user_config") != {"greeting": "race"}
+    client.put_applications(build_body(client.get_applications(), remove={"intruder"}))
 
 
 def test_dead_address_exit_2_within_a_minute(cli_env, tmp_path):

@@ -30,7 +30,7 @@ from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import checks
 from ci_serve.deploy.changes import Change, classify_all, verdict
-from ci_serve.deploy.cluster_config import build_body, check_unchanged
+from ci_serve.deploy.cluster_config import ClusterChanged, build_body, check_unchanged
 from ci_serve.deploy.gate import Goal, wait_ready
 from ci_serve.deploy.naming import (
     COLOURS,
@@ -86,6 +86,7 @@ class Release:
         self.outcomes: list[Outcome] = []
         self.seen: dict[str, Any] = {}  # the latest snapshot our decisions are based on
         self.full_plan: Any = None
+        self.put_attempted = False
 
     # -- the whole deploy ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -164,6 +165,7 @@ class Release:
             if check:
                 check_unchanged(self.seen, now)
             body = build_body(now, put=put, remove=remove or set(), first_start=self.config.data)
+            self.put_attempted = True  # from here on the cluster may hold our write, even if the call fails
             self.client.put_applications(body)
             st.detail = ", ".join([*(put or {}), *(f"-{r}" for r in sorted(remove or ()))])
         return now
@@ -207,16 +209,19 @@ class Release:
             p.preview = preview_prefix(p.route_prefix, p.logical, colour)
         put = {p.candidate: {**p.desired, "route_prefix": p.preview} for p in plans}
         leftovers = {name for p in plans for name in p.leftovers if name != p.candidate}
-        before = self.write("write candidate", put=put, remove=leftovers)
+        self.put_attempted = False
         try:
+            before = self.write("write candidate", put=put, remove=leftovers)
             self.gate("gate candidate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate))
                                          for p in plans] + [Goal(n, None) for n in leftovers])
             self.smoke("check candidate", {p.logical: p.preview for p in plans})
         except BaseException as exc:
+            if not self.put_attempted:
+                raise  # nothing was written (bad config, credentials, someone else's change)
             self.remove_candidates(plans, exc)
-            raise AssertionError("unreachable") from None
         switched = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
         old = {p.live.physical for p in plans if p.live}
+        self.put_attempted = False
         written = False
         try:
             before = self.write("switch", put=switched, remove=old)
@@ -224,13 +229,17 @@ class Release:
             self.gate("gate switch", [Goal(p.candidate, switched[p.candidate], self._time(before, p.candidate))
                                       for p in plans] + [Goal(n, None) for n in old])
             self.smoke("check switch", {p.logical: p.route_prefix for p in plans})
-        except Cancelled:
-            if not written:  # the switch may or may not have reached the cluster: put the old version back
-                self.restore(plans, Cancelled("cancelled during the switch", "the previous version was put back"),
-                             switched=True)
-            raise  # switched to a candidate that passed the gate and the checks: it stays live
-        except CiServeError as exc:
-            self.restore(plans, exc, switched=True)
+        except ClusterChanged as exc:
+            # Someone else wrote meanwhile: touch nothing (our candidate may even share a name with theirs).
+            exc.hint = ("the live version was not touched; the candidate stays on its preview prefix until the "
+                        "next deploy removes it. " + (exc.hint or ""))
+            raise
+        except BaseException as exc:
+            if not self.put_attempted:
+                self.remove_candidates(plans, exc)  # the switch was never sent: live untouched
+            if written and isinstance(exc, Cancelled):
+                raise  # switched to a candidate that passed the gate and the checks: it stays live
+            self.restore(plans, exc, switched=True)  # the switch may have reached the cluster: put the old back
 
     def remove_candidates(self, plans: list[AppPlan], cause: BaseException) -> None:
         names = {p.candidate for p in plans}
@@ -255,11 +264,14 @@ class Release:
             if p.live:  # the version marker is part of Ray's code version: changing it would restart replicas
                 p.desired = with_version(without_version(p.desired), p.live.version)
         put = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
-        before = self.write("write config", put=put)
+        self.put_attempted = False
         try:
+            before = self.write("write config", put=put)
             self.gate("gate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate)) for p in plans])
             self.smoke("check", {p.logical: p.route_prefix for p in plans})
         except BaseException as exc:
+            if not self.put_attempted:
+                raise
             self.restore(plans, exc, switched=False)
 
     def restore(self, plans: list[AppPlan], cause: BaseException, *, switched: bool) -> None:
