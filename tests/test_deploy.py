@@ -237,3 +237,20 @@ def test_bystander_untouched(client, bystander):
     assert replica_ids(now) == replica_ids(bystander)
     # Ray 2.60 stamps a new last_deployed_time_s on every app named in a PUT, even an unchanged one;
     # the declarative API cannot avoid it (see ci_serve/deploy/cluster_config.py).
+
+
+def test_config_and_status_show_the_live_version(head, cli_env):
+    env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
+    proc = subprocess.run(ci_serve_cmd("config", "--address", head.dashboard_url, "--app", "shop"),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: shop-green" in proc.stdout and "CI_SERVE_VERSION: '***'" in proc.stdout
+    assert "bystander" not in proc.stdout
+    proc = subprocess.run(ci_serve_cmd("status", "--address", head.dashboard_url), env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "shop: live shop-green (green), version v2sha, RUNNING at /shop" in proc.stdout
+    assert "bystander: RUNNING route_prefix=/by" in proc.stdout
+    proc = subprocess.run(ci_serve_cmd("config", "--address", head.dashboard_url, "--app", "nope"),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no application 'nope'" in proc.stderr
