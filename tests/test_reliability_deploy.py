@@ -1,0 +1,300 @@
+"""Deploys that keep their promises under faults (issue 6), against real Ray heads on loopback:
+
+- the cluster dying in the middle of the gate: exit 1 or 3 that says what may be left, report written;
+- cancellation as the Actions runner does it (SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after): the
+  candidate is removed, the live version answers throughout, the process is gone before the SIGTERM;
+- two deploys of one application at the same moment: one proceeds, the other stops cleanly, and
+  exactly one live application holds the route afterwards;
+- zero downtime: 1000+ requests from 4 clients across a blue-green switch, none failed, every answer a
+  whole v1 or v2 answer, no client sees v1 again after v2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.head import TemporaryHead
+from tests.conftest import REPO, ci_serve_cmd
+
+pytestmark = pytest.mark.ray
+APPS = REPO / "tests" / "apps"
+ANSWERS = {v: {"version": v, "greeting": "hello"} for v in ("v1", "v2", "v3")}
+
+SLOW_APP = '''
+import time
+from ray import serve
+
+VERSION = "slow"
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
+class Echo:
+    def __init__(self) -> None:
+        time.sleep(600)  # keeps the gate waiting
+
+    async def __call__(self, request) -> dict:
+        return {"version": VERSION}
+
+
+app = Echo.bind()
+'''
+
+
+# -- helpers shared with the other reliability modules ------------------------------------------
+def write_config(path: Path, head: TemporaryHead, name: str = "shop", route_prefix: str = "/shop") -> Path:
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": name, "route_prefix": route_prefix, "import_path": "deploy_app:app"}]}
+    path.write_text(json.dumps(config))
+    return path
+
+
+def slow_app_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "slow"
+    folder.mkdir(exist_ok=True)
+    (folder / "deploy_app.py").write_text(SLOW_APP)
+    return folder
+
+
+def apps_of(head: TemporaryHead, logical: str = "shop") -> dict[str, dict]:
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    return {n: a for n, a in client.get_applications()["applications"].items() if n.startswith(logical)}
+
+
+def deploy(head: TemporaryHead, cli_env: dict, config: Path, working_dir: Path, *extra: str,
+           timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                       str(working_dir), "--serve-url", head.serve_url, *extra),
+                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Background:
+    """``ci-serve`` in the background, its stderr collected line by line by a thread."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]):
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.out = ""
+        self._err = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stderr.readline, "")),
+                                     daemon=True)
+        self._out = threading.Thread(target=self._read_out, daemon=True)
+        self._err.start()
+        self._out.start()
+
+    def _read_out(self) -> None:
+        self.out = self.proc.stdout.read()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None or any(text in line for line in self.lines), \
+                f"exited {self.proc.returncode} before {text!r}:\n{self.log}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n{self.log}"
+            time.sleep(0.1)
+
+    def finish(self, timeout: float = 400) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._err.join(timeout=10)
+        self._out.join(timeout=10)
+        return code
+
+
+def cancel_as_the_runner(proc: subprocess.Popen) -> tuple[str, float]:
+    """SIGINT; SIGTERM 7.5 s later; SIGKILL 2.5 s after that (actions/runner). Returns the last signal
+    sent before the process exited and the seconds from the SIGINT to the exit."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    for sent, due, nxt in (("SIGINT", 7.5, signal.SIGTERM), ("SIGTERM", 10.0, signal.SIGKILL)):
+        try:
+            proc.wait(timeout=max(0.0, t0 + due - time.monotonic()))
+            return sent, time.monotonic() - t0
+        except subprocess.TimeoutExpired:
+            proc.send_signal(nxt)
+    proc.wait()
+    return "SIGKILL", time.monotonic() - t0
+
+
+class Clients:
+    """``n`` threads sending GET to the live route in a loop; every answer recorded per client."""
+
+    def __init__(self, url: str, n: int = 4):
+        self.url = url
+        self.stop = threading.Event()
+        self.answers: list[list[tuple[float, object]]] = [[] for _ in range(n)]
+        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(n)]
+
+    def _loop(self, i: int) -> None:
+        with requests.Session() as session:
+            while not self.stop.is_set():
+                try:
+                    resp = session.get(self.url, timeout=30)
+                    answer: object = resp.json() if resp.status_code == 200 else f"HTTP {resp.status_code}"
+                except (requests.RequestException, ValueError) as exc:
+                    answer = f"{type(exc).__name__}: {exc}"
+                self.answers[i].append((time.monotonic(), answer))
+
+    def __enter__(self) -> Clients:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+    @property
+    def total(self) -> int:
+        return sum(len(a) for a in self.answers)
+
+    def bad(self) -> list[object]:
+        return [a for answers in self.answers for _, a in answers if a not in ANSWERS.values()]
+
+
+@pytest.fixture(scope="module")
+def head():
+    with TemporaryHead(dashboard=True, num_cpus=4) as h:
+        yield h
+
+
+def ensure_live(head: TemporaryHead, cli_env: dict, tmp_path: Path, version: str) -> Path:
+    """``shop`` live at /shop answering ``version`` (deploys it if needed); returns the config."""
+    config = write_config(tmp_path / "serve.yaml", head)
+    proc = deploy(head, cli_env, config, APPS / f"deploy_{version}")
+    assert proc.returncode == 0, proc.stderr
+    assert requests.get(head.serve_url + "/shop", timeout=10).json() == ANSWERS[version]
+    return config
+
+
+def assert_one_live(head: TemporaryHead, version: str) -> None:
+    apps = apps_of(head)
+    assert len(apps) == 1, f"expected exactly one shop application, found {sorted(apps)}"
+    (name, app), = apps.items()
+    assert app["route_prefix"] == "/shop" and app["status"] == "RUNNING", (name, app["status"])
+    assert requests.get(head.serve_url + "/shop", timeout=10).json() == ANSWERS[version]
+
+
+# -- zero downtime ------------------------------------------------------------------------------
+def test_zero_downtime_across_a_blue_green_switch(head, cli_env, tmp_path):
+    config = ensure_live(head, cli_env, tmp_path, "v1")
+    with Clients(head.serve_url + "/shop") as clients:
+        while clients.total < 50:  # the clients are running before the deploy starts
+            time.sleep(0.1)
+        proc = deploy(head, cli_env, config, APPS / "deploy_v2", "--strategy", "blue-green")
+        assert proc.returncode == 0, proc.stderr
+        t_done = time.monotonic()
+        deadline = t_done + 120
+        while (clients.total < 1000 or any(a[-1][0] < t_done + 1 for a in clients.answers if a)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+    print(f"{clients.total} requests from {len(clients.answers)} clients across the switch")
+    assert clients.total >= 1000
+    assert clients.bad() == [], clients.bad()[:10]  # none failed, none a half-started version
+    for answers in clients.answers:
+        versions = [a["version"] for _, a in answers]
+        assert "v1" in versions[:5] and versions[-1] == "v2"
+        first_v2 = versions.index("v2")
+        assert "v1" not in versions[first_v2:], "a client got v1 again after v2"
+    assert_one_live(head, "v2")
+
+
+# -- cancellation as the runner does it ------------------------------------------------------------
+def test_runner_cancel_during_the_gate_removes_the_candidate_in_time(head, cli_env, tmp_path):
+    config = ensure_live(head, cli_env, tmp_path, "v2")
+    report = tmp_path / "report.json"
+    bg = Background(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                 str(slow_app_dir(tmp_path)), "--serve-url", head.serve_url, "--report", str(report)),
+                    dict(cli_env, RAY_AUTH_TOKEN=head.token))
+    with Clients(head.serve_url + "/shop", n=2) as clients:
+        bg.wait_for("write candidate")
+        time.sleep(3)  # the candidate's replica is in its constructor now
+        assert len(apps_of(head)) == 2, "the candidate should exist beside the live app"
+        last, took = cancel_as_the_runner(bg.proc)
+        bg.finish()
+        time.sleep(1)
+    print(f"exited {took:.1f} s after SIGINT (last signal {last})")
+    assert last == "SIGINT", f"still running when the runner's SIGTERM was due:\n{bg.log}"
+    assert bg.proc.returncode == 1, bg.log
+    assert "cancelled by SIGINT" in bg.log and "Traceback" not in bg.log
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 1 and data["errors"][0]["type"] == "Cancelled"
+    assert clients.bad() == [] and clients.total > 0  # the live version answered throughout
+    deadline = time.monotonic() + 60  # the removal was written; Ray may take a moment to finish it
+    while len(apps_of(head)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert_one_live(head, "v2")
+
+
+# -- two deploys at the same moment ----------------------------------------------------------------
+def test_two_deploys_at_once_one_proceeds_the_other_stops_cleanly(head, cli_env, tmp_path):
+    versions = ("v1", "v3")  # two releases of one app started at the same moment
+    config = ensure_live(head, cli_env, tmp_path, "v2")
+    env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
+    runs = []
+    for i, version in enumerate(versions):
+        work = tmp_path / f"w{i}"
+        shutil.copytree(APPS / "deploy_v1", work)
+        code = work / "deploy_app.py"
+        code.write_text(code.read_text().replace('VERSION = "v1"', f'VERSION = "{version}"'))
+        runs.append(Background(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url,
+                                            "--working-dir", str(work), "--serve-url", head.serve_url,
+                                            "--strategy", "blue-green", "--report", str(tmp_path / f"r{i}.json")),
+                               env))
+    codes = [r.finish() for r in runs]
+    logs = "\n----\n".join(r.log for r in runs)
+    print(codes, logs)
+    assert "Traceback" not in logs
+    assert 0 in codes and all(code in (0, 1) for code in codes), logs
+    for code, run in zip(codes, runs, strict=True):
+        if code == 1:
+            assert "ERROR" in run.log, run.log
+    apps = apps_of(head)
+    assert len(apps) == 1, f"expected exactly one shop application, found {sorted(apps)}"
+    answer = requests.get(head.serve_url + "/shop", timeout=10).json()
+    winners = {v for v, code in zip(versions, codes, strict=True) if code == 0}
+    assert answer["version"] in winners, f"live answers {answer}, but the deploys that succeeded shipped {winners}"
+    assert codes.count(0) == 1, logs  # two different releases cannot both have "deployed"
+
+
+# -- the cluster dying in the middle of the gate ---------------------------------------------------
+def test_cluster_dying_during_the_gate_is_a_clear_exit_1_or_3(make_head, cli_env, tmp_path):
+    dying = make_head(num_cpus=2)
+    config = write_config(tmp_path / "serve.yaml", dying)
+    assert deploy(dying, cli_env, config, APPS / "deploy_v1").returncode == 0
+    report = tmp_path / "report.json"
+    bg = Background(ci_serve_cmd("deploy", str(config), "--address", dying.dashboard_url, "--working-dir",
+                                 str(slow_app_dir(tmp_path)), "--serve-url", dying.serve_url, "--report", str(report)),
+                    dict(cli_env, RAY_AUTH_TOKEN=dying.token))
+    bg.wait_for("write candidate")
+    time.sleep(2)
+    dying.stop()
+    t0 = time.monotonic()
+    code = bg.finish(timeout=400)
+    print(f"exit {code} {time.monotonic() - t0:.0f} s after the cluster died")
+    assert code in (1, 3), bg.log
+    assert "Traceback" not in bg.log + bg.out, bg.log
+    error = bg.log.split("ERROR", 1)[1]
+    assert dying.dashboard_url in error  # which cluster
+    assert "ci-serve status" in error or "live" in error  # what state may be left, and how to look
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == code and data["errors"] and data["result"] in ("failed", "rolled-back", "error")
