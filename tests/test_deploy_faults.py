@@ -57,6 +57,23 @@ def test_blue_green_through_a_proxy_failing_30_percent(head, cli_env, tmp_path):
     assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
 
 
+def test_wrong_answer_on_the_preview_prefix_removes_the_candidate(head, cli_env, tmp_path):
+    config = config_file(tmp_path, head)
+    reqs = tmp_path / "requests.yaml"
+    reqs.write_text("requests:\n  - name: is v9\n    expect: {json: {version: v9, greeting: hello}}\n")
+    report = tmp_path / "report.json"
+    proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                       str(APPS / "deploy_v1"), "--requests", str(reqs), "--report", str(report)),
+                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(report.read_text())
+    assert data["result"] == "rolled-back"
+    assert data["requests"][0]["passed"] is False and "/cart--blue/" in data["requests"][0]["path"]
+    assert "candidate was removed, live is unchanged: cart-green" in proc.stderr
+    assert set(cart_apps(head)) == {"cart-green"}
+    assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
+
+
 def test_sigint_during_the_gate_removes_the_candidate(head, cli_env, tmp_path):
     # a candidate that can never be scheduled keeps the gate waiting
     config = config_file(tmp_path, head, ray_actor_options={"num_cpus": 64})
