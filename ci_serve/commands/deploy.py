@@ -31,6 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="release version shown by `status` (default: $GITHUB_SHA)")
     parser.add_argument("--serve-url", metavar="URL",
                         help="the cluster's Serve HTTP address for checks (default: dashboard host, Serve port)")
+    two = parser.add_argument_group(
+        "blue-green across two clusters",
+        "deploy the whole config to a standby cluster, check it, run --switch-command to move the traffic, "
+        "verify the public entry; switch back on failure (see docs/two-clusters.md)")
+    two.add_argument("--standby-address", metavar="URL", help="dashboard of the standby cluster (the new version)")
+    two.add_argument("--standby-url", metavar="URL", help="Serve HTTP address of the standby cluster, for checks")
+    two.add_argument("--switch-command", metavar="CMD",
+                     help="shell command that moves traffic to $CI_SERVE_NEW_URL (also gets CI_SERVE_NEW_ADDRESS, "
+                          "CI_SERVE_OLD_ADDRESS); the one input run by a shell")
+    two.add_argument("--verify-url", metavar="URL", help="the public entry that must answer from the new version")
+    two.add_argument("--verify-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="how long the public entry may take to answer from the new version (default 60)")
+    two.add_argument("--keep-standby", action="store_true",
+                     help="after the switch, keep the old cluster's applications running as a warm standby")
     add_report_argument(parser)
 
 
@@ -53,6 +67,36 @@ def run(args: argparse.Namespace, run: Run) -> int:
     target = resolve_target(args.address)
     client = DashboardClient(target, ca_cert=args.ca_cert, insecure=args.insecure)
     version = args.release_version or os.environ.get("GITHUB_SHA") or None
+    if args.standby_address or args.standby_url or args.switch_command:
+        return run_two_clusters(args, run, client, config, reqs, working_dir, version)
     options = Options(strategy=args.strategy, timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
                       version=version, serve_url=args.serve_url, requests=reqs, working_dir=working_dir)
     return Release(client, run, config, options).execute()
+
+
+def run_two_clusters(args: argparse.Namespace, run: Run, live, config, reqs, working_dir, version) -> int:
+    from ci_serve.cluster.address import normalize_address, resolve_target
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+
+    needed = (("--standby-address", args.standby_address), ("--standby-url", args.standby_url),
+              ("--switch-command", args.switch_command))
+    missing = [flag for flag, value in needed if not value]
+    if missing:
+        raise InputError(f"a deploy across two clusters needs {', '.join(missing)} too",
+                         "pass --standby-address, --standby-url and --switch-command together")
+    if args.strategy != "auto":
+        raise InputError("--strategy does not apply across two clusters: the whole config goes to the standby")
+    if args.verify_timeout <= 0:
+        raise InputError("--verify-timeout must be positive")
+    standby_target = resolve_target(args.standby_address)
+    if normalize_address(args.standby_address) == live.address:
+        raise InputError("--standby-address is the live cluster's address",
+                         "the standby must be the other cluster (the one not serving traffic)")
+    standby = DashboardClient(standby_target, ca_cert=args.ca_cert, insecure=args.insecure)
+    options = TwoClusterOptions(
+        standby_url=normalize_address(args.standby_url), switch_command=args.switch_command,
+        verify_url=normalize_address(args.verify_url) if args.verify_url else None, keep_standby=args.keep_standby,
+        requests=reqs, working_dir=working_dir, timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
+        version=version, verify_timeout=args.verify_timeout)
+    return TwoClusterRelease(live, standby, run, config, options).execute()

@@ -1,0 +1,262 @@
+"""Blue-green across two Ray clusters: the Serve guide's way to ship a heavyweight update.
+
+The whole config goes to the standby cluster (the live one is not touched), is gated and
+smoke-checked there through ``--standby-url``; then the user's ``--switch-command`` moves the
+traffic (a load balancer API, a Kubernetes Service patch, a proxy reload) and the public entry
+(``--verify-url``) must answer the smoke requests from the new version. If it does not, the switch
+command runs again with the roles reversed: exit 1 when the old cluster answers again, 3 when not.
+
+The standby cluster is dedicated to this release: its Serve config is replaced as a whole, and on
+failure its previous config is written back. After a successful switch the old cluster keeps its
+applications only with ``--keep-standby`` (a warm standby to switch back to); otherwise they are
+removed once the public entry answers from the new cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ci_serve import console, secrets
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.packages import ship_working_dirs
+from ci_serve.config.loader import ConfigFile
+from ci_serve.deploy import checks
+from ci_serve.deploy.cluster_config import build_body, declarative_apps
+from ci_serve.deploy.gate import Goal, wait_ready
+from ci_serve.deploy.naming import with_version
+from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
+from ci_serve.report import Run
+
+#: how long the public entry may take to answer from the new cluster after the switch command
+VERIFY_TIMEOUT_S = 60.0
+#: in-flight requests the old proxy workers still hold get this long before the old apps go
+DRAIN_S = 2.0
+
+
+@dataclass
+class TwoClusterOptions:
+    standby_url: str
+    switch_command: str
+    verify_url: str | None = None
+    keep_standby: bool = False
+    requests: list[Any] | None = None
+    working_dir: Path | None = None
+    timeout: float = 600.0
+    unschedulable_grace: float = 60.0
+    version: str | None = None
+    switch_timeout: float = 300.0
+    verify_timeout: float = VERIFY_TIMEOUT_S
+
+
+class SwitchFailed(CheckFailed):
+    """The switch command failed, or the public entry did not answer from the new cluster."""
+
+
+class TwoClusterRelease:
+    def __init__(self, live: DashboardClient, standby: DashboardClient, run: Run, config: ConfigFile,
+                 options: TwoClusterOptions):
+        self.live = live
+        self.standby = standby
+        self.run = run
+        self.config = config
+        self.opts = options
+        self.standby_before: dict[str, Any] = {}
+        self.live_snapshot: dict[str, Any] = {}
+
+    def apps(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for app in config.get("applications") or []:
+            name = app.get("name")
+            if not isinstance(name, str) or not name:
+                raise InputError("every application in the config needs a name",
+                                 "add `name: my-app` to each entry under `applications`")
+            app = with_version({k: v for k, v in app.items() if k != "name"}, self.opts.version)
+            app.setdefault("route_prefix", "/")
+            out[name] = app
+        return out
+
+    def prefixes(self) -> dict[str, str]:
+        return {name: app.get("route_prefix") or "/" for name, app in self.apps(self.config.data).items()}
+
+    # -- the whole release ---------------------------------------------------------------------
+    def execute(self) -> int:
+        with console.step(self.run, "connect live") as st:
+            st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
+            self.live_snapshot = self.live.get_applications()
+        with console.step(self.run, "connect standby") as st:
+            st.detail = f"Ray {self.standby.get_version()} at {self.standby.address}"
+            self.standby_before = self.standby.get_applications()
+        self.run.data.update(live_address=self.live.address, standby_address=self.standby.address)
+        try:
+            self.deploy_standby()
+            self.check(self.opts.standby_url, "check standby", requests=self.opts.requests)
+        except BaseException as exc:
+            self.restore_standby(exc)
+            raise AssertionError("unreachable") from None
+        self.switch_and_verify()
+        self.run.data.update(live_address=self.standby.address, standby_address=self.live.address,
+                             live_url=self.opts.standby_url, live_app=",".join(self.prefixes()))
+        if not self.opts.keep_standby:
+            self.retire_old()
+        self.run.result = "deployed"
+        console.say(f"live is now {self.standby.address}; deploy the next release with "
+                    f"--address {self.standby.address} --standby-address {self.live.address}")
+        return 0
+
+    def deploy_standby(self) -> None:
+        with console.step(self.run, "ship code") as st:
+            shipped, records = ship_working_dirs(self.standby, self.config.data,
+                                                 base_dir=self.config.path.resolve().parent,
+                                                 override=self.opts.working_dir)
+            self.run.data["packages"] = records
+            st.detail = ", ".join(r["uri"] for r in records) or "no working_dir"
+        put = self.apps(shipped)
+        with console.step(self.run, "write standby") as st:
+            body = build_body(self.standby_before, put=put, remove=set(declarative_apps(self.standby_before)),
+                              first_start=self.config.data)
+            self.standby.put_applications(body)
+            st.detail = ", ".join(put)
+        previous = {n: (a or {}).get("last_deployed_time_s")
+                    for n, a in (self.standby_before.get("applications") or {}).items()}
+        goals = [Goal(name, config, previous.get(name)) for name, config in put.items()]
+        goals += [Goal(name, None) for name in declarative_apps(self.standby_before) if name not in put]
+        wait_ready(self.standby.get_applications, goals, timeout=self.opts.timeout,
+                   unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name="gate standby")
+
+    def check(self, base_url: str, step: str, *, requests: list[Any] | None = None, attempts: int = 3) -> None:
+        outcomes: list[checks.Outcome] = []
+        with console.step(self.run, step) as st:
+            try:
+                checks.run_checks(requests, base_url, self.prefixes(), outcomes, attempts=attempts)
+            finally:
+                self.run.data["requests"] = checks.as_dicts(outcomes)
+            st.detail = f"{len(outcomes)} check(s) passed at {base_url}"
+
+    # -- switch --------------------------------------------------------------------------------
+    def switch(self, step: str, *, new_address: str, old_address: str, new_url: str) -> None:
+        env = dict(os.environ, CI_SERVE_NEW_ADDRESS=new_address, CI_SERVE_OLD_ADDRESS=old_address,
+                   CI_SERVE_NEW_URL=new_url)
+        with console.step(self.run, step) as st:
+            try:
+                # The one input meant for a shell: it is the user's own command, run as they wrote it.
+                proc = subprocess.run(self.opts.switch_command, shell=True, env=env, text=True,  # noqa: S602
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      timeout=self.opts.switch_timeout, executable="/bin/sh")
+            except subprocess.TimeoutExpired:
+                raise SwitchFailed(f"the switch command did not finish within {self.opts.switch_timeout:.0f}s",
+                                   "make --switch-command return once traffic has moved") from None
+            for line in (proc.stdout or "").splitlines()[-20:]:
+                console.say(f"    | {line}")
+            if proc.returncode != 0:
+                raise SwitchFailed(f"the switch command exited with code {proc.returncode}",
+                                   "run it by hand with CI_SERVE_NEW_URL set to see why")
+            st.detail = f"traffic moved to {new_url}"
+
+    def verify(self, step: str, requests: list[Any] | None) -> None:
+        """Poll the public entry until it answers the smoke requests (the new version) or time runs out."""
+        url = self.opts.verify_url
+        if not url:
+            return
+        deadline = time.monotonic() + self.opts.verify_timeout
+        with console.step(self.run, step, heartbeat=lambda: f"waiting for {url} to answer as expected") as st:
+            attempt = 0
+            while True:
+                attempt += 1
+                outcomes: list[checks.Outcome] = []
+                try:
+                    checks.run_checks(requests, url, self.prefixes(), outcomes, attempts=1)
+                except CheckFailed as exc:
+                    last = exc
+                else:
+                    st.detail = f"{len(outcomes)} check(s) passed at {url} (attempt {attempt})"
+                    return
+                finally:
+                    self.run.data["verify"] = checks.as_dicts(outcomes)
+                if time.monotonic() >= deadline:
+                    raise SwitchFailed(f"{url} did not answer as expected within {self.opts.verify_timeout:.0f}s: "
+                                       f"{last.message}",
+                                       "check that --switch-command really moves the traffic behind --verify-url")
+                time.sleep(1.0)
+
+    def switch_and_verify(self) -> None:
+        try:
+            self.switch("switch", new_address=self.standby.address, old_address=self.live.address,
+                        new_url=self.opts.standby_url)
+            self.verify("verify public entry", self.opts.requests)
+        except BaseException as exc:
+            self.switch_back(exc)
+            raise AssertionError("unreachable") from None
+
+    def switch_back(self, cause: BaseException) -> None:
+        live_url = serve_url(self.live.address, self.live_snapshot)
+        try:
+            self.switch("switch back", new_address=self.live.address, old_address=self.standby.address,
+                        new_url=live_url)
+            self.verify("verify old version", None)  # the old version answers its own way: it must answer
+        except CiServeError as err:
+            raise RestoreFailed(f"{_what(cause)}; switching traffic back to {self.live.address} then failed: "
+                                f"{err.message}",
+                                "a person must look: traffic may point at the standby cluster "
+                                f"({self.standby.address}); run the switch command by hand", details=_details(cause)
+                                ) from None
+        self.restore_standby(cause, switched_back=True)
+
+    # -- cleanup -------------------------------------------------------------------------------
+    def restore_standby(self, cause: BaseException, *, switched_back: bool = False) -> None:
+        """Put the standby's previous config back (the candidate goes); then raise the outcome."""
+        try:
+            with console.step(self.run, "remove candidate") as st:
+                now = self.standby.get_applications()
+                body = build_body(now, put=declarative_apps(self.standby_before),
+                                  remove=set(declarative_apps(now)) - set(declarative_apps(self.standby_before)),
+                                  first_start=self.config.data)
+                self.standby.put_applications(body)
+                st.detail = f"standby {self.standby.address} back to its previous config"
+        except CiServeError as err:
+            raise RestoreFailed(f"{_what(cause)}; removing the candidate from the standby cluster then failed: "
+                                f"{err.message}",
+                                f"live ({self.live.address}) is {'serving again' if switched_back else 'untouched'}; "
+                                "clean the standby with `ci-serve status`", details=_details(cause)) from None
+        if isinstance(cause, Cancelled):
+            raise cause
+        where = "traffic was switched back" if switched_back else "the live cluster was not touched"
+        raise DeployFailed(f"{_what(cause)}; {where}: {self.live.address} serves",
+                           getattr(cause, "hint", None), details=_details(cause)) from None
+
+    def retire_old(self) -> None:
+        """Remove our applications from the old live cluster; they no longer get traffic."""
+        ours = set(self.prefixes())
+        try:
+            with console.step(self.run, "retire old cluster") as st:
+                time.sleep(DRAIN_S)
+                now = self.live.get_applications()
+                gone = ours & set(declarative_apps(now))
+                if gone:
+                    self.live.put_applications(build_body(now, remove=gone))
+                st.detail = f"removed {', '.join(sorted(gone)) or 'nothing'} from {self.live.address}"
+        except CiServeError as err:  # traffic already moved: a leftover is a warning, not a failure
+            console.say(f"WARNING the old cluster keeps its applications: {err.message}")
+
+
+def serve_url(dashboard_address: str, snapshot: dict[str, Any]) -> str:
+    """A cluster's Serve HTTP address: the dashboard's host, the Serve port it reports."""
+    port = (snapshot.get("http_options") or {}).get("port") or 8000
+    host = urlsplit(dashboard_address).hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+def _what(cause: BaseException) -> str:
+    if isinstance(cause, CiServeError):
+        return cause.message
+    return secrets.scrub(f"{type(cause).__name__}: {cause}")
+
+
+def _details(cause: BaseException) -> str | None:
+    return cause.details if isinstance(cause, CiServeError) else None

@@ -1,0 +1,164 @@
+"""Blue-green across two real Ray clusters with a real HAProxy in front (issue 8).
+
+Two heads on loopback with token auth, HAProxy (Debian's package) routing the public port to the
+live one, and the switch command a user would write: rewrite the backend, hot-reload the proxy.
+A client sends requests through the proxy the whole time; none may fail across the switch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.head import TemporaryHead, free_port
+from tests.conftest import REPO, ci_serve_cmd
+from tests.support.haproxy import HAProxy, haproxy_binary
+
+pytestmark = [pytest.mark.ray, pytest.mark.skipif(not haproxy_binary(), reason="haproxy is not installed")]
+APPS = REPO / "tests" / "apps"
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    # Both heads read the same token from the environment, as a team with one token per environment would.
+    blue = TemporaryHead(dashboard=True, num_cpus=2)
+    green = TemporaryHead(dashboard=True, num_cpus=2)
+    green.token = blue.token
+    try:
+        blue.start()
+        green.start()
+        yield blue, green
+    finally:
+        blue.stop()
+        green.stop()
+
+
+def write_config(tmp_path: Path, head: TemporaryHead, app_dir: str) -> Path:
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+                                "runtime_env": {"working_dir": str(APPS / app_dir)},
+                                "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"}}]}]}
+    path = tmp_path / f"serve-{app_dir}-{head.serve_port}.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def requests_file(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / f"requests-{version}.yaml"
+    path.write_text(f"requests:\n  - name: version\n    path: /\n    expect:\n"
+                    f"      json: {{version: {version}, greeting: hi}}\n")
+    return path
+
+
+def run(cli_env, token: str, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    report = tmp_path / f"report-{time.monotonic_ns()}.json"
+    proc = subprocess.run(ci_serve_cmd(*args, "--report", str(report)), env=dict(cli_env, RAY_AUTH_TOKEN=token),
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    return proc, (json.loads(report.read_text()) if report.exists() else {})
+
+
+class Client:
+    """Requests through the proxy, the whole time, in a thread."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.stop = threading.Event()
+        self.versions: list[str] = []
+        self.failures: list[str] = []
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                resp = session.get(self.url, timeout=10)
+                if resp.status_code == 200:
+                    self.versions.append(resp.json()["version"])
+                else:
+                    self.failures.append(f"HTTP {resp.status_code}")
+            except requests.RequestException as exc:
+                self.failures.append(type(exc).__name__)
+            time.sleep(0.02)
+
+    def __enter__(self) -> Client:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def deploy_two(cli_env, tmp_path, live, standby, proxy, app_dir, version, *extra):
+    return run(cli_env, live.token, tmp_path, "deploy", str(write_config(tmp_path, standby, app_dir)),
+               "--address", live.dashboard_url, "--standby-address", standby.dashboard_url,
+               "--standby-url", standby.serve_url, "--switch-command", str(proxy.switch_script),
+               "--verify-url", proxy.url, "--requests", str(requests_file(tmp_path, version)), *extra)
+
+
+def test_switch_between_clusters_under_load_then_a_failing_candidate(clusters, cli_env, tmp_path):
+    blue, green = clusters
+    # v1 runs on blue, deployed the ordinary way; the proxy points at it.
+    proc, _ = run(cli_env, blue.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                  "--address", blue.dashboard_url)
+    assert proc.returncode == 0, proc.stderr
+    with HAProxy(tmp_path / "proxy", blue.serve_url, free_port()) as proxy:
+        assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v1"
+
+        with Client(proxy.url + "/shop") as client:
+            time.sleep(1)
+            proc, report = deploy_two(cli_env, tmp_path, blue, green, proxy, "deploy_v2", "v2")
+            time.sleep(1)
+        assert proc.returncode == 0, proc.stderr
+        assert report["result"] == "deployed"
+        assert report["live_address"] == green.dashboard_url and report["standby_address"] == blue.dashboard_url
+        assert client.failures == [], client.failures[:10]
+        assert client.versions[0] == "v1" and client.versions[-1] == "v2"
+        # once v2 answered through the proxy, v1 never did again
+        assert "v1" not in client.versions[client.versions.index("v2"):]
+        assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
+        blue_apps = DashboardClient(Target(blue.dashboard_url, blue.token)).get_applications()["applications"]
+        assert "shop" not in blue_apps, "without --keep-standby the old cluster's app is retired"
+
+        # A release that cannot import, sent to the standby (now blue): proxy and live (green) untouched.
+        green_before = DashboardClient(Target(green.dashboard_url, green.token)).get_applications()
+        with Client(proxy.url + "/shop") as client:
+            proc, report = deploy_two(cli_env, tmp_path, green, blue, proxy, "deploy_broken", "v3")
+        assert proc.returncode == 1, proc.stderr
+        assert report["result"] == "rolled-back"
+        assert "live cluster was not touched" in proc.stderr
+        assert client.failures == [] and set(client.versions) == {"v2"}
+        assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
+        green_after = DashboardClient(Target(green.dashboard_url, green.token)).get_applications()
+        assert green_after["applications"]["shop"]["last_deployed_time_s"] == \
+            green_before["applications"]["shop"]["last_deployed_time_s"]
+        blue_apps = DashboardClient(Target(blue.dashboard_url, blue.token)).get_applications()["applications"]
+        assert "shop" not in blue_apps, "the failed candidate was removed from the standby"
+
+
+def test_failed_verification_switches_back(clusters, cli_env, tmp_path):
+    """A switch command that 'moves' nothing: the public entry keeps answering v2 from green, so
+    verification of v4 fails; the switch runs reversed and the exit is 1 with the live still serving."""
+    green, blue = clusters[1], clusters[0]
+    with HAProxy(tmp_path / "proxy", green.serve_url, free_port()) as proxy:
+        noop = tmp_path / "noop-switch.sh"
+        noop.write_text("#!/bin/sh\necho \"pretending to switch to $CI_SERVE_NEW_URL\" >> "
+                        f"{tmp_path}/switch.log\n")
+        noop.chmod(0o755)
+        proc, report = run(cli_env, green.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                           "--address", green.dashboard_url, "--standby-address", blue.dashboard_url,
+                           "--standby-url", blue.serve_url, "--switch-command", str(noop),
+                           "--verify-url", proxy.url, "--requests", str(requests_file(tmp_path, "v1")),
+                           "--verify-timeout", "5")
+        assert proc.returncode == 1, proc.stderr
+        lines = (tmp_path / "switch.log").read_text().splitlines()
+        assert lines == [f"pretending to switch to {blue.serve_url}", f"pretending to switch to {green.serve_url}"]
+        assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v2"
