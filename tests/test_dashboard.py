@@ -139,3 +139,38 @@ class TestRealHead:
             for _ in range(10):
                 assert client.get_version()
             assert proxy.counts["503"] + proxy.counts["drop"] > 0
+
+
+@pytest.fixture
+def https_server(tmp_path):
+    """An https server with a self-signed certificate for 127.0.0.1, answering /api/version like Ray."""
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    handler = type("H", (_Fake,), {"answers": {"/api/version": (200, json.dumps({"ray_version": "2.60.0"}))}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_verified_by_default_ca_cert_and_insecure(https_server):
+    url, cert = https_server
+    with pytest.raises(DashboardError, match="TLS verification") as info:
+        DashboardClient(Target(url, "tok-secret")).get_version()
+    assert "--ca-cert" in info.value.hint and "tok-secret" not in info.value.message
+    assert DashboardClient(Target(url, None), ca_cert=cert).get_version() == "2.60.0"
+    out = io.StringIO()
+    console._stream = out
+    try:
+        assert DashboardClient(Target(url, None), insecure=True).get_version() == "2.60.0"
+    finally:
+        console._stream = None
+    assert "NOT verified" in out.getvalue()

@@ -127,18 +127,26 @@ class Release:
             self.blue_green(changed)
         else:
             self.in_place(changed)
-        self.run.data["live_app"] = ",".join(p.candidate for p in changed)
+        self.run.data["live_app"] = ",".join(p.candidate if p in changed else p.live.physical
+                                             for p in plans if p in changed or p.live)
         self.run.result = "deployed"
         return 0
 
     def plan(self, shipped_config: dict[str, Any]) -> list[AppPlan]:
         apps = self.seen.get("applications") or {}
-        plans = []
-        for app in shipped_config.get("applications") or []:
+        plans: list[AppPlan] = []
+        entries = [a for a in shipped_config.get("applications") or [] if isinstance(a, dict)]
+        if not entries:
+            raise InputError(f"{self.config.path} has no applications to deploy",
+                             "list them under `applications:` (see `ci-serve validate`)")
+        for app in entries:
             logical = app.get("name")
             if not isinstance(logical, str) or not logical:
                 raise InputError("every application in the config needs a name",
                                  "add `name: my-app` to each entry under `applications`")
+            if any(p.logical == logical for p in plans):
+                raise InputError(f"application name {logical!r} is used twice in {self.config.path}",
+                                 "give each application its own name")
             desired = copy.deepcopy(app)
             desired.pop("name", None)
             desired.setdefault("route_prefix", "/")
