@@ -132,8 +132,12 @@ class DashboardClient:
                     f"TLS verification of {self.address} failed: {secrets.scrub(_short(exc))}",
                     "pass the cluster's CA certificate with --ca-cert FILE, or --insecure to skip the check",
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 last = _describe(exc)
+            except requests.RequestException as exc:  # not transient: a malformed URL, a redirect loop...
+                raise DashboardError(f"cannot talk to the Ray dashboard at {self.address}: "
+                                     f"{secrets.scrub(_short(exc))}",
+                                     "check the --address value (e.g. http://head-node:8265)") from None
             else:
                 if resp.status_code not in RETRY_STATUSES:
                     return self._check(resp, ok, method, path)
