@@ -99,7 +99,7 @@ class DashboardClient:
             import urllib3
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         elif ca_cert:
-            self.session.verify = ca_cert
+            self.session.verify = _checked_ca(ca_cert)
         if target.token and not https and not is_loopback(self.address):
             console.say(f"WARN  the token is sent over plain http to {self.address}; anyone on the path can "
                         "read it. Use an https address or an SSH tunnel to the dashboard")
@@ -223,6 +223,26 @@ class DashboardClient:
 
     def upload_package(self, uri: str, data: bytes) -> None:
         self.request("PUT", package_path(uri), data=data, timeout=max(self.timeout, 120.0))
+
+
+def _checked_ca(path: str) -> str:
+    """``--ca-cert``: a PEM file (or a folder of them) that loads, else exit 2 saying so."""
+    import ssl
+    from pathlib import Path
+
+    where = Path(path).expanduser()
+    hint = "pass a PEM file holding the CA certificate that signed the dashboard's certificate"
+    try:
+        context = ssl.create_default_context()
+        if where.is_dir():
+            context.load_verify_locations(capath=str(where))
+        else:
+            context.load_verify_locations(cafile=str(where))
+    except ssl.SSLError:
+        raise InputError(f"--ca-cert {path} holds no PEM certificate", hint) from None
+    except OSError as exc:
+        raise InputError(f"--ca-cert {path} cannot be read ({exc.strerror or exc})", hint) from None
+    return str(where)
 
 
 def _describe(exc: Exception) -> str:

@@ -1,0 +1,62 @@
+"""Code uploaded through the dashboard's package endpoint keeps working after Ray's temporary
+reference to it expires (issue 6).
+
+The dashboard pins an uploaded package for ``RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S``
+(600 s by default); after that only references held by running jobs and actors keep it in the GCS.
+The test shortens the pin to 5 s and the node's local cache of unpacked working_dirs to nothing
+(``RAY_RUNTIME_ENV_WORKING_DIR_CACHE_SIZE_GB=0``), so a replica started after the expiry must fetch
+the package from the GCS again. Then it kills the only replica and checks a new one comes back with
+the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.head import TemporaryHead
+from tests.test_reliability_deploy import ANSWERS, APPS, apps_of, deploy, write_config
+
+pytestmark = pytest.mark.ray
+EXPIRY_S = 40
+
+
+def replica_pids(head: TemporaryHead) -> list[int]:
+    app = apps_of(head).get("shop-blue") or {}
+    replicas = ((app.get("deployments") or {}).get("Echo") or {}).get("replicas") or []
+    return [r["pid"] for r in replicas if r.get("state") == "RUNNING" and r.get("pid")]
+
+
+def test_uploaded_code_survives_the_temporary_reference_and_a_replica_restart(cli_env, tmp_path):
+    env = {"RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S": str(EXPIRY_S),
+           "RAY_RUNTIME_ENV_WORKING_DIR_CACHE_SIZE_GB": "0"}
+    with TemporaryHead(dashboard=True, num_cpus=2, extra_env=env) as head:
+        config = write_config(tmp_path / "serve.yaml", head)
+        report = tmp_path / "report.json"
+        proc = deploy(head, cli_env, config, APPS / "deploy_v2", "--report", str(report))
+        assert proc.returncode == 0, proc.stderr
+        uri = json.loads(report.read_text())["packages"][0]["uri"]
+        assert uri.startswith("gcs://")
+        client = DashboardClient(Target(head.dashboard_url, head.token))
+        time.sleep(EXPIRY_S + 10)  # the pin expires; the GCS drops unreferenced packages
+        assert client.package_exists(uri), f"{uri} was garbage-collected while the app runs"
+        (old,) = replica_pids(head)
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            pids = replica_pids(head)
+            if pids and old not in pids and apps_of(head)["shop-blue"]["status"] == "RUNNING":
+                break
+            time.sleep(1)
+        app = apps_of(head)["shop-blue"]
+        assert pids and old not in pids, f"no new replica within 180 s: {json.dumps(app)[:3000]}"
+        answer = requests.get(head.serve_url + "/shop", timeout=30).json()
+        assert answer == ANSWERS["v2"], answer  # the same (uploaded) code, not a local copy
+        assert client.package_exists(uri)
