@@ -1,3 +1,3 @@
-from ci_serve.cli import main
+from ci_serve.cli import entry
 
-raise SystemExit(main())
+entry()

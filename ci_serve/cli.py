@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from types import FrameType
@@ -112,5 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def entry() -> None:
+    """The console script and ``python -m ci_serve``: :func:`main`, then exit with its code.
+
+    When this process loaded Ray as a driver (smoke), Ray's own at-exit hooks run after ``main``
+    returns; seen here: a segfault in them after a cancel replaced our exit code. Everything the run
+    owes the user (report, outputs, cleanup) is done by then, so the process leaves without them.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_BAD_INPUT)
+    if "ray" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
