@@ -79,6 +79,27 @@ def head_processes(temp_dir: str) -> list[int]:
     return found
 
 
+def session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def live_in_sessions(sids: set[int]) -> list[int]:
+    """Live processes of the given sessions (Ray's agents rename themselves: cmdline is not enough)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and session_of(int(entry)) in sids:
+            try:
+                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                found.append(int(entry))
+    return found
+
+
 def assert_head_gone(stderr: str) -> None:
     match = TEMP_RE.search(stderr)
     assert match, f"no head temp folder in the log:\n{stderr}"
@@ -184,6 +205,7 @@ def test_cancel_mid_run_leaves_no_ray_process(cli_env: dict, tmp_path: Path, sig
                             env=cli_env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     temp_dir = None
+    sids: set[int] = set()
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -194,20 +216,25 @@ def test_cancel_mid_run_leaves_no_ray_process(cli_env: dict, tmp_path: Path, sig
             if after in line:
                 break
         assert temp_dir, "".join(lines)
-        assert head_processes(temp_dir), "the head should be running now"
+        pids = head_processes(temp_dir)
+        assert pids, "the head should be running now"
+        sids |= {sid for sid in map(session_of, pids) if sid is not None}
         proc.send_signal(signum)
-        rest = proc.stderr.read()
-        code = proc.wait(timeout=120)
+        _, rest = proc.communicate(timeout=90)
+        code = proc.returncode
     finally:
         if proc.poll() is None:
             proc.kill()
+            for pid in live_in_sessions(sids):
+                os.kill(pid, signal.SIGKILL)
     log = "".join(lines) + rest
     assert code == 1, log
     assert f"cancelled by {signal.Signals(signum).name}" in log
     assert "ok   stop Ray head" in log
     deadline = time.monotonic() + 10  # SIGKILLed processes may take a moment to be reaped by init
-    while head_processes(temp_dir) and time.monotonic() < deadline:
+    while live_in_sessions(sids) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert live_in_sessions(sids) == []
     assert head_processes(temp_dir) == []
     assert not Path(temp_dir).exists()
     data = json.loads(report.read_text())

@@ -229,3 +229,13 @@ def test_bad_input_exits_2_without_ray(argv: list[str], cli_env: dict, tmp_path:
 
     data = json.loads(report.read_text())
     assert data["result"] == "error" and data["exit_code"] == 2
+
+
+def test_bench_smoke_plan_only(cli_env: dict) -> None:
+    """The benchmark is not run in the suite; `--pairs 0` checks that it loads and prints its plan."""
+    from tests.conftest import REPO
+
+    proc = subprocess.run([*ci_serve_cmd()[:1], "-m", "benchmarks.bench_smoke", "--pairs", "0"], env=cli_env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "plan: 0 pair(s)" in proc.stdout

@@ -20,7 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,7 @@ from ci_serve.cluster.head import HeadStartError, TemporaryHead
 from ci_serve.console import say, step
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError
 from ci_serve.report import Run
-from ci_serve.smoke import checks, junit, logs, readiness
+from ci_serve.smoke import appcode, checks, junit, logs, readiness
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for
@@ -80,7 +83,8 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     deadline = time.monotonic() + opts.timeout
     cpus = machine_cpus()
     # Serve reports replicas that cannot be scheduled after this many seconds (default 30).
-    head = TemporaryHead(dashboard=False, num_cpus=cpus, extra_env={"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10"})
+    head = TemporaryHead(dashboard=False, num_cpus=cpus, lean=True,
+                         extra_env={"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10"})
     # Ray reads its auth settings when it is first imported (the config check below imports it).
     os.environ.update(head.driver_env())
     try:
@@ -88,8 +92,10 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
             target = resolve_target(opts.target, opts.args, opts.app_dir)
             reqs = load_requests(opts.requests_file) if opts.requests_file else None
             planned = plan_requests(target, reqs)
-    except BaseException:
+    except BaseException as exc:
         head.stop()  # nothing started yet: removes the temp folder
+        if opts.junit and isinstance(exc, CiServeError):
+            junit.write(opts.junit, [], elapsed_s=run.elapsed(), deploy_error=exc.message, deploy_details=exc.details)
         raise
     head.extra_env["PYTHONPATH"] = os.pathsep.join(target.python_path)
     for notice in target.notices:
@@ -105,7 +111,7 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
         config = target.config
         if opts.ci_profile:
             with step(run, "CI profile") as st:
-                profile = _profile(target, HeadCapacity(cpus=cpus))
+                profile = _profile(target, HeadCapacity(cpus=cpus), deadline)
                 config = apply_profile(config, profile)
                 st.detail = f"{len(profile.changes)} change(s), replicas ask for {profile.cpus_after:g} " \
                             f"of {cpus} CPUs" if profile.changes else "nothing to change"
@@ -153,28 +159,26 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
                 head.stop()
 
 
-def _profile(target: SmokeTarget, capacity: HeadCapacity) -> Profile:
-    from ci_serve.config.inspect import AppImportError, inspect_app, merge_deployment_options
+def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float) -> Profile:
+    from ci_serve.config.inspect import merge_deployment_options
 
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        target.python_path + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     options: dict[str, dict[str, dict[str, Any]]] = {}
     for app in target.apps:
         raw = next(a for a in target.config["applications"] if a.get("name", "default") == app.name)
         in_config = {d["name"]: {k: v for k, v in d.items() if k != "name"}
                      for d in raw.get("deployments") or [] if isinstance(d, dict) and "name" in d}
         try:
-            graph = inspect_app(app.import_path, target.python_path[0], app.args)
-        except AppImportError as exc:
+            code = appcode.code_options(app.import_path, app.args, target.python_path, deadline - time.monotonic())
+        except appcode.AppCodeError as exc:
             if app.local_code:
-                raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.last_line or exc.message}",
-                                  exc.hint, details=logs.trim_traceback(exc.details or "") or None) from None
+                raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.message}", exc.hint,
+                                  details=exc.details) from None
             say(f"note: {app.name}: cannot import {app.import_path} here (its runtime_env brings the code); "
                 "CI profile from the config only")
             options[app.name] = in_config
             continue
-        options[app.name] = {name: merge_deployment_options(code, in_config.get(name, {}))
-                             for name, code in graph.deployments.items()}
+        options[app.name] = {name: merge_deployment_options(opts, in_config.get(name, {}))
+                             for name, opts in code.items()}
     return fit_to_head(options, capacity)
 
 
@@ -273,36 +277,23 @@ class _Driver:
 
     def connect(self, head: TemporaryHead) -> None:
         os.environ.update(head.driver_env())
-        previous = signal.getsignal(signal.SIGTERM)
         import ray
 
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        self.connected = True  # set first: a cancel inside init must still disconnect
-        try:
-            ray.init(address=head.gcs_address, logging_level=logging.WARNING, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
-        except CiServeError:  # Cancelled by a signal: not Ray's failure
-            raise
-        except SystemExit:  # Ray's own SIGTERM handler, active while ray.init runs
-            raise Cancelled("cancelled by SIGTERM", "cleanup ran, see the steps above") from None
-        except Exception as exc:
-            _reraise_cancel(exc)
-            raise HeadStartError(f"could not connect to the temporary Ray head: {_last_line(exc)}",
-                                 "see the head's log below", details=head.log_tail()) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)  # ray.init installs sys.exit on SIGTERM; keep ours
-        from ray.serve._private.api import serve_start
-
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        try:
-            self.client = serve_start(http_options={"host": "127.0.0.1", "port": head.serve_port})
-        except CiServeError:  # Cancelled by a signal: not Ray's failure
-            raise
-        except Exception as exc:
-            _reraise_cancel(exc)
-            raise HeadStartError(f"Serve did not start on the temporary head: {_last_line(exc)}",
-                                 details=str(exc)[-3000:]) from None
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        self.connected = True  # set first: a cancel right after init must still disconnect
+        with _signals_deferred(on_signal=head.stop):
+            try:
+                ray.init(address=head.gcs_address, logging_level=logging.WARNING, log_to_driver=False,
+                         _node_ip_address="127.0.0.1")
+            except Exception as exc:
+                raise HeadStartError(f"could not connect to the temporary Ray head: {_last_line(exc)}",
+                                     "see the head's log below", details=head.log_tail()) from None
+            logging.getLogger("ray.serve").setLevel(logging.WARNING)
+            try:
+                self.client = _start_serve({"host": "127.0.0.1", "port": head.serve_port})
+            except Exception as exc:
+                raise HeadStartError(f"Serve did not start on the temporary head: {_last_line(exc)}",
+                                     details=str(exc)[-3000:]) from None
 
     def deploy(self, config: dict[str, Any]) -> None:
         from ray.serve.schema import ServeDeploySchema
@@ -332,6 +323,66 @@ class _Driver:
         except Exception:  # the head is thrown away next anyway
             pass
         self.connected = False
+
+
+def _start_serve(http_options: dict[str, Any]) -> Any:
+    """Start the Serve controller and return its client without waiting for the HTTP proxy: the
+    proxy comes up while the replicas start, and :func:`_wait_routes` waits for it before the first
+    request (``serve_start`` would wait for it first, 1-2 s on a busy 2-CPU runner). Falls back to
+    ``serve_start`` when this Ray lacks the internals."""
+    from ray.serve._private import api
+
+    create = getattr(api, "_create_controller_and_proxy_refs", None)
+    coerce = getattr(api, "_coerce_controller_options", None)
+    if create is None or coerce is None:
+        return api.serve_start(http_options=http_options)
+    from ray.serve._private.client import ServeControllerClient
+    from ray.serve.context import _set_global_client
+
+    controller, _proxy_ready = create(http_options, None, None, None, coerce(None), None)
+    client = ServeControllerClient(controller)
+    _set_global_client(client)
+    return client
+
+
+@contextmanager
+def _signals_deferred(on_signal: Callable[[], None] | None = None, grace_s: float = 5.0) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then re-deliver the first to the CLI's handler.
+
+    An exception raised by a signal handler inside ``ray.init`` can land while Ray builds a native
+    object; seen here: the half-built GCS accessor's destructor deadlocked and the run hung with the
+    head alive. ``ray.init`` also installs ``sys.exit`` as the SIGTERM handler (same hazard); that is
+    disabled for the block. The delay is the few seconds of connecting and starting Serve; if the
+    block is still running ``grace_s`` after a signal, ``on_signal`` (stop the head) runs from a
+    timer thread, so Ray's calls fail fast instead of the cancel waiting for their own timeouts.
+    """
+    import ray._private.utils as ray_utils
+
+    got: list[int] = []
+    timer: list[threading.Timer] = []
+
+    def record(signum: int, frame: object) -> None:
+        got.append(signum)
+        if on_signal is not None and not timer:
+            timer.append(threading.Timer(grace_s, on_signal))
+            timer[0].daemon = True
+            timer[0].start()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    set_sigterm_handler = ray_utils.set_sigterm_handler
+    for sig in previous:
+        signal.signal(sig, record)
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        for t in timer:
+            t.cancel()
+        ray_utils.set_sigterm_handler = set_sigterm_handler
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if got:
+            signal.raise_signal(got[0])  # the CLI's handler raises Cancelled (once) from here
 
 
 def _reraise_cancel(exc: BaseException) -> None:

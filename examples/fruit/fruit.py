@@ -61,3 +61,6 @@ class FruitMarket:
 
 
 deployment_graph = FruitMarket.bind(MangoStand.bind(), OrangeStand.bind(), PearStand.bind())
+
+#: the same graph under the name the README's usage line uses (`ci-serve smoke fruit:app`)
+app = deployment_graph
