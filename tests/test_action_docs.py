@@ -48,7 +48,7 @@ def test_every_input_has_a_description_and_a_default_and_kebab_case_name():
     for name, spec in data["inputs"].items():
         assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
         assert spec.get("description") and "default" in spec, name
-    assert {"result", "report", "junit", "live-app", "plan"} <= set(data["outputs"])
+    assert {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"} <= set(data["outputs"])
     for name in ("command", "target", "config", "requests", "app-dir", "address", "ray-auth-token", "strategy",
                  "working-dir", "timeout", "requirements", "standby-address", "standby-url", "switch-command",
                  "verify-url"):

@@ -61,7 +61,7 @@ def test_unknown_command_is_exit_2_with_an_error_annotation(tmp_path: Path):
     assert got.code == 2
     assert "::error title=ci-serve action::unknown command 'explode'" in got.log
     assert got.outputs["result"] == "error"
-    assert set(got.outputs) == {"result", "report", "junit", "live-app", "plan"}
+    assert set(got.outputs) == {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"}
     assert "unknown command" in got.summary and "**What to do:**" in got.summary
     assert "Traceback" not in got.log
 

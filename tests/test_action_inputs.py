@@ -151,13 +151,22 @@ def test_outputs_from_a_deploy():
                    Outcome(_inv("smoke"), 0, {"result": "passed", "requests": []}),
                    Outcome(_inv("deploy"), 0, {"result": "deployed", "live_app": "fruit-blue", "plan": plan})])
     assert got == {"result": "deployed", "report": ".ci-serve/deploy.json", "junit": ".ci-serve/smoke-junit.xml",
-                   "live-app": "fruit-blue", "plan": json.dumps(plan, sort_keys=True)}
+                   "live-app": "fruit-blue", "plan": json.dumps(plan, sort_keys=True),
+                   "live-address": "", "standby-address": ""}
+
+
+def test_outputs_say_which_cluster_is_live_after_a_two_cluster_deploy():
+    report = {"result": "deployed", "live_app": "fruit", "live_address": "http://green:8265",
+              "standby_address": "http://blue:8265"}
+    got = outputs([Outcome(_inv("deploy"), 0, report)])
+    assert got["live-address"] == "http://green:8265" and got["standby-address"] == "http://blue:8265"
 
 
 def test_outputs_when_nothing_ran_or_no_report():
     assert outputs([])["result"] == "error"
     got = outputs([Outcome(_inv("smoke"), 1, None)], exists=lambda p: False)
-    assert got == {"result": "failed", "report": "", "junit": "", "live-app": "", "plan": ""}
+    assert got == {"result": "failed", "report": "", "junit": "", "live-app": "", "plan": "", "live-address": "",
+                   "standby-address": ""}
 
 
 def test_summary_tables_and_failure():

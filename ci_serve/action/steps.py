@@ -124,7 +124,8 @@ def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path
 
     ``exists`` tells whether a file was written (the JUnit file is not, when smoke stopped early).
     """
-    out = {"result": fallback_result, "report": "", "junit": "", "live-app": "", "plan": ""}
+    out = {"result": fallback_result, "report": "", "junit": "", "live-app": "", "plan": "",
+           "live-address": "", "standby-address": ""}
     if not outcomes:
         return out
     last = outcomes[-1]
@@ -138,6 +139,9 @@ def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path
             out["junit"] = o.invocation.junit
         if report.get("live_app"):
             out["live-app"] = str(report["live_app"])
+        if report.get("live_address") and report.get("result") in ("deployed", "unchanged", "rolled-back"):
+            out["live-address"] = str(report["live_address"])
+            out["standby-address"] = str(report.get("standby_address") or "")
         if isinstance(report.get("plan"), dict):
             out["plan"] = json.dumps(report["plan"], sort_keys=True)
     return out
