@@ -31,7 +31,7 @@ from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import checks
 from ci_serve.deploy.changes import Change, classify_all, verdict
 from ci_serve.deploy.cluster_config import ClusterChanged, build_body, check_unchanged
-from ci_serve.deploy.gate import Goal, wait_ready
+from ci_serve.deploy.gate import GateFailed, Goal, wait_ready
 from ci_serve.deploy.naming import (
     COLOURS,
     Incarnation,
@@ -178,8 +178,8 @@ class Release:
             st.detail = ", ".join([*(put or {}), *(f"-{r}" for r in sorted(remove or ()))])
         return now
 
-    def gate(self, name: str, goals: list[Goal]) -> None:
-        result = wait_ready(self.client.get_applications, goals, timeout=self.opts.timeout,
+    def gate(self, name: str, goals: list[Goal], timeout: float | None = None) -> None:
+        result = wait_ready(self.client.get_applications, goals, timeout=timeout or self.opts.timeout,
                             unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name)
         self.seen = result.snapshot
 
@@ -249,11 +249,24 @@ class Release:
                 raise  # switched to a candidate that passed the gate and the checks: it stays live
             self.restore(plans, exc, switched=True)  # the switch may have reached the cluster: put the old back
 
+    def cleanup_gate(self, name: str, goals: list[Goal], cause: BaseException) -> None:
+        """Gate a clean-up write. After a cancellation the runner sends SIGKILL 10 s after SIGINT, so the
+        write must go out at once (short retries) and the wait for Ray to finish it is brief."""
+        if not isinstance(cause, Cancelled):
+            self.gate(name, goals)
+            return
+        try:
+            self.gate(name, goals, timeout=3.0)
+        except GateFailed:
+            console.say(f"... {name}: written; Ray is still carrying it out")
+
     def remove_candidates(self, plans: list[AppPlan], cause: BaseException) -> None:
         names = {p.candidate for p in plans}
+        if isinstance(cause, Cancelled):
+            self.client.retry_budget = min(self.client.retry_budget, 3.0)
         try:
             self.write("remove candidate", remove=names, check=False)
-            self.gate("gate removal", [Goal(n, None) for n in names])
+            self.cleanup_gate("gate removal", [Goal(n, None) for n in names], cause)
         except CiServeError as err:
             raise RestoreFailed(
                 f"{_what(cause)}; removing the candidate(s) {', '.join(sorted(names))} then failed: {err.message}",
@@ -286,10 +299,12 @@ class Release:
         """Write back the previous config of our applications and gate it; exit 1 if that worked, 3 if not."""
         put = {p.live.physical: p.live.config for p in plans if p.live}
         remove = {p.candidate for p in plans if p.candidate not in put}
+        if isinstance(cause, Cancelled):
+            self.client.retry_budget = min(self.client.retry_budget, 3.0)
         try:
             before = self.write("restore previous", put=put, remove=remove, check=False)
-            self.gate("gate restore", [Goal(n, c, self._time(before, n)) for n, c in put.items()]
-                      + [Goal(n, None) for n in remove])
+            self.cleanup_gate("gate restore", [Goal(n, c, self._time(before, n)) for n, c in put.items()]
+                              + [Goal(n, None) for n in remove], cause)
         except CiServeError as err:
             raise RestoreFailed(f"{_what(cause)}; restoring the previous version then failed: {err.message}",
                                 "a person must look: `ci-serve status` shows what runs now",
