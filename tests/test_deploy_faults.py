@@ -74,6 +74,22 @@ def test_wrong_answer_on_the_preview_prefix_removes_the_candidate(head, cli_env,
     assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
 
 
+def test_failed_check_after_the_switch_swaps_back(head, cli_env, tmp_path):
+    config = config_file(tmp_path, head)
+    report = tmp_path / "report.json"
+    proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                       str(APPS / "deploy_switchfail"), "--report", str(report)),
+                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(report.read_text())
+    steps = [s["name"] for s in data["steps"]]
+    assert "switch" in steps and "restore previous" in steps and "remove old" not in steps
+    assert data["result"] == "rolled-back" and "previous version was restored: cart-green" in proc.stderr
+    assert set(cart_apps(head)) == {"cart-green"}
+    assert cart_apps(head)["cart-green"]["route_prefix"] == "/cart"
+    assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
+
+
 def test_sigint_during_the_gate_removes_the_candidate(head, cli_env, tmp_path):
     # a candidate that can never be scheduled keeps the gate waiting
     config = config_file(tmp_path, head, ray_actor_options={"num_cpus": 64})
@@ -94,6 +110,9 @@ def test_sigint_during_the_gate_removes_the_candidate(head, cli_env, tmp_path):
     assert proc.returncode == 1, seen + rest
     assert took < 7.5, f"took {took:.1f}s to clean up"
     assert "cancelled by SIGINT" in rest
+    deadline = time.monotonic() + 60  # the removal was written before exit; Ray may still be carrying it out
+    while set(cart_apps(head)) != {"cart-green"} and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert set(cart_apps(head)) == {"cart-green"}  # live (from the test above) untouched, candidate gone
     data = json.loads(report.read_text())
     assert data["exit_code"] == 1 and data["errors"][0]["type"] == "Cancelled"

@@ -227,15 +227,19 @@ class Release:
             if not self.put_attempted:
                 raise  # nothing was written (bad config, credentials, someone else's change)
             self.remove_candidates(plans, exc)
+        # The switch: the candidate takes the live route prefix and the old version steps aside to a preview
+        # prefix of its own, still running, in one write. Only after the switch is checked is the old one
+        # removed; a failed check swaps back at once, to replicas that never stopped.
         switched = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
-        old = {p.live.physical for p in plans if p.live}
+        for p in plans:
+            if p.live:
+                switched[p.live.physical] = {**p.live.config, "route_prefix": _aside(p)}
         self.put_attempted = False
         written = False
         try:
-            before = self.write("switch", put=switched, remove=old)
+            before = self.write("switch", put=switched)
             written = True
-            self.gate("gate switch", [Goal(p.candidate, switched[p.candidate], self._time(before, p.candidate))
-                                      for p in plans] + [Goal(n, None) for n in old])
+            self.gate("gate switch", [Goal(n, c, self._time(before, n)) for n, c in switched.items()])
             self.smoke("check switch", {p.logical: p.route_prefix for p in plans})
         except ClusterChanged as exc:
             # Someone else wrote meanwhile: touch nothing (our candidate may even share a name with theirs).
@@ -247,7 +251,22 @@ class Release:
                 self.remove_candidates(plans, exc)  # the switch was never sent: live untouched
             if written and isinstance(exc, Cancelled):
                 raise  # switched to a candidate that passed the gate and the checks: it stays live
-            self.restore(plans, exc, switched=True)  # the switch may have reached the cluster: put the old back
+            self.restore(plans, exc, switched=True)  # swap back to the old version, still running
+        old = {p.live.physical for p in plans if p.live}
+        if old:
+            self.remove_old(old)
+
+    def remove_old(self, old: set[str]) -> None:
+        """The new version is live and checked; the old one goes. A failure here is only a warning."""
+        try:
+            self.write("remove old", remove=old, check=False)
+            self.gate("gate removal", [Goal(n, None) for n in old])
+        except Cancelled:
+            raise
+        except CiServeError as err:
+            console.say(f"WARN  the new version is live, but removing {', '.join(sorted(old))} failed: "
+                        f"{err.message}; the next deploy removes it")
+            self.run.data.setdefault("warnings", []).append(err.message)
 
     def cleanup_gate(self, name: str, goals: list[Goal], cause: BaseException) -> None:
         """Gate a clean-up write. After a cancellation the runner sends SIGKILL 10 s after SIGINT, so the
@@ -314,6 +333,13 @@ class Release:
         restored = ", ".join(sorted(put)) or "nothing (first deploy, candidate removed)"
         raise DeployFailed(f"{_what(cause)}; the previous version was restored: {restored}",
                            getattr(cause, "hint", None), details=_details(cause)) from None
+
+
+def _aside(plan: AppPlan) -> str:
+    """Where the old version waits, still running, between the switch and its removal."""
+    assert plan.live is not None
+    colour = plan.live.colour if plan.live.colour in COLOURS else "old"
+    return preview_prefix(plan.route_prefix, plan.logical, colour)
 
 
 def _what(cause: BaseException) -> str:
