@@ -160,7 +160,9 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
     result = GateResult()
     t0 = clock()
     streak = 0
-    interval = 0.25
+    # Under 4 polls a second (0.3 s start to start leaves room for jitter), kept up the whole wait: a
+    # slower poll notices RUNNING late (benchmarks/bench_gate.py: a growing interval was up to 1.9 s late).
+    interval = 0.3
 
     def beat() -> str:
         pending = {n: v for n, v in result.verdicts.items() if v.state not in ("ready", "gone")}
@@ -168,6 +170,7 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
 
     with console.step(run, step_name, heartbeat=beat, every=heartbeat_every) as st:
         while True:
+            polled_at = clock()
             snapshot = read()
             result.snapshot = snapshot
             result.polls += 1
@@ -196,7 +199,6 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
                 if streak >= 2:
                     st.detail = f"{len(goals)} application(s) ready after {result.polls} polls"
                     return result
-                interval = 0.25
             else:
                 streak = 0
             if elapsed >= timeout:
@@ -207,8 +209,7 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
                                  f"(waited {elapsed:.0f}s)",
                                  "raise --timeout if the app needs longer to start; otherwise see why below",
                                  details="\n".join(lines), verdicts=result.verdicts, snapshot=snapshot)
-            sleep(interval)
-            interval = min(interval * 1.5, 2.0)  # adaptive, never above 4 requests/s
+            sleep(max(0.0, interval - (clock() - polled_at)))  # poll start to poll start, not end to start
 
 
 def _deployment_lines(apps: dict[str, Any], names: list[str]) -> list[str]:
