@@ -147,6 +147,7 @@ def bench(rounds: int = 3) -> dict:
                 seconds, proc = run_cmd(cmd(live, report), env=env, cwd=tmp)
                 data = json.loads(report.read_text())
                 entry = {"total_s": round(seconds, 3), "in_process_s": data.get("elapsed_s"),
+                         "steps": data.get("timings"),
                          "result": data.get("result"), "exit_code": proc.returncode,
                          "puts": len(proxy.entries("PUT")), "gets": len(proxy.entries("GET")),
                          "last_deployed_time_moved": shop_time() != before}
