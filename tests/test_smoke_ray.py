@@ -108,10 +108,26 @@ def assert_head_gone(stderr: str) -> None:
     assert head_processes(temp_dir) == []
 
 
-def test_fruit_config_passes_with_report_and_junit(cli_env: dict, tmp_path: Path) -> None:
-    report, junit_file = tmp_path / "report.json", tmp_path / "junit.xml"
-    proc = smoke(cli_env, tmp_path, str(FRUIT / "serve_config.yaml"), "--requests", str(FRUIT / "requests.yaml"),
-                 "--report", str(report), "--junit", str(junit_file))
+def test_two_runs_at_once_pass_without_colliding(cli_env: dict, tmp_path: Path) -> None:
+    """The bundled example (config file, requests, --report, --junit) and, at the same time, an app
+    asking for 3 replicas x 4 CPUs (import path with builder args, no requests file): each on its own
+    private head, the CI profile fitting the greedy one to this machine."""
+    greedy_dir = tmp_path / "greedy"
+    greedy_dir.mkdir()
+    (greedy_dir / "greedy.py").write_text(GREEDY_APP)
+    greedy_report = tmp_path / "greedy.json"
+    other = subprocess.Popen(ci_serve_cmd("smoke", "greedy:build", "greeting=hi", "--report", str(greedy_report)),
+                             env=cli_env, cwd=greedy_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        report, junit_file = tmp_path / "report.json", tmp_path / "junit.xml"
+        proc = smoke(cli_env, tmp_path, str(FRUIT / "serve_config.yaml"), "--requests",
+                     str(FRUIT / "requests.yaml"), "--report", str(report), "--junit", str(junit_file))
+        _, greedy_log = other.communicate(timeout=400)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    # the bundled example
     assert proc.returncode == 0, proc.stderr
     assert "fruit/FruitMarket: num_replicas 2 -> 1" in proc.stderr  # the CI profile says what it changed
     assert re.search(r"ok   pear price  \[POST / -> 200, \d+ ms\]", proc.stderr)
@@ -126,6 +142,14 @@ def test_fruit_config_passes_with_report_and_junit(cli_env: dict, tmp_path: Path
     suite = ET.parse(junit_file).getroot().find("testsuite")
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
     assert_head_gone(proc.stderr)
+    # the greedy app, at the same time
+    assert other.returncode == 0, greedy_log
+    assert "default/Hello: num_replicas 3 -> 1" in greedy_log
+    assert "default/Hello: ray_actor_options.num_cpus 4 ->" in greedy_log
+    greedy = json.loads(greedy_report.read_text())
+    assert greedy["requests"][0]["name"] == "default answers at /" and greedy["requests"][0]["status"] == 200
+    assert TEMP_RE.search(greedy_log).group(1) != TEMP_RE.search(proc.stderr).group(1)
+    assert_head_gone(greedy_log)
 
 
 def test_wrong_expectation_shows_expected_and_actual(cli_env: dict, tmp_path: Path) -> None:
@@ -149,19 +173,6 @@ def test_wrong_expectation_shows_expected_and_actual(cli_env: dict, tmp_path: Pa
     assert data["requests"][1]["passed"] is True
     suite = ET.parse(junit_file).getroot().find("testsuite")
     assert suite.get("failures") == "1"
-    assert_head_gone(proc.stderr)
-
-
-def test_greedy_app_fits_with_the_ci_profile(cli_env: dict, tmp_path: Path) -> None:
-    """3 replicas x 4 CPUs on a 2-4 CPU machine: the profile fits it; builder args and the default check."""
-    (tmp_path / "greedy.py").write_text(GREEDY_APP)
-    report = tmp_path / "report.json"
-    proc = smoke(cli_env, tmp_path, "greedy:build", "greeting=hi", "--report", str(report))
-    assert proc.returncode == 0, proc.stderr
-    assert "default/Hello: num_replicas 3 -> 1" in proc.stderr
-    assert "default/Hello: ray_actor_options.num_cpus 4 ->" in proc.stderr
-    data = json.loads(report.read_text())
-    assert data["requests"][0]["name"] == "default answers at /" and data["requests"][0]["status"] == 200
     assert_head_gone(proc.stderr)
 
 

@@ -136,11 +136,11 @@ TARGET_ERRORS = [
     ("bad key=value", "m:app", ["oops"], None, "not key=value"),
     ("config without apps", "c.yaml", [], "applications: []\n", "no applications"),
     ("config schema error", "c.yaml", [], "applications: [{name: a, import_path: m:app, "
-     "deployments: [{name: D, num_replicas: many}]}]\n", "not a valid Serve config"),
+     "deployments: [{name: D, num_replicas: many}]}]\n", "num_replicas"),
     ("missing working_dir", "c.yaml", [], "applications: [{name: a, import_path: m:app, "
      "runtime_env: {working_dir: ./gone}}]\n", "is not a folder"),
     ("duplicate route prefix", "c.yaml", [], "applications: [{name: a, import_path: m:app}, "
-     "{name: b, import_path: m:app}]\n", "not a valid Serve config"),
+     "{name: b, import_path: m:app}]\n", "route_prefix"),
 ]
 
 
@@ -154,7 +154,7 @@ def test_target_errors(tmp_path: Path, target: str, args: list[str], config: str
     with pytest.raises((InputError, ConfigError)) as info:
         resolve_target(target, args, tmp_path)
     assert info.value.exit_code == 2
-    assert message in info.value.message
+    assert message in f"{info.value.message}\n{info.value.details or ''}"
 
 
 def test_route_for_needs_app_with_several(tmp_path: Path) -> None:
