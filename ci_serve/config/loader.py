@@ -95,7 +95,26 @@ def load_config(path: str | Path) -> ConfigFile:
             f"(application name {DEFAULT_APP_NAME!r}, route prefix "
             f"{config.data['applications'][0].get('route_prefix')!r}"
             + "".join(f"; {c}" for c in changes) + "); run `ci-serve build` to write the current format")
+    register_env_secrets(config.data)
     return config
+
+
+_SECRET_NAME = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
+
+
+def register_env_secrets(data: dict[str, Any]) -> None:
+    """``runtime_env.env_vars`` values are redacted wherever a config is shown; values that look like
+    credentials (a secret-sounding name, or 16+ characters) are also masked in free text (an error
+    message, an app's echoed answer) from now on."""
+    from ci_serve import secrets
+
+    apps = data.get("applications") if isinstance(data.get("applications"), list) else []
+    for app in apps:
+        runtime_env = app.get("runtime_env") if isinstance(app, dict) else None
+        env_vars = runtime_env.get("env_vars") if isinstance(runtime_env, dict) else None
+        for key, value in (env_vars or {}).items() if isinstance(env_vars, dict) else ():
+            if isinstance(value, str) and (len(value) >= 16 or any(w in str(key).upper() for w in _SECRET_NAME)):
+                secrets.register(value)
 
 
 def upgrade_single_app(data: dict[str, Any]) -> tuple[dict[str, Any], dict[PathT, PathT], list[str]]:

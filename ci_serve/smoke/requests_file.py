@@ -146,7 +146,25 @@ def load_requests(path: str | Path) -> list[SmokeRequest]:
         text = read_text(path, what="requests file")
     except InputError as exc:
         raise RequestsFileError(exc.message, exc.hint) from None
-    return parse_requests(text, str(path))
+    reqs = parse_requests(text, str(path))
+    register_header_secrets(reqs)
+    return reqs
+
+
+#: request headers whose values are not secret (everything else, e.g. ``X-Api-Key``, is masked)
+PLAIN_HEADERS = frozenset({"accept", "accept-encoding", "accept-language", "cache-control", "connection",
+                           "content-type", "user-agent", "x-request-id", "x-tenant"})
+
+
+def register_header_secrets(reqs: list[SmokeRequest]) -> None:
+    """Header values may be credentials: mask them in every log, report and JUnit file from now on
+    (an app that echoes what it was sent must not print them through a failed check)."""
+    from ci_serve import secrets
+
+    for req in reqs:
+        for name, value in req.headers.items():
+            if name.lower() not in PLAIN_HEADERS:
+                secrets.register(value)
 
 
 def parse_requests(text: str, filename: str = "<requests>") -> list[SmokeRequest]:
