@@ -26,7 +26,7 @@ CASES = [
     ("new app not there yet", Goal("a", SENT, None), {}, "missing", "not on the cluster"),
     ("old goal still shown", Goal("a", SENT, 200.0), {"a": app(config={"name": "a", "import_path": "old:app"})},
      "stale", "not picked up"),
-    ("time advanced", Goal("a", SENT, 100.0), {"a": app(config={"import_path": "other"})}, "ready", ""),
+    ("time advanced", Goal("a", SENT, 100.0), {"a": app(config={"import_path": "m:app", "x": 1})}, "ready", ""),
     ("same time but config equal", Goal("a", SENT, 200.0), {"a": app()}, "ready", ""),
     ("deploying", Goal("a", SENT, None), {"a": app("DEPLOYING", deps={"Echo": {"status": "UPDATING"}})},
      "waiting", "Echo UPDATING"),
@@ -129,3 +129,27 @@ def test_loop_timeout_lists_not_ready_deployments():
         wait_ready(scripted(snaps), [Goal("a", SENT)], timeout=30, clock=clock, sleep=clock.sleep,
                    heartbeat_every=999)
     assert "a/Echo: UPDATING slow" in info.value.details
+
+
+OTHER_CODE = {**SENT, "runtime_env": {"working_dir": "gcs://_ray_pkg_other.zip"}}
+OURS = {**SENT, "runtime_env": {"working_dir": "gcs://_ray_pkg_ours.zip"}}
+
+
+@pytest.mark.parametrize("name, goal, seen, state", [
+    ("our code, newer", Goal("a", OURS, 100.0), app(t=200.0, config=dict(OURS)), "ready"),
+    ("other code, newer", Goal("a", OURS, 100.0), app(t=200.0, config=dict(OTHER_CODE)), "superseded"),
+    ("other code, new app", Goal("a", OURS, None), app(config=dict(OTHER_CODE)), "superseded"),
+    ("other code, not newer: old goal", Goal("a", OURS, 200.0), app(t=200.0, config=dict(OTHER_CODE)), "stale"),
+    ("same code, other options (Ray may normalize)", Goal("a", {**OURS, "x": 1}, 100.0),
+     app(t=200.0, config=dict(OURS)), "ready"),
+])
+def test_superseded(name, goal, seen, state):
+    assert judge(goal, {"a": seen}).state == state
+
+
+def test_loop_superseded_raises_its_own_error():
+    from ci_serve.deploy.gate import Superseded
+    clock = Clock()
+    with pytest.raises(Superseded, match="someone else wrote"):
+        wait_ready(scripted([{"applications": {"a": app(t=200.0, config=dict(OTHER_CODE))}}]),
+                   [Goal("a", OURS, 100.0)], clock=clock, sleep=clock.sleep, heartbeat_every=999)

@@ -22,7 +22,7 @@ from ci_serve import console
 from ci_serve.errors import CheckFailed
 from ci_serve.report import Run
 
-State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "missing", "gone"]
+State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "missing", "gone", "superseded"]
 
 UNSCHEDULABLE_MARKERS = ("to be scheduled", "Resources required for each replica")
 
@@ -69,6 +69,22 @@ def goal_observed(goal: Goal, app: dict[str, Any]) -> bool:
     return goal.config is not None and config_matches(goal.config, app.get("deployed_app_config"))
 
 
+def code_identity(config: Any) -> tuple[Any, Any]:
+    """What names the code of an app config: its import path and working_dir (never normalized by Ray)."""
+    config = config if isinstance(config, dict) else {}
+    runtime_env = config.get("runtime_env") if isinstance(config.get("runtime_env"), dict) else {}
+    return config.get("import_path"), runtime_env.get("working_dir")
+
+
+def superseded(goal: Goal, app: dict[str, Any]) -> bool:
+    """Someone else's write replaced ours: the goal is newer than what we read, but names other code."""
+    if goal.config is None:
+        return False
+    seen_time = app.get("last_deployed_time_s")
+    newer = goal.previous_time is None or (isinstance(seen_time, (int, float)) and seen_time > goal.previous_time)
+    return newer and code_identity(goal.config) != code_identity(app.get("deployed_app_config"))
+
+
 def exception_line(message: str) -> str | None:
     """The line of a Python traceback that says what went wrong (``ModuleNotFoundError: ...``)."""
     lines = [ln.strip() for ln in (message or "").splitlines() if ln.strip()]
@@ -85,6 +101,8 @@ def judge(goal: Goal, applications: dict[str, Any]) -> Verdict:
         return Verdict("gone", "removed") if app is None else Verdict("waiting", f"being removed ({app.get('status')})")
     if not isinstance(app, dict):
         return Verdict("missing", "not on the cluster yet")
+    if superseded(goal, app):
+        return Verdict("superseded", "another write replaced the config we sent (another deploy?)")
     if not goal_observed(goal, app):
         return Verdict("stale", "cluster has not picked up the new config yet")
     status = str(app.get("status") or "UNKNOWN")
@@ -148,6 +166,10 @@ class GateFailed(CheckFailed):
         self.snapshot = snapshot or {}
 
 
+class Superseded(GateFailed):
+    """Another write replaced our goal for an application: not ours to clean up any more."""
+
+
 def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = 600.0,
                unschedulable_grace: float = 60.0, run: Run | None = None, step_name: str = "gate",
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
@@ -177,6 +199,14 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
             apps = snapshot.get("applications") or {}
             result.verdicts = {g.name: judge(g, apps) for g in goals}
             elapsed = clock() - t0
+            replaced = {n: v for n, v in result.verdicts.items() if v.state == "superseded"}
+            if replaced:
+                name = next(iter(replaced))
+                st.detail = f"{name}: replaced by another write"
+                raise Superseded(f"application {name} now runs a config someone else wrote; this deploy stops "
+                                 "and leaves it to them", "another deploy of the same application ran at the same "
+                                 "moment; check `ci-serve status` and re-run if needed",
+                                 verdicts=result.verdicts, snapshot=snapshot)
             failed = {n: v for n, v in result.verdicts.items() if v.state == "failed"}
             if failed:
                 name, verdict = next(iter(failed.items()))

@@ -31,7 +31,7 @@ from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import checks
 from ci_serve.deploy.changes import Change, classify_all, verdict
 from ci_serve.deploy.cluster_config import ClusterChanged, build_body, check_unchanged
-from ci_serve.deploy.gate import GateFailed, Goal, wait_ready
+from ci_serve.deploy.gate import GateFailed, Goal, Superseded, wait_ready
 from ci_serve.deploy.naming import (
     COLOURS,
     Incarnation,
@@ -223,6 +223,8 @@ class Release:
             self.gate("gate candidate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate))
                                          for p in plans] + [Goal(n, None) for n in leftovers])
             self.smoke("check candidate", {p.logical: p.preview for p in plans})
+        except Superseded:
+            raise  # another deploy wrote the same candidate after us: it is theirs now
         except BaseException as exc:
             if not self.put_attempted:
                 raise  # nothing was written (bad config, credentials, someone else's change)
@@ -241,7 +243,7 @@ class Release:
             written = True
             self.gate("gate switch", [Goal(n, c, self._time(before, n)) for n, c in switched.items()])
             self.smoke("check switch", {p.logical: p.route_prefix for p in plans})
-        except ClusterChanged as exc:
+        except (ClusterChanged, Superseded) as exc:
             # Someone else wrote meanwhile: touch nothing (our candidate may even share a name with theirs).
             exc.hint = ("the live version was not touched; the candidate stays on its preview prefix until the "
                         "next deploy removes it. " + (exc.hint or ""))
@@ -309,6 +311,8 @@ class Release:
             before = self.write("write config", put=put)
             self.gate("gate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate)) for p in plans])
             self.smoke("check", {p.logical: p.route_prefix for p in plans})
+        except Superseded:
+            raise  # another deploy wrote these applications after us: writing ours back would undo theirs
         except BaseException as exc:
             if not self.put_attempted:
                 raise
