@@ -31,3 +31,43 @@ def test_head_without_dashboard_starts():
     with TemporaryHead(dashboard=False) as head:
         assert head.pids()
     assert head.pids() == []
+
+
+OWNER = """
+import sys, time
+from ci_serve.cluster.head import TemporaryHead
+head = TemporaryHead(dashboard=False).start()
+print(head.sid, head.temp_dir, flush=True)
+time.sleep(600)
+"""
+
+
+def test_head_is_removed_when_its_owner_is_sigkilled(tmp_path):
+    """A SIGKILLed owner runs no `finally`: the reaper must remove the head instead."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ci_serve.cluster.reaper import session_pids
+    from tests.conftest import REPO
+
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        sid_text, temp_dir = owner.stdout.readline().split()
+        sid = int(sid_text)
+        assert session_pids(sid)
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        deadline = time.monotonic() + 30
+        while session_pids(sid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert session_pids(sid) == [], "the head outlived its SIGKILLed owner"
+        while Path(temp_dir).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(temp_dir).exists()
+    finally:
+        if owner.poll() is None:
+            owner.kill()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import requests
 
 from ci_serve import secrets
+from ci_serve.cluster.reaper import kill_session, session_pids
 from ci_serve.errors import CiServeError
 
 READY_LINE = "Ray runtime started"
@@ -74,6 +74,7 @@ class TemporaryHead:
         self.dashboard_port = free_port()
         self.serve_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.reaper: subprocess.Popen[bytes] | None = None
         self.sid: int | None = None
         self.log_path = self.temp_dir / "ray-start.log"
 
@@ -160,6 +161,11 @@ class TemporaryHead:
         finally:
             log.close()
         self.sid = self.proc.pid  # start_new_session: the child leads a new session
+        # If this process is SIGKILLed, its `finally` never runs: the reaper then removes the head.
+        self.reaper = subprocess.Popen(
+            [sys.executable, "-m", "ci_serve.cluster.reaper", str(os.getpid()), str(self.sid), str(self.temp_dir)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
 
     def wait_ready(self, timeout: float = 120.0) -> TemporaryHead:
         assert self.proc is not None, "launch() first"
@@ -193,46 +199,29 @@ class TemporaryHead:
 
     def pids(self) -> list[int]:
         """Every live process of this head (same session as ``ray start``)."""
-        if self.sid is None:
-            return []
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            pid = int(entry)
-            try:
-                if os.getsid(pid) == self.sid and not _is_zombie(pid):
-                    found.append(pid)
-            except OSError:
-                continue
-        return found
+        return session_pids(self.sid) if self.sid is not None else []
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGKILL every process of the head, wait until they are gone, remove the temp folder."""
         if self.sid is not None:
-            deadline = time.monotonic() + timeout
-            while True:
-                pids = self.pids()
-                if not pids or time.monotonic() > deadline:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                if self.proc is not None:
-                    try:
-                        self.proc.wait(timeout=0.05)
-                    except subprocess.TimeoutExpired:
-                        pass
-                time.sleep(0.05)
+            kill_session(self.sid, timeout, reap=self._reap)
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
+        if self.reaper is not None and self.reaper.poll() is None:
+            self.reaper.kill()
+            self.reaper.wait()
         if not self.keep_temp:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -252,10 +241,6 @@ class TemporaryHead:
         self.stop()
 
 
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
-    except (OSError, ValueError):
-        return True
+def _package_root() -> str:
+    """The folder holding ``ci_serve``, so the reaper imports this same code from any working folder."""
+    return str(Path(__file__).resolve().parent.parent.parent)
