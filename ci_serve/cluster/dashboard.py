@@ -73,13 +73,14 @@ class DashboardClient:
     """
 
     def __init__(self, target: Target, *, timeout: float = 15.0, connect_timeout: float = 5.0,
-                 retry_budget: float = 40.0, ca_cert: str | None = None, insecure: bool = False,
+                 retry_budget: float | None = None, ca_cert: str | None = None, insecure: bool = False,
                  min_interval: float = 0.25, sleep: Callable[[float], None] = time.sleep):
         self.target = target
         self.address = target.address
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.retry_budget = retry_budget
+        #: default 40 s, or $CI_SERVE_RETRY_BUDGET_S (how long an unreachable dashboard is waited for)
+        self.retry_budget = retry_budget if retry_budget is not None else _default_retry_budget()
         self.min_interval = min_interval
         self._sleep = sleep
         self._last_request: dict[str, float] = {}
@@ -225,6 +226,16 @@ class DashboardClient:
 
     def upload_package(self, uri: str, data: bytes) -> None:
         self.request("PUT", package_path(uri), data=data, timeout=max(self.timeout, 120.0))
+
+
+def _default_retry_budget() -> float:
+    import os
+
+    try:
+        value = float(os.environ.get("CI_SERVE_RETRY_BUDGET_S") or 40.0)
+    except ValueError:
+        raise InputError("CI_SERVE_RETRY_BUDGET_S must be a number of seconds") from None
+    return value if value > 0 else 40.0
 
 
 def _checked_ca(path: str) -> str:
