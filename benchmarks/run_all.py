@@ -35,16 +35,23 @@ def bench_smoke(pairs: int) -> dict:
     """Alternating pairs of bench_smoke's own run_smoke / run_manual (its method, its numbers)."""
     from benchmarks import bench_smoke as bs
 
-    smoke_runs, manual_runs = [], []
+    smoke_runs, manual_runs, failures = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-smoke-") as tmp:
         for i in range(pairs):
             order = [("smoke", bs.run_smoke), ("manual", bs.run_manual)]
             if i % 2:
                 order.reverse()
             for name, fn in order:
-                result = fn(Path(tmp))
+                try:
+                    result = fn(Path(tmp))
+                except SystemExit as exc:  # a failed run is reported, the others still count
+                    failures.append(f"pair {i + 1} {name}: {' '.join(str(exc).split())[:200]}")
+                    print(f"  {failures[-1]}", flush=True)
+                    continue
                 (smoke_runs if name == "smoke" else manual_runs).append(result)
                 print(f"  pair {i + 1} {name}: {result['total_s']:.1f}s ok={result['ok']}", flush=True)
+    if not smoke_runs or not manual_runs:
+        raise SystemExit("; ".join(failures) or "no run")
     smoke_med = median([r["total_s"] for r in smoke_runs])
     manual_med = median([r["total_s"] for r in manual_runs])
     steps = list(smoke_runs[0]["timings"]) if smoke_runs else []
@@ -57,7 +64,7 @@ def bench_smoke(pairs: int) -> dict:
             "smoke_python_s": round(median([r["total_s"] - sum(r["timings"].values()) for r in smoke_runs]), 2),
             "manual_first_answer_s": round(median([r["first_answer_s"] for r in manual_runs]), 1),
             "manual_stop_s": round(median([r["stop_s"] for r in manual_runs]), 1),
-            "manual_left": sum(r["left_after_120s"] for r in manual_runs)}
+            "manual_left": sum(r["left_after_120s"] for r in manual_runs), "failures": failures}
 
 
 def run_one(name: str, quick: bool) -> dict:
@@ -135,6 +142,8 @@ def render(r: dict, meta: dict) -> str:
                 table(["", "median s", "runs"], [
                     ["ci-serve smoke", s["smoke_median_s"], " ".join(map(str, s["smoke_s"]))],
                     ["serve run + curl + stop", s["manual_median_s"], " ".join(map(str, s["manual_s"]))]]), "",
+                *([f"Failed runs, left out of the medians: {'; '.join(s['failures'])}.", ""] if s.get("failures")
+                  else []),
                 "Where the manual way's time goes (medians): start to first right answer (Ray start, controller, "
                 f"proxy, replicas) {s['manual_first_answer_s']} s; stop until no process left {s['manual_stop_s']} s; "
                 "the rest is the remaining checks.", "",
