@@ -108,13 +108,22 @@ def register_env_secrets(data: dict[str, Any]) -> None:
     message, an app's echoed answer) from now on."""
     from ci_serve import secrets
 
-    apps = data.get("applications") if isinstance(data.get("applications"), list) else []
-    for app in apps:
-        runtime_env = app.get("runtime_env") if isinstance(app, dict) else None
-        env_vars = runtime_env.get("env_vars") if isinstance(runtime_env, dict) else None
-        for key, value in (env_vars or {}).items() if isinstance(env_vars, dict) else ():
-            if isinstance(value, str) and (len(value) >= 16 or any(w in str(key).upper() for w in _SECRET_NAME)):
-                secrets.register(value)
+    stack: list[Any] = [data]  # applications' and deployments' (ray_actor_options) runtime_envs alike
+    seen: set[int] = set()  # YAML aliases share nodes: visit each once (an alias bomb stays cheap)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            runtime_env = node.get("runtime_env")
+            env_vars = runtime_env.get("env_vars") if isinstance(runtime_env, dict) else None
+            for key, value in env_vars.items() if isinstance(env_vars, dict) else ():
+                if isinstance(value, str) and (len(value) >= 16 or any(w in str(key).upper() for w in _SECRET_NAME)):
+                    secrets.register(value)
+            stack.extend(v for k, v in node.items() if k != "runtime_env")
 
 
 def upgrade_single_app(data: dict[str, Any]) -> tuple[dict[str, Any], dict[PathT, PathT], list[str]]:
