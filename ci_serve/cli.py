@@ -14,7 +14,7 @@ import signal
 import sys
 from types import FrameType
 
-from ci_serve import __version__, console
+from ci_serve import __version__, cancel, console
 from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, Cancelled, CiServeError
 from ci_serve.report import Run
 
@@ -78,8 +78,10 @@ class _CancelOnSignal:
             console.say(f"... {signal.Signals(signum).name} again: still cleaning up")
             return
         self.fired = True
-        raise Cancelled(f"cancelled by {signal.Signals(signum).name}",
+        err = Cancelled(f"cancelled by {signal.Signals(signum).name}",
                         "the run was stopped before it finished; cleanup ran, see the steps above")
+        cancel.request(err)  # in case library code swallows the exception raised here
+        raise err
 
     def install(self) -> None:
         signal.signal(signal.SIGINT, self)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_serve import secrets
+from ci_serve import cancel, secrets
 from ci_serve.cluster.head import TemporaryHead
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +20,7 @@ EXAMPLES = REPO / "examples"
 def _clean_secret_registry() -> Iterator[None]:
     yield
     secrets.clear()
+    cancel.clear()
 
 
 @pytest.fixture

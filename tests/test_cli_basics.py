@@ -24,3 +24,20 @@ def test_unknown_command_is_exit_2():
 def test_python_dash_m_works(cli_env):
     out = subprocess.run(ci_serve_cmd("--version"), capture_output=True, text=True, env=cli_env, timeout=60)
     assert out.returncode == 0 and "ci-serve" in out.stdout
+
+
+def test_a_cancel_swallowed_by_library_code_is_not_lost():
+    """Ray's client catches Exception broadly; the cancel a signal raised must surface anyway."""
+    import signal
+
+    from ci_serve import cancel
+    from ci_serve.cli import _CancelOnSignal
+    from ci_serve.errors import Cancelled
+
+    handler = _CancelOnSignal()
+    try:
+        handler(signal.SIGINT, None)
+    except Exception:  # what a library with `except Exception: retry` does
+        pass
+    with pytest.raises(Cancelled, match="cancelled by SIGINT"):
+        cancel.check()

@@ -29,6 +29,7 @@ from typing import Any
 
 import requests
 
+from ci_serve import cancel
 from ci_serve.cluster.head import HeadStartError, TemporaryHead
 from ci_serve.console import say, step
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError
@@ -198,6 +199,7 @@ def _wait_running(driver: _Driver, target: SmokeTarget, head: TemporaryHead, dea
     names = [a.name for a in target.apps]
     t0 = time.monotonic()
     while True:
+        cancel.check()  # a cancel swallowed inside Ray's client surfaces here
         apps = driver.status()
         verdict = readiness.judge(apps, names)
         run.data["applications"] = {n: {"status": a["status"], "message": a["message"][:2000],
@@ -240,6 +242,7 @@ def _wait_routes(head: TemporaryHead, target: SmokeTarget, deadline: float) -> N
     wanted = {a.route_prefix for a in target.apps if a.route_prefix is not None}
     last = ""
     while True:
+        cancel.check()  # a cancel swallowed inside Ray's client surfaces here
         try:
             resp = requests.get(f"{head.serve_url}/-/routes", timeout=5)
             if resp.status_code == 200 and wanted <= set(resp.json()):
@@ -308,6 +311,7 @@ class _Driver:
         body = {k: v for k, v in config.items() if k not in ("http_options", "grpc_options", "proxy_location")}
         try:
             self.client.deploy_apps(ServeDeploySchema.model_validate(body))
+            cancel.check()
         except CiServeError:  # Cancelled by a signal: not Ray's failure
             raise
         except Exception as exc:
