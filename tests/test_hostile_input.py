@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ci_serve import console
 from ci_serve.cli import main
+from tests.support.yaml_bombs import alias_bomb
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -74,21 +75,7 @@ def test_application_lists_end_in_exit_0_or_2(tmp_path, apps):
     assert_clean_outcome(*run_validate(path))
 
 
-ALIAS_BOMB = """\
-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-applications:
-  - name: bomb
-    import_path: m:app
-    args: {x: *i}
-"""
+ALIAS_BOMB = alias_bomb('applications:\n  - name: bomb\n    import_path: m:app\n    args: {x: *i}\n')
 
 
 @pytest.mark.parametrize("name,content", [

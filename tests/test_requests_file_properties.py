@@ -21,6 +21,7 @@ from ci_serve import console
 from ci_serve.cli import main
 from ci_serve.errors import EXIT_BAD_INPUT, InputError
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
+from tests.support.yaml_bombs import alias_bomb
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -93,21 +94,7 @@ def test_request_shaped_documents_load_or_fail_with_a_message(tmp_path, doc):
         assert [r.name for r in outcome] == [r["name"] for r in (doc["requests"] if isinstance(doc, dict) else doc)]
 
 
-ALIAS_BOMB = """\
-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-requests:
-  - name: bomb
-    json: *i
-    expect: {json: *i}
-"""
+ALIAS_BOMB = alias_bomb('requests:\n  - name: bomb\n    json: *i\n    expect: {json: *i}\n')
 
 # a bomb the model accepts: a request body is any JSON, and aliases inside it are legal YAML
 BODY_BOMB = "requests:\n  - name: bomb\n    method: POST\n    json:\n" + "".join(
