@@ -56,8 +56,10 @@ class TemporaryHead:
     def __init__(self, *, dashboard: bool = True, num_cpus: int | None = None,
                  extra_env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
                  object_store_memory: int | None = 100 * 1024 * 1024, keep_temp: bool = False,
-                 lean: bool = False):
+                 lean: bool = False, ray: str | os.PathLike[str] | None = None):
         self.dashboard = dashboard
+        #: the ``ray`` command to start (another environment's, for a head of another Ray release)
+        self.ray = str(ray) if ray else None
         #: skip the autoscaler monitor and the log monitor (a fixed single node whose drivers do not
         #: want worker logs forwarded): two Python processes less to boot on a 2-CPU runner
         self.lean = lean
@@ -110,7 +112,7 @@ class TemporaryHead:
     # -- lifecycle ---------------------------------------------------------------------------
     def command(self) -> list[str]:
         cmd = [
-            ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
+            self.ray or ray_executable(), "start", "--head", "--block", "--disable-usage-stats",
             "--temp-dir", str(self.temp_dir),
             "--node-ip-address", "127.0.0.1",
             "--port", str(self.gcs_port),
