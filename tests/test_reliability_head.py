@@ -83,8 +83,8 @@ def test_serve_proxy_listens_on_loopback_only(smoke_head):
     # Ray's own gRPC listeners (GCS, raylet, agents, workers, Ray Client) bind wider; no flag changes
     # that in 2.60. They are Ray processes of this head's session and refuse clients without the token
     # (the tests below); recorded here, not asserted.
-    wide = [(a, p, n) for a, p, n in found if a not in LOOPBACK]
-    assert wide is not None
+    print("bound beyond loopback (Ray's gRPC, token-protected):",
+          sorted((a, p, n) for a, p, n in found if a not in LOOPBACK))
 
 
 def test_the_smoke_head_refuses_a_driver_without_the_token(smoke_head):
@@ -99,25 +99,31 @@ def test_the_smoke_head_refuses_a_driver_without_the_token(smoke_head):
 def test_the_ray_client_server_refuses_a_client_without_the_token(smoke_head):
     ports = [p for a, p, n in listeners(set(smoke_head.pids())) if n == "ray.util.client.server"]
     assert ports, "no Ray Client server found"
+    code = (f"import ray; ray.init('ray://127.0.0.1:{ports[0]}'); "
+            "print(ray.get(ray.put('CONNECTED')))")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["HOME"] = str(smoke_head.temp_dir / "nohome")
-    proc = subprocess.run([sys.executable, "-c", f"import ray; ray.init('ray://127.0.0.1:{ports[0]}'); "
-                           "print(ray.get(ray.put('CONNECTED')))"], env=env, capture_output=True, text=True,
-                          timeout=180)
-    print(proc.returncode, proc.stderr[-1500:])
-    assert proc.returncode != 0 and "CONNECTED" not in proc.stdout
+    # The control: the same client with the head's token connects, so the refusal below is the token's.
+    with_token = subprocess.run([sys.executable, "-c", code], env={**env, **smoke_head.driver_env()},
+                                capture_output=True, text=True, timeout=180)
+    assert "CONNECTED" in with_token.stdout, with_token.stderr[-1500:]
+    without = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    print(without.returncode, without.stderr[-600:])
+    assert without.returncode != 0 and "CONNECTED" not in without.stdout
 
 
-def test_token_auth_is_forced_on_whatever_the_environment_says(monkeypatch):
+def test_token_auth_is_forced_on_whatever_the_environment_says(monkeypatch, make_head):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "someone-elses-token")
-    head = TemporaryHead(dashboard=False)
-    try:
-        env = head.env()
-        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == head.token
-        assert len(head.token) >= 32 and head.token != TemporaryHead(dashboard=False).token
-    finally:
-        head.stop()
+    head = make_head(num_cpus=1, lean=True)
+    url = head.dashboard_url + "/api/serve/applications/"
+    assert requests.get(url, timeout=30).status_code == 401
+    stale = {"Authorization": "Bearer someone-elses-token"}
+    assert requests.get(url, headers=stale, timeout=30).status_code == 403
+    assert requests.get(url, headers=head.auth_headers(), timeout=30).status_code == 200
+    other = TemporaryHead(dashboard=False)
+    other.stop()  # never started: only its fresh token is compared
+    assert len(head.token) >= 32 and head.token != other.token
 
 
 def test_a_head_with_a_dashboard_binds_it_to_loopback_and_answers_401_without_the_token(make_head):

@@ -20,7 +20,7 @@ import pytest
 
 from tests.container.runner import REPO, RunnerDirs, docker_run_args
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]  # the image build is inside
 
 BASE_IMAGE = os.environ.get("CI_SERVE_BASE_IMAGE", "ci-serve/debian-base:bookworm")
 IMAGE = "ci-serve-action:test"
