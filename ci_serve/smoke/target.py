@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import difflib
 import importlib.machinery
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci_serve.config.importpath import import_path_problem, looks_like_config_file, parse_import_path
 from ci_serve.config.loader import DEFAULT_APP_NAME, load_config
 from ci_serve.errors import ConfigError, InputError
 from ci_serve.smoke.requests_file import SmokeRequest
 
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 #: runtime_env fields that bring code or packages from elsewhere: the module may not be local
 _REMOTE_CODE_KEYS = ("pip", "conda", "uv", "py_modules", "container", "image_uri", "py_executable")
 
@@ -71,14 +70,14 @@ def resolve_target(target: str, args: list[str], app_dir: str | Path) -> SmokeTa
     if not app_dir.is_dir():
         raise InputError(f"--app-dir {app_dir} is not a folder", "pass the folder that holds the application's module")
     path = Path(target)
-    looks_like_file = path.suffix in (".yaml", ".yml", ".json") or "/" in target or path.exists()
-    if looks_like_file and not IMPORT_PATH.match(target):
+    if looks_like_config_file(target, exists=path.exists()):
         if args:
             raise InputError("key=value arguments are only for an import path target",
                              "put `args:` under the application in the config file")
         return _from_config(path, app_dir)
-    if not IMPORT_PATH.match(target):
-        raise InputError(f"{target!r} is neither a Serve config file nor an import path `module:attribute`",
+    if import_path_problem(target):
+        raise InputError(f"{target!r} is neither a Serve config file nor an import path `module:attribute` "
+                         f"({import_path_problem(target)[0]})",
                          "e.g. `ci-serve smoke fruit:deployment_graph --app-dir examples/fruit` or "
                          "`ci-serve smoke examples/fruit/serve_config.yaml`")
     app = AppTarget(DEFAULT_APP_NAME, target, "/", parse_args(args))
@@ -102,9 +101,9 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
             raise ConfigError(f"{path}: applications[{i}] is not a mapping")
         name = raw.get("name", DEFAULT_APP_NAME if len(apps_raw) == 1 else None)
         import_path = raw.get("import_path")
-        if not isinstance(import_path, str) or not IMPORT_PATH.match(import_path):
-            raise ConfigError(f"{path}: applications[{i}].import_path {import_path!r} is not `module:attribute`",
-                              "each application needs an import path such as `fruit:deployment_graph`")
+        wrong = import_path_problem(import_path)
+        if wrong:
+            raise ConfigError(f"{path}: applications[{i}]: {wrong[0]}", wrong[1])
         runtime_env = raw.get("runtime_env") or {}
         local_code = not any(runtime_env.get(k) for k in _REMOTE_CODE_KEYS)
         working_dir = runtime_env.get("working_dir")
@@ -153,7 +152,7 @@ def check_modules(target: SmokeTarget) -> None:
     for app in target.apps:
         if not app.local_code:
             continue
-        module = app.import_path.split(":")[0].split(".")[0]
+        module = parse_import_path(app.import_path).top_module
         if module in sys.builtin_module_names:
             continue
         if importlib.machinery.PathFinder.find_spec(module, search) is None:
