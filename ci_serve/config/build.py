@@ -90,3 +90,19 @@ def _ray_version() -> str:
         return metadata.version("ray")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def into_rayservice(manifest: Path, config: dict[str, Any], config_text: str) -> str:
+    """The text of ``manifest`` (a KubeRay RayService) with ``config_text`` as its ``spec.serveConfigV2``;
+    every byte outside that block is kept (comments, key order, other documents)."""
+    from ci_serve.config.loader import _parse, read_text
+    from ci_serve.config.rayservice import find_serve_config, replace_serve_config
+
+    raw = read_text(manifest, what="RayService manifest")
+    block = find_serve_config(_parse(raw, manifest, offset=None), raw, str(manifest))
+    text = replace_serve_config(raw, block, config_text)
+    again = find_serve_config(_parse(text, manifest, offset=None), text, str(manifest))
+    if yaml.safe_load(again.text) != config:  # our own edit must read back; anything else is a bug here
+        raise InputError(f"{manifest}: the built config did not read back from serveConfigV2",
+                         "write it with -o and paste it under serveConfigV2 by hand")
+    return text

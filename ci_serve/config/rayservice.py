@@ -85,11 +85,13 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
                        f"use one of {', '.join(API_VERSIONS)}")
     spec = data.get("spec")
     if not isinstance(spec, dict) or SERVE_KEY not in spec:
-        if isinstance(spec, dict) and "serveConfig" in spec:
+        old = next((k for k in ("serveConfig", "serveDeploymentGraphConfig") if isinstance(spec, dict) and k in spec),
+                   None)
+        if old:
             raise _located(
-                file, doc.positions.locate(("spec", "serveConfig"), key=True), "spec.serveConfig",
-                "spec.serveConfig is KubeRay's old structured single-application format (v1alpha1, "
-                "importPath/serveConfigs in camelCase), removed in KubeRay 1.0",
+                file, doc.positions.locate(("spec", old), key=True), f"spec.{old}",
+                f"spec.{old} is KubeRay's old structured single-application format (v1alpha1, "
+                "importPath/serveConfigs in camelCase), which KubeRay 1.0 replaced by serveConfigV2",
                 "move it to `serveConfigV2: |` holding a Ray Serve multi-application config "
                 "(applications: [{name, import_path, route_prefix, deployments}]) in snake_case")
         raise _located(file, doc.positions.locate(("spec",)), "spec",
@@ -140,16 +142,17 @@ def map_positions(block: ServeConfigBlock, positions: Positions) -> Positions:
 def replace_serve_config(text: str, block: ServeConfigBlock, config_text: str) -> str:
     """``text`` with the serveConfigV2 value replaced by ``config_text``; every other byte kept."""
     lines = config_text.rstrip("\n").split("\n")
+    eol = "\r\n" if "\r\n" in text else "\n"
     if block.style == "|":
         indent = " " * (block.indent or 4)
         start = text.index("\n", block.start) + 1  # after the `serveConfigV2: |` line, kept as it is
         end = _block_end(text, start, len(indent))
-        body = "".join(f"{indent}{ln}\n" if ln.strip() else "\n" for ln in lines)
+        body = "".join(f"{indent}{ln}{eol}" if ln.strip() else eol for ln in lines)
         return text[:start] + body + text[end:]
     # a quoted or folded string: written as a literal block, indented under the key
     key_indent = " " * (block.column - 1 - len(SERVE_KEY) - 2 if block.column > len(SERVE_KEY) + 2 else 0)
     indent = key_indent + "  "
-    body = "|\n" + "".join(f"{indent}{ln}\n" if ln.strip() else "\n" for ln in lines)
+    body = "|" + eol + "".join(f"{indent}{ln}{eol}" if ln.strip() else eol for ln in lines)
     end = block.end
     if text[end:end + 1] == "\n":
         end += 1
@@ -164,7 +167,7 @@ def _block_end(text: str, start: int, indent: int) -> int:
     while pos < len(text):
         nl = text.find("\n", pos)
         line_end = len(text) if nl == -1 else nl + 1
-        line = text[pos:line_end].rstrip("\n")
+        line = text[pos:line_end].rstrip("\r\n")
         if line.strip():
             if len(line) - len(line.lstrip(" ")) < indent:
                 break
