@@ -45,6 +45,13 @@ LOGRECORD_ATTRS = frozenset({
     "relativeCreated", "stack_info", "taskName", "thread", "threadName"})
 
 
+def _policy(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(f"policy is a mapping in current Ray, got the string {value!r} (older Ray's form, which "
+                         f"Ray 2.60 rejects on the cluster): write `policy: {{policy_function: {value}}}`")
+    return value
+
+
 def _log_level(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value in _LEVELS.values():
         return value
@@ -111,8 +118,8 @@ class AutoscalingConfig(_Strict):
     upscale_delay_s: NonNegFloat = Field(30.0, description="seconds to wait before scaling up")
     aggregation_function: Literal["mean", "max", "min"] = Field(
         "mean", description="how replica metrics are combined: mean, max or min")
-    policy: AutoscalingPolicy | None = Field(None, description="custom policy: {policy_function: "
-                                             "'module:function', policy_kwargs: {...}}")
+    policy: Annotated[AutoscalingPolicy | None, BeforeValidator(_policy)] = Field(
+        None, description="custom policy: {policy_function: 'module:function', policy_kwargs: {...}}")
 
 
 class RayActorOptions(_Strict):
