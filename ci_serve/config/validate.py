@@ -146,6 +146,7 @@ def cluster_rule_problems(config: LoadedConfig) -> list[Problem]:
         wrong = import_path_problem(import_path) if isinstance(import_path, str) else None
         if wrong:
             out.append(config.problem(("applications", i, "import_path"), *wrong))
+        out.extend(_policy_problems(config, ("applications", i, "autoscaling_policy"), app.get("autoscaling_policy")))
         deployments = app.get("deployments")
         if isinstance(deployments, list):
             out.extend(_deployment_problems(config, i, deployments, app.get("external_scaler_enabled") is True))
@@ -215,6 +216,7 @@ def _deployment_problems(config: LoadedConfig, i: int, deployments: list,
                                       "autoscaling_config (with min_replicas/max_replicas)"))
         if isinstance(auto, dict):
             out.extend(_autoscaling_problems(config, (*base, "autoscaling_config"), auto))
+            out.extend(_policy_problems(config, (*base, "autoscaling_config", "policy"), auto.get("policy")))
             if app_external_scaler:
                 out.append(config.problem((*base, "autoscaling_config"), "autoscaling_config is set while the "
                                           "application has external_scaler_enabled: true",
@@ -243,6 +245,13 @@ def _exclusive_problems(config: LoadedConfig, base: tuple, dep: dict) -> list[Pr
                                   "placement_group_bundle_label_selector needs placement_group_bundles",
                                   "add placement_group_bundles, or remove the selector"))
     return out
+
+
+def _policy_problems(config: LoadedConfig, where: PathT, policy: Any) -> list[Problem]:
+    """Ray imports ``policy_function`` with the same rule as an application's import path."""
+    function = policy.get("policy_function") if isinstance(policy, dict) else None
+    wrong = import_path_problem(function) if isinstance(function, str) else None
+    return [config.problem((*where, "policy_function"), *wrong)] if wrong else []
 
 
 def _autoscaling_problems(config: LoadedConfig, where: tuple, auto: dict) -> list[Problem]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_serve.config.importpath import import_path_problem, looks_like_config_file, parse_import_path
-from ci_serve.config.loader import DEFAULT_APP_NAME, load_config
+from ci_serve.config.loader import DEFAULT_APP_NAME, LoadedConfig, load_config
 from ci_serve.errors import ConfigError, InputError
 from ci_serve.smoke.requests_file import SmokeRequest
 
@@ -119,7 +119,7 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
             local_code = False
         route_prefix = raw.get("route_prefix", "/")
         apps.append(AppTarget(str(name), import_path, route_prefix, dict(raw.get("args") or {}), local_code))
-    _validate(path)
+    _validate(loaded)
     seen = [a.name for a in apps]
     dupes = sorted({n for n in seen if seen.count(n) > 1})
     if dupes:
@@ -132,13 +132,14 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
     return smoke
 
 
-def _validate(path: Path) -> None:
+def _validate(loaded: LoadedConfig) -> None:
     """``ci-serve validate --no-import``'s checks (structure, types, what the controller would
     reject), so a bad config is exit 2 with file:line before a head starts. Ray is not imported here:
     that would put ~1.5 s in front of the head's launch instead of beside its boot."""
     from ci_serve.config.validate import validate_config
 
-    result = validate_config(path, check_imports=False)
+    path = loaded.path
+    result = validate_config(loaded, check_imports=False)  # the object already loaded, not the path again
     if not result.ok:
         noun = "problem" if len(result.problems) == 1 else "problems"
         raise ConfigError(f"{path}: {len(result.problems)} {noun} in the Serve config",
