@@ -47,8 +47,9 @@ LOGRECORD_ATTRS = frozenset({
 
 def _policy(value: Any) -> Any:
     if isinstance(value, str):
-        raise ValueError(f"policy is a mapping in current Ray, got the string {value!r} (older Ray's form, which "
-                         f"Ray 2.60 rejects on the cluster): write `policy: {{policy_function: {value}}}`")
+        raise ValueError(f"policy is a mapping in current Ray, got the string {value!r} (older Ray's form; Ray "
+                         "2.60's schema lets it through, then its Serve controller refuses the whole deploy with "
+                         f"a raw AttributeError): write `policy: {{policy_function: {value}}}`")
     return value
 
 
