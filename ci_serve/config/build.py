@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ci_serve import __version__
+from ci_serve.config.importpath import import_path_problem
 from ci_serve.config.inspect import AppGraph, inspect_app
 from ci_serve.config.validate import IMPORT_WORKERS
 from ci_serve.errors import InputError
@@ -46,6 +47,9 @@ def parse_specs(words: Sequence[str]) -> list[AppSpec]:
                 raise InputError(f"argument {word!r} has no name", "write builder arguments as key=value")
             specs[-1].args[key] = value
         else:
+            wrong = import_path_problem(word)
+            if wrong:
+                raise InputError(wrong[0], wrong[1])
             specs.append(AppSpec(word))
     if not specs:
         raise InputError("no import path given", "e.g. `ci-serve build my_app.main:app -o serve_config.yaml`")

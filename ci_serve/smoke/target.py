@@ -23,6 +23,7 @@ from typing import Any
 
 from ci_serve.config.importpath import import_path_problem, looks_like_config_file, parse_import_path
 from ci_serve.config.loader import DEFAULT_APP_NAME, LoadedConfig, load_config
+from ci_serve.config.workdir import resolve_local_dir
 from ci_serve.errors import ConfigError, InputError
 from ci_serve.smoke.requests_file import SmokeRequest
 
@@ -108,7 +109,7 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
         local_code = not any(runtime_env.get(k) for k in _REMOTE_CODE_KEYS)
         working_dir = runtime_env.get("working_dir")
         if isinstance(working_dir, str) and "://" not in working_dir:
-            local_dir = (path.resolve().parent / working_dir).resolve()
+            local_dir = resolve_local_dir(working_dir, path.resolve().parent)
             if not local_dir.is_dir():
                 raise ConfigError(f"{path}: applications[{i}].runtime_env.working_dir {working_dir!r} is not a folder "
                                   f"(resolved relative to the config file: {local_dir})")
