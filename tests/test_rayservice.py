@@ -142,3 +142,20 @@ def test_smoke_and_plan_take_a_manifest_through_the_loader(tmp_path: Path) -> No
     from ci_serve.commands.plan import import_graphs  # plan reads the same object
     graphs = import_graphs(load_valid_config(manifest), str(APPS))
     assert list(graphs["fruit_app"]) == ["Greeter", "Ingress"]
+
+
+@pytest.mark.parametrize("text, outcome", [
+    ("applications: []\n---\n", None),  # a stray separator at the end is not a second document
+    ("applications: []\n---\napplications: []\n", "2 YAML documents"),
+    ("apiVersion: ray.io/v2\nkind: RayService\nspec: {serveConfigV2: 'applications: []'}\n", "not one ci-serve reads"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec: {serveConfigV2: {applications: []}}\n", "must be a YAML string"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    a: [\n", "YAML syntax error"),
+])
+def test_odd_streams_and_manifests_are_one_clear_problem(tmp_path: Path, text: str, outcome: str | None) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    result = validate_config(path, check_imports=False)
+    if outcome is None:
+        assert result.ok
+    else:
+        assert len(result.problems) == 1 and outcome in result.problems[0].message, result.problems

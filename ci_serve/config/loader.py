@@ -131,6 +131,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     path = Path(path)
     raw = read_text(path, what="Serve config")
     docs = _parse(raw, path, offset=None)
+    docs = [d for d in docs if d.data is not None] or docs[:1]  # a stray `---` at the end adds an empty one
     block = None
     if looks_like_manifest(docs):
         block = find_serve_config(docs, raw, str(path))
