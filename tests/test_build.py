@@ -33,6 +33,9 @@ def build(tmp_path: Path, cli_env: dict, *words: str, name: str = "out.yaml") ->
 
 PARSE_CASES = {
     "one path": (["m:app"], [AppSpec("m:app")]),
+    "Ray's rule: a hyphenated module, the dotted form": (["whisperx-deployment:entrypoint", "fruit.graph"],
+                                                          [AppSpec("whisperx-deployment:entrypoint"),
+                                                           AppSpec("fruit.graph")]),
     "builder args follow their path": (["m:builder", "a=1", "b=x=y", "n:app"],
                                        [AppSpec("m:builder", {"a": "1", "b": "x=y"}), AppSpec("n:app")]),
 }
@@ -43,7 +46,7 @@ def test_parse_specs(words: list[str], specs: list[AppSpec]) -> None:
     assert parse_specs(words) == specs
 
 
-@pytest.mark.parametrize("words", [["a=1", "m:app"], ["m:b", "=1"]])
+@pytest.mark.parametrize("words", [["a=1", "m:app"], ["m:b", "=1"], ["src/app.py"], ["app"]])
 def test_parse_specs_refuses_stray_arguments(words: list[str]) -> None:
     with pytest.raises(InputError):
         parse_specs(words)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ci_serve.config.loader import load_config
 from ci_serve.config.validate import validate_config
@@ -18,6 +19,7 @@ from .conftest import REPO, ci_serve_cmd
 CONFIGS = REPO / "tests" / "configs"
 APPS = REPO / "tests" / "apps"
 BROKEN = sorted((CONFIGS / "broken").glob("*.yaml"))
+IGNORED = sorted((CONFIGS / "ignored").glob("*.yaml"))
 GUIDE = sorted((CONFIGS / "guide").glob("*.yaml"))
 EXPECT = re.compile(r"^# expect: (?P<path>\S+) @ (?P<line>\d+) : (?P<message>.+?) : (?P<hint>.+)$", re.M)
 
@@ -41,6 +43,21 @@ def test_each_broken_config_is_reported_at_its_line(path: Path) -> None:
     assert problem.file == str(path)
     assert expected["message"] in problem.message
     assert expected["hint"] in (problem.hint or "")
+
+
+@pytest.mark.parametrize("path", IGNORED, ids=[p.stem for p in IGNORED])
+def test_keys_ray_ignores_are_warnings_saying_what_ray_does(path: Path) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    expected, _ = expectation(path)
+    result = validate_config(path, APPS, check_imports=False)
+    assert result.problems == [], "\n".join(p.render() for p in result.problems)
+    assert len(result.warnings) == 1
+    warning = result.warnings[0]
+    assert (warning.path, warning.line, warning.severity) == (expected["path"], int(expected["line"]), "warning")
+    assert expected["message"] in warning.message and expected["hint"] in (warning.hint or "")
+    ServeDeploySchema.model_validate(result.config.data)  # Ray takes it (and ignores the key)
+    assert result.config.model is not None  # the typed config, without the ignored key
 
 
 def test_every_problem_in_one_run() -> None:
@@ -69,6 +86,7 @@ def test_guide_2_0_files_upgrade_cleanly(path: Path) -> None:
     assert config.upgraded and "upgraded" in config.notices[0]
     app = config.data["applications"][0]
     assert app["name"] == "default" and app["route_prefix"] == "/"
+    assert "application name 'default', Serve's name for a single application" in config.notices[0]
     assert app["import_path"] == "fruit.deployment_graph"
     ServeDeploySchema.model_validate(config.data)  # Ray itself takes the upgraded file
 
@@ -146,3 +164,67 @@ def test_a_config_using_most_fields_passes_here_and_in_ray() -> None:
     result = validate_config(path, check_imports=False)
     assert result.problems == [], "\n".join(p.render() for p in result.problems)
     ServeDeploySchema.model_validate(result.config.data)
+
+
+def test_2_0_file_with_a_name_keeps_it_and_the_note_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "named.yaml"
+    path.write_text("name: my_app\nimport_path: graph_app:app\nruntime_env: {}\n")
+    config = validate_config(path, check_imports=False).config
+    assert config.data["applications"][0]["name"] == "my_app"
+    assert "application name 'my_app', named in the file" in config.notices[0]
+    assert "'default'" not in config.notices[0]
+
+
+def test_serve_1x_file_is_told_apart_and_explained(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("deployments:\n  - name: shallow\n    import_path: conditional_dag.Multiplier\n"
+                    "    num_replicas: 2\n")
+    result = validate_config(path, check_imports=False)
+    assert len(result.problems) == 1
+    problem = result.problems[0]
+    assert "Serve 1.x" in problem.message and "upgraded" not in problem.message
+    assert (problem.path, problem.line) == ("deployments[0].import_path", 3)
+    assert "applications:" in problem.hint
+
+
+IMPORT_PATHS = {
+    # accepted: what Ray's import_attr imports (the module part is looked up as file names)
+    "whisperx-deployment:entrypoint": None, "apple-predict:app": None, "fruit.deployment_graph": None,
+    "ray-operator.config.samples.vllm.serve_tpu:model": None, "pkg.sub.mod:app": None, "1st_try:app": None,
+    # refused: Ray's schema refuses, or the import can never succeed
+    "app": "names no attribute", "a:b:c": "more than one ':'", ":app": "starts or ends with ':'",
+    "mod:": "starts or ends with ':'", ".mod.app": "empty module name", "mod..sub:app": "empty module name",
+    "src/app:app": "a file path", "app.py:app": "names a file", "fruit.py": "names a file", " fruit:app": "whitespace",
+    "fruit:graph.app": "one attribute name",
+}
+
+
+@pytest.mark.parametrize("text, refused", IMPORT_PATHS.items(), ids=IMPORT_PATHS.keys())
+def test_the_one_import_path_rule(text: str, refused: str | None, tmp_path: Path) -> None:
+    from ci_serve.action.inputs import read_inputs
+    from ci_serve.config.importpath import import_path_problem
+    from ci_serve.errors import InputError
+    from ci_serve.smoke.target import resolve_target
+
+    problem = import_path_problem(text)
+    assert (problem is None) == (refused is None), problem
+    if refused:
+        assert refused in problem[0] and problem[1]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"applications": [{"name": "a", "import_path": text}]}))
+    by_validate = [p for p in validate_config(path, check_imports=False).problems if p.path.endswith("import_path")]
+    assert bool(by_validate) == bool(refused)
+    try:  # smoke: a refused path is refused before looking for the module
+        resolve_target(text, [], tmp_path)
+        by_smoke = None
+    except InputError as err:
+        by_smoke = err.message
+    assert (by_smoke is not None and "not found" not in by_smoke) == bool(refused), by_smoke
+    if text != text.strip():
+        return  # the action's inputs are trimmed (the runner's YAML does that too)
+    try:
+        read_inputs({"INPUT_TARGET": text, "INPUT_COMMAND": "smoke"}, tmp_path)
+        by_action = None
+    except InputError as err:
+        by_action = err.message
+    assert (by_action is not None) == bool(refused), by_action

@@ -9,12 +9,12 @@ workspace; they never reach a shell.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ci_serve.config.importpath import is_import_path, looks_like_config_file
 from ci_serve.errors import InputError
 
 COMMANDS = ("auto", "smoke", "validate", "build", "plan", "deploy", "status")
@@ -22,8 +22,6 @@ STRATEGIES = ("auto", "blue-green", "in-place")
 #: commands that talk to a cluster and so need ``address``
 NEEDS_ADDRESS = ("plan", "deploy", "status")
 STANDBY_INPUTS = ("standby-address", "standby-url", "switch-command")
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def env_name(name: str) -> str:
@@ -83,13 +81,13 @@ def _target(value: str, workspace: Path) -> list[str]:
     if not words:
         return []
     first = words[0]
-    if first.endswith(_CONFIG_SUFFIXES) or "/" in first:
+    if looks_like_config_file(first):
         if len(words) > 1:
             raise InputError("input `target`: a config file takes no further arguments",
                              "give either a config file or an import path with key=value arguments")
         return [inside_workspace(first, workspace, "target")]
     for word in words:
-        if not (_IMPORT_PATH.match(word) or ("=" in word and not word.startswith("="))):
+        if not (is_import_path(word) or ("=" in word and not word.startswith("="))):
             raise InputError(
                 f"input `target`: {word!r} is neither an import path `module:attribute`, a key=value "
                 "argument, nor a config file (.yaml)",
@@ -137,7 +135,7 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         raise InputError(f"a deploy across two clusters needs {missing} too",
                          f"set all of {', '.join(f'`{n}`' for n in STANDBY_INPUTS)}, or none of them")
     target = _target(raw_input(environ, "target"), workspace)
-    if command == "build" and not (target and ":" in target[0]):
+    if command == "build" and not (target and is_import_path(target[0]) and not looks_like_config_file(target[0])):
         raise InputError("command `build` needs the input `target`: the import path(s) to build from",
                          "for example `target: fruit:deployment_graph`; the config is written to `config`")
     timeout = get("timeout")

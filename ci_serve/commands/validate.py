@@ -11,7 +11,8 @@ from ci_serve.report import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG", help="the Serve config file (YAML)")
+    parser.add_argument("config", metavar="CONFIG",
+                        help="the Serve config file (YAML), or a KubeRay RayService manifest (its serveConfigV2)")
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help="folder the import paths are imported from (default: each application's local "
                              "runtime_env.working_dir, relative to CONFIG, else the current folder)")
@@ -24,10 +25,13 @@ def run(args: argparse.Namespace, run: Run) -> int:
     with console.step(run, f"validate {args.config} ({check})") as st:
         result = validate_config(args.config, args.app_dir, check_imports=not args.no_import)
         run.data["problems"] = [p.as_dict() for p in result.problems]
+        run.data["warnings"] = [p.as_dict() for p in result.warnings]
         if result.config is not None:
             run.data["notices"] = list(result.config.notices)
             for notice in result.config.notices:
                 console.say(f"NOTE  {notice}")
+        for warning in result.warnings:
+            console.say(f"WARN  {warning.render().removeprefix('warning: ')}")
         for problem in result.problems:
             console.say(problem.render())
         if result.problems:
@@ -36,7 +40,8 @@ def run(args: argparse.Namespace, run: Run) -> int:
                               problems=result.problems)
         apps = result.config.applications if result.config else []
         deployments = sum(len(a.get("deployments") or []) for a in apps)
-        st.detail = f"{len(apps)} application(s), {deployments} deployment override(s)"
+        st.detail = f"{len(apps)} application(s), {deployments} deployment override(s)" + \
+            (f", {len(result.warnings)} warning(s)" if result.warnings else "")
     run.result = "valid"
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ci_serve import __version__
+from ci_serve.config.importpath import import_path_problem
 from ci_serve.config.inspect import AppGraph, inspect_app
 from ci_serve.config.validate import IMPORT_WORKERS
 from ci_serve.errors import InputError
@@ -46,6 +47,9 @@ def parse_specs(words: Sequence[str]) -> list[AppSpec]:
                 raise InputError(f"argument {word!r} has no name", "write builder arguments as key=value")
             specs[-1].args[key] = value
         else:
+            wrong = import_path_problem(word)
+            if wrong:
+                raise InputError(wrong[0], wrong[1])
             specs.append(AppSpec(word))
     if not specs:
         raise InputError("no import path given", "e.g. `ci-serve build my_app.main:app -o serve_config.yaml`")
@@ -90,3 +94,19 @@ def _ray_version() -> str:
         return metadata.version("ray")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def into_rayservice(manifest: Path, config: dict[str, Any], config_text: str) -> str:
+    """The text of ``manifest`` (a KubeRay RayService) with ``config_text`` as its ``spec.serveConfigV2``;
+    every byte outside that block is kept (comments, key order, other documents)."""
+    from ci_serve.config.loader import _parse, read_text
+    from ci_serve.config.rayservice import find_serve_config, replace_serve_config
+
+    raw = read_text(manifest, what="RayService manifest")
+    block = find_serve_config(_parse(raw, manifest, offset=None), raw, str(manifest))
+    text = replace_serve_config(raw, block, config_text)
+    again = find_serve_config(_parse(text, manifest, offset=None), text, str(manifest))
+    if yaml.safe_load(again.text) != config:  # our own edit must read back; anything else is a bug here
+        raise InputError(f"{manifest}: the built config did not read back from serveConfigV2",
+                         "write it with -o and paste it under serveConfigV2 by hand")
+    return text

@@ -1,38 +1,65 @@
-"""Read a Serve config file into the multi-application format, whatever format it was written in.
+"""The one loader: a Serve config, in whatever format it was written, as one typed object.
 
-The Serve 2.0 guide's single-application format (top-level ``import_path``, ``runtime_env``,
-``deployments``) is upgraded to ``applications: [...]`` with a notice, never rejected: current Ray's
-``serve deploy`` fails on it with a raw pydantic traceback. The upgrade also carries the 2.0
-deployment fields over: ``max_concurrent_queries`` becomes ``max_ongoing_requests``, a deployment's
-``route_prefix`` becomes the application's, and the ``null`` placeholders ``serve build`` used to write
-are dropped (Ray 2.60 rejects ``ray_actor_options: null``).
+:func:`load_config` reads a file and returns a :class:`LoadedConfig`: the multi-application config
+as data (``.data``), the format it came in, what was upgraded (``.notices``), and the line and column
+of every node (``.positions``), so every later problem is reported at the place the user wrote.
+Formats (:mod:`ci_serve.config.formats`, :mod:`ci_serve.config.rayservice`): the current
+multi-application format, the Serve 2.0 single-application format (upgraded), a Serve 1.x file
+(explained), and a KubeRay ``RayService`` manifest (``spec.serveConfigV2`` read, positions moved to
+the manifest's lines).
 
-Every node's line and column are kept (:mod:`ci_serve.config.positions`), so a problem found in the
-upgraded data is reported at the place in the file the user wrote.
+Checking is :mod:`ci_serve.config.validate`: :func:`~ci_serve.config.validate.validate_config`
+returns every problem; :func:`~ci_serve.config.validate.load_valid_config` is the one entry the
+commands call, and gives them a config that passed (``.model`` is then the typed
+:class:`~ci_serve.config.schema.ServeConfig`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ci_serve.config.positions import Positions, load_yaml_with_positions
+from ci_serve.config.formats import (
+    DEFAULT_APP_NAME,
+    SINGLE_APP_KEYS,
+    detect_format,
+    serve_1x_index,
+    upgrade_single_app,
+)
+from ci_serve.config.importpath import ImportPath, ImportPathError, parse_import_path
+from ci_serve.config.positions import Positions, load_yaml_documents
 from ci_serve.config.problems import PathT, Problem, format_path
+from ci_serve.config.rayservice import ServeConfigBlock, find_serve_config, looks_like_manifest, map_positions
+from ci_serve.config.workdir import WorkingDir, working_dir_of
 from ci_serve.errors import ConfigError
 
-#: name given to the application of an upgraded 2.0 file (what `serve run` calls a single app)
-DEFAULT_APP_NAME = "default"
-SINGLE_APP_KEYS = ("import_path", "runtime_env", "deployments", "args")
+if TYPE_CHECKING:
+    from ci_serve.config.schema import ServeConfig
+
+__all__ = ["DEFAULT_APP_NAME", "SINGLE_APP_KEYS", "AppEntry", "ConfigFile", "LoadedConfig", "load_config",
+           "read_text", "upgrade_single_app"]
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
-#: 2.0 deployment fields written as ``null`` by the old `serve build`, meaning "not set"
-_NULL_MEANS_UNSET = ("route_prefix", "ray_actor_options")
+
+
+@dataclass(frozen=True)
+class AppEntry:
+    """One application of a loaded config, typed (a view over ``LoadedConfig.data``)."""
+
+    index: int
+    name: str
+    route_prefix: str | None
+    #: None when the import path breaks the rule (validation reports why)
+    import_path: ImportPath | None
+    working_dir: WorkingDir
+    args: dict[str, Any]
+    raw: dict[str, Any]
 
 
 @dataclass
-class ConfigFile:
+class LoadedConfig:
     """A loaded config. ``data`` is always the multi-application format."""
 
     path: Path
@@ -42,11 +69,39 @@ class ConfigFile:
     positions: Positions = field(default_factory=Positions)
     #: path in ``data`` -> path in the file, for what the upgrade moved or renamed (longest prefix wins)
     moved: dict[PathT, PathT] = field(default_factory=dict)
+    #: "multi-app", "single-app" (upgraded) or "rayservice" (read from a manifest's serveConfigV2)
+    format: str = "multi-app"
+    #: the manifest's serveConfigV2 block, for a RayService manifest
+    rayservice: ServeConfigBlock | None = None
+    #: filled by validation: the typed config (None until it passed the schema) and the warnings
+    model: ServeConfig | None = None
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the config (a local working_dir) are resolved from."""
+        return self.path.resolve().parent
 
     @property
     def applications(self) -> list[dict[str, Any]]:
         apps = self.data.get("applications")
         return apps if isinstance(apps, list) else []
+
+    def apps(self) -> list[AppEntry]:
+        """The applications that are mappings, typed; names default as Serve defaults them."""
+        out = []
+        for i, app in enumerate(self.applications):
+            if not isinstance(app, dict):
+                continue
+            try:
+                import_path: ImportPath | None = parse_import_path(app.get("import_path"))
+            except ImportPathError:
+                import_path = None
+            args = app.get("args")
+            out.append(AppEntry(i, str(app.get("name", DEFAULT_APP_NAME)), app.get("route_prefix", "/"),
+                                import_path, working_dir_of(app, self.base_dir),
+                                dict(args) if isinstance(args, dict) else {}, app))
+        return out
 
     def file_path(self, path: PathT) -> PathT:
         """Where ``path`` (in ``data``) was written in the file."""
@@ -56,47 +111,97 @@ class ConfigFile:
                 return self.moved[path[:cut]] + path[cut:]
         return path
 
-    def problem(self, path: PathT, message: str, hint: str | None = None, *, key: bool = False) -> Problem:
+    def problem(self, path: PathT, message: str, hint: str | None = None, *, key: bool = False,
+                severity: str = "error") -> Problem:
         """A :class:`Problem` at ``path`` (a path in ``data``), located in the file."""
         where = self.file_path(path)
         pos = self.positions.locate(where, key=key)
         line, column = pos if pos else (None, None)
         return Problem(file=str(self.path), line=line, column=column, path=format_path(where),
-                       message=message, hint=hint)
+                       message=message, hint=hint, severity=severity)
 
 
-def load_config(path: str | Path) -> ConfigFile:
-    """Load ``path``; raise :class:`ConfigError` for anything that is not a readable YAML mapping."""
+#: the name other modules (deploy) import; one class
+ConfigFile = LoadedConfig
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Load ``path`` (a Serve config or a RayService manifest); raise :class:`ConfigError` for anything
+    that is not a readable config (with a located problem where there is a line to point at)."""
     path = Path(path)
     raw = read_text(path, what="Serve config")
+    docs = _parse(raw, path, offset=None)
+    docs = [d for d in docs if d.data is not None] or docs[:1]  # a stray `---` at the end adds an empty one
+    block = None
+    if looks_like_manifest(docs):
+        block = find_serve_config(docs, raw, str(path))
+        inner = _parse(block.text, path, offset=block)
+        if len(inner) != 1:
+            raise ConfigError(f"{path}:{block.line}:{block.column}: spec.serveConfigV2 must hold one YAML document",
+                              "remove the `---` lines inside serveConfigV2")
+        data, positions = inner[0].data, map_positions(block, inner[0].positions)
+        where = f"{path} (RayService {block.name or '(unnamed)'}, {block.api_version}, spec.serveConfigV2 at " \
+                f"line {block.line})"
+    else:
+        if len(docs) > 1:
+            raise ConfigError(f"{path}: {len(docs)} YAML documents; a Serve config is one",
+                              "remove the `---` separators, or give the RayService manifest")
+        data, positions = (docs[0].data, docs[0].positions) if docs else (None, Positions())
+        where = str(path)
+    if not isinstance(data, dict):
+        kind = "an empty file" if data is None else type(data).__name__
+        raise ConfigError(f"{where}: a Serve config must be a YAML mapping, found {kind}",
+                          "start from `ci-serve build module:app -o serve_config.yaml`")
+    config = LoadedConfig(path=path, data=data, positions=positions, rayservice=block,
+                          format="rayservice" if block else "multi-app")
+    if block is not None:
+        config.notices.append(f"{where}: read the Serve config from the RayService manifest; problems are "
+                              "reported at the manifest's lines")
+    kind = detect_format(data)
+    if kind == "serve-1.x":
+        index = serve_1x_index(data)
+        found = config.problem(
+            ("deployments", index, "import_path"),
+            "this is a Serve 1.x config: each deployment has its own import_path (Ray 1.x `serve deploy`); "
+            "Serve 2.x deploys applications, each one import path to a graph built with `.bind()`",
+            "write `applications: [{name: my_app, import_path: module:app}]` where `app = "
+            "Ingress.bind(...)` in code, and keep each deployment's options under the application's "
+            "`deployments` (without import_path)", key=True)
+        raise ConfigError(f"{found.where}: {found.message}", found.hint, problems=[found])
+    if kind == "single-app":
+        config.data, config.moved, changes = upgrade_single_app(data)
+        config.upgraded = True
+        if block is None:
+            config.format = "single-app"
+        app = config.data["applications"][0]
+        named = "named in the file" if "name" in data else "Serve's name for a single application"
+        config.notices.append(
+            f"{where}: single-application (Serve 2.0) format upgraded to `applications: [...]` "
+            f"(application name {app.get('name')!r}, {named}; route prefix {app.get('route_prefix')!r}"
+            + "".join(f"; {c}" for c in changes) + "); run `ci-serve build` to write the current format")
+    register_env_secrets(config.data)
+    return config
+
+
+def _parse(text: str, path: Path, *, offset: ServeConfigBlock | None) -> list:
+    """Every YAML document of ``text``; syntax errors as one located problem (in the manifest's lines
+    when ``text`` is a RayService's serveConfigV2)."""
     try:
-        data, positions = load_yaml_with_positions(raw)
+        return load_yaml_documents(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        if offset is not None and line is not None and column is not None:
+            line, column = offset.position(line, column)
         problem = getattr(exc, "problem", None) or str(exc)
-        found = Problem(str(path), line, column, "(YAML)", f"YAML syntax error: {problem}",
+        where = "(YAML)" if offset is None else "spec.serveConfigV2 (YAML)"
+        found = Problem(str(path), line, column, where, f"YAML syntax error: {problem}",
                         "fix the YAML at that line (indentation, a missing ':' or quote; tabs are not "
                         "allowed for indentation)")
         raise ConfigError(f"{found.where}: YAML syntax error: {problem}", found.hint, problems=[found]) from None
     except RecursionError:
         raise ConfigError(f"{path}: the YAML is nested too deeply to be a Serve config",
                           "a Serve config is a few levels deep; check the file is the one you meant") from None
-    if not isinstance(data, dict):
-        kind = "an empty file" if data is None else type(data).__name__
-        raise ConfigError(f"{path}: a Serve config must be a YAML mapping, found {kind}",
-                          "start from `ci-serve build module:app -o serve_config.yaml`")
-    config = ConfigFile(path=path, data=data, positions=positions)
-    if "applications" not in data and any(k in data for k in SINGLE_APP_KEYS):
-        config.data, config.moved, changes = upgrade_single_app(data)
-        config.upgraded = True
-        config.notices.append(
-            f"{path}: single-application (Serve 2.0) format upgraded to `applications: [...]` "
-            f"(application name {DEFAULT_APP_NAME!r}, route prefix "
-            f"{config.data['applications'][0].get('route_prefix')!r}"
-            + "".join(f"; {c}" for c in changes) + "); run `ci-serve build` to write the current format")
-    register_env_secrets(config.data)
-    return config
 
 
 _SECRET_NAME = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
@@ -124,61 +229,6 @@ def register_env_secrets(data: dict[str, Any]) -> None:
                 if isinstance(value, str) and (len(value) >= 16 or any(w in str(key).upper() for w in _SECRET_NAME)):
                     secrets.register(value)
             stack.extend(v for k, v in node.items() if k != "runtime_env")
-
-
-def upgrade_single_app(data: dict[str, Any]) -> tuple[dict[str, Any], dict[PathT, PathT], list[str]]:
-    """The 2.0 format as one application of the multi-application format.
-
-    Returns the new data, where each moved part came from in the file, and what was changed.
-    """
-    app: dict[str, Any] = {"name": DEFAULT_APP_NAME, "route_prefix": "/"}
-    rest: dict[str, Any] = {}
-    moved: dict[PathT, PathT] = {("applications", 0): ()}
-    for key, value in data.items():
-        if key in ("host", "port"):  # 2.0 put the HTTP options at the top level
-            rest.setdefault("http_options", {})[key] = value
-            moved[("http_options", key)] = (key,)
-        elif key in ("http_options", "grpc_options", "logging_config", "proxy_location", "target_capacity"):
-            rest[key] = value
-        else:
-            app[key] = value
-            moved[("applications", 0, key)] = (key,)
-    changes: list[str] = []
-    deployments = app.get("deployments")
-    if isinstance(deployments, list):
-        app["deployments"] = [dict(d) if isinstance(d, dict) else d for d in deployments]
-        changes = _upgrade_deployments(app, moved)
-    return {**rest, "applications": [app]}, moved, changes
-
-
-def _upgrade_deployments(app: dict[str, Any], moved: dict[PathT, PathT]) -> list[str]:
-    changes: list[str] = []
-    renamed: list[int] = []
-    prefixes: dict[int, Any] = {}
-    for index, dep in enumerate(app["deployments"]):
-        if not isinstance(dep, dict):
-            continue
-        if "max_concurrent_queries" in dep and "max_ongoing_requests" not in dep:
-            dep["max_ongoing_requests"] = dep.pop("max_concurrent_queries")
-            moved[("applications", 0, "deployments", index, "max_ongoing_requests")] = \
-                ("deployments", index, "max_concurrent_queries")
-            renamed.append(index)
-        for key in _NULL_MEANS_UNSET:
-            if key in dep and dep[key] is None:
-                del dep[key]
-        if isinstance(dep.get("route_prefix"), str):
-            prefixes[index] = dep["route_prefix"]
-    if renamed:
-        changes.append(f"max_concurrent_queries renamed max_ongoing_requests in {len(renamed)} deployment(s)")
-    if len(set(prefixes.values())) == 1:
-        # 2.0 gave the ingress deployment the route prefix; it belongs to the application now
-        value = next(iter(prefixes.values()))
-        for index in prefixes:
-            del app["deployments"][index]["route_prefix"]
-        app["route_prefix"] = value
-        moved[("applications", 0, "route_prefix")] = ("deployments", next(iter(prefixes)), "route_prefix")
-        changes.append(f"deployment route_prefix {value!r} moved to the application")
-    return changes
 
 
 def read_text(path: Path, *, what: str) -> str:

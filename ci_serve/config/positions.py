@@ -7,6 +7,7 @@ duplicate keys, which YAML loaders silently resolve to the last one, are recorde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,12 @@ class Positions:
             if not path:
                 return None
             path = path[:-1]
+
+    def mapped(self, where: Callable[[int, int], tuple[int, int]]) -> Positions:
+        """The same positions moved through ``where`` (e.g. from a string embedded in another file)."""
+        return Positions(values={p: where(*lc) for p, lc in self.values.items()},
+                         keys={p: where(*lc) for p, lc in self.keys.items()},
+                         duplicates=[(p, *where(line, col)) for p, line, col in self.duplicates])
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -83,3 +90,29 @@ def load_yaml_with_positions(text: str) -> tuple[Any, Positions]:
         return loader.construct_document(node), positions
     finally:
         loader.dispose()
+
+
+@dataclass
+class Document:
+    """One YAML document of a stream: its data, positions and composed root node."""
+
+    data: Any
+    positions: Positions
+    node: yaml.Node | None
+
+
+def load_yaml_documents(text: str) -> list[Document]:
+    """Parse every document of a YAML stream (a Kubernetes manifest may hold several, split by ``---``)."""
+    loader = _Loader(text)
+    docs: list[Document] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            positions = Positions()
+            if node is None:
+                continue
+            _walk(node, positions)
+            docs.append(Document(loader.construct_document(node), positions, node))
+    finally:
+        loader.dispose()
+    return docs

@@ -28,10 +28,12 @@ class Problem:
     path: str
     message: str
     hint: str | None = None
+    #: "error" (exit 2) or "warning" (Ray accepts it, but not as the writer likely meant)
+    severity: str = "error"
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "column": self.column, "path": self.path,
-                "message": self.message, "hint": self.hint}
+                "message": self.message, "hint": self.hint, "severity": self.severity}
 
     @property
     def where(self) -> str:
@@ -41,4 +43,6 @@ class Problem:
 
     def render(self) -> str:
         text = f"{self.where}: {self.path}: {self.message}"
+        if self.severity != "error":
+            text = f"{self.severity}: {text}"
         return text + (f"\n    fix: {self.hint}" if self.hint else "")

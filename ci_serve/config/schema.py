@@ -45,6 +45,14 @@ LOGRECORD_ATTRS = frozenset({
     "relativeCreated", "stack_info", "taskName", "thread", "threadName"})
 
 
+def _policy(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(f"policy is a mapping in current Ray, got the string {value!r} (older Ray's form; Ray "
+                         "2.60's schema lets it through, then its Serve controller refuses the whole deploy with "
+                         f"a raw AttributeError): write `policy: {{policy_function: {value}}}`")
+    return value
+
+
 def _log_level(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value in _LEVELS.values():
         return value
@@ -80,6 +88,15 @@ class LoggingConfig(_Strict):
         default_factory=list, description="extra logging.LogRecord attributes added to each record")
 
 
+class AutoscalingPolicy(_Strict):
+    """A custom autoscaling policy (per deployment, or per application)."""
+
+    policy_function: str = Field("ray.serve.autoscaling_policy:default_autoscaling_policy",
+                                 description="import path 'module:function' of the policy")
+    policy_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of a policy "
+                                          "class (JSON values)")
+
+
 class AutoscalingConfig(_Strict):
     """Replica autoscaling of one deployment. ``min_replicas <= initial_replicas <= max_replicas``."""
 
@@ -102,8 +119,8 @@ class AutoscalingConfig(_Strict):
     upscale_delay_s: NonNegFloat = Field(30.0, description="seconds to wait before scaling up")
     aggregation_function: Literal["mean", "max", "min"] = Field(
         "mean", description="how replica metrics are combined: mean, max or min")
-    policy: dict[str, Any] | None = Field(None, description="custom policy: {policy_function: "
-                                          "'module:function', policy_kwargs: {...}}")
+    policy: Annotated[AutoscalingPolicy | None, BeforeValidator(_policy)] = Field(
+        None, description="custom policy: {policy_function: 'module:function', policy_kwargs: {...}}")
 
 
 class RayActorOptions(_Strict):
@@ -179,7 +196,8 @@ class ApplicationConfig(_Strict):
                                         "(working_dir, pip, env_vars, ...) the code is imported in")
     deployments: list[DeploymentConfig] = Field(default_factory=list, description="per-deployment "
                                                 "overrides of the options set in code")
-    autoscaling_policy: dict[str, Any] | None = Field(None, description="application-level autoscaling policy")
+    autoscaling_policy: AutoscalingPolicy | None = Field(None, description="application-level autoscaling "
+                                                         "policy")
     args: dict[str, Any] = Field(default_factory=dict, description="arguments for a builder function "
                                  "(a mapping)")
     logging_config: LoggingConfig | None = Field(None, description="this application's logging")
@@ -233,21 +251,49 @@ class ServeConfig(_Strict):
 
 MODELS: tuple[type[BaseModel], ...] = (
     ServeConfig, ApplicationConfig, DeploymentConfig, AutoscalingConfig, RayActorOptions, LoggingConfig,
-    HTTPOptions, GrpcOptions, ControllerOptions, TracingConfig, BackpressureConfig)
+    HTTPOptions, GrpcOptions, ControllerOptions, TracingConfig, BackpressureConfig, AutoscalingPolicy)
 
-#: keys of older Serve versions, with what to do instead (checked before the nearest-key suggestion)
-REMOVED_KEYS = {
-    "max_concurrent_queries": "renamed `max_ongoing_requests` in Ray 2.x: rename the key",
-    "route_prefix": "deployments have no route_prefix in current Serve: set `route_prefix` on the "
-                    "application and delete it here",
-    "init_args": "constructor arguments are set in code (`.bind(...)`), not in the config",
-    "init_kwargs": "constructor arguments are set in code (`.bind(...)`), not in the config",
-    "version": "deployment versions were removed; Serve tracks code and config changes itself",
-    "target_num_ongoing_requests_per_replica": "renamed `target_ongoing_requests`",
-    "prefer_local_node_routing": "removed from Serve; delete it",
-    "host": "an application has no host: set `http_options: {host: ...}` at the top level of the config",
-    "port": "an application has no port: set `http_options: {port: ...}` at the top level of the config",
+#: models whose Ray counterpart forbids unknown keys (Ray rejects the config): an unknown key is an error
+RAY_FORBIDS_EXTRA = frozenset({LoggingConfig, TracingConfig, BackpressureConfig})
+_DEFAULT_POLICY = "ray.serve.autoscaling_policy:default_autoscaling_policy"
+
+#: (model, key) -> what Ray does with a key it accepts and ignores: renamed or dropped options.
+#: Reported as a warning (the config deploys, but not as written). Checked before the typo check.
+IGNORED_KEYS: dict[tuple[type[BaseModel], str], str] = {
+    (DeploymentConfig, "max_concurrent_queries"):
+        "Ray ignores it (renamed `max_ongoing_requests` in Ray 2.x) and uses max_ongoing_requests from the "
+        "code, else 5; rename the key",
+    (DeploymentConfig, "route_prefix"):
+        "Ray ignores a deployment's route_prefix and routes the application at its own `route_prefix`; "
+        "set it on the application and delete it here",
+    (DeploymentConfig, "init_args"):
+        "Ray ignores it: constructor arguments are set in code (`.bind(...)`); delete it",
+    (DeploymentConfig, "init_kwargs"):
+        "Ray ignores it: constructor arguments are set in code (`.bind(...)`); delete it",
+    (DeploymentConfig, "version"):
+        "Ray ignores it (deployment versions were removed; Serve tracks code and config changes itself); "
+        "delete it",
+    (DeploymentConfig, "prefer_local_node_routing"):
+        "Ray ignores it (removed from Serve); delete it",
+    (DeploymentConfig, "import_path"):
+        "Ray ignores a deployment's import_path (Serve 1.x): the application's import_path builds the graph; "
+        "delete it",
+    (AutoscalingConfig, "target_num_ongoing_requests_per_replica"):
+        "Ray ignores it (renamed `target_ongoing_requests`) and aims at target_ongoing_requests, default 2; "
+        "rename the key",
+    (AutoscalingPolicy, "name"):
+        f"Ray ignores `name` (older Ray's key for the policy) and runs its default policy {_DEFAULT_POLICY}; "
+        "rename the key `policy_function`",
 }
+#: (model, key) -> why Ray rejects a key that an older format had there
+REJECTED_KEYS: dict[tuple[type[BaseModel], str], str] = {
+    (ApplicationConfig, "host"):
+        "an application has no host (Ray rejects the config): set `http_options: {host: ...}` at the top level",
+    (ApplicationConfig, "port"):
+        "an application has no port (Ray rejects the config): set `http_options: {port: ...}` at the top level",
+}
+#: how close a key must be to a known one to count as a typo (difflib ratio)
+NEAR_MISS = 0.75
 
 
 def _field_docs() -> dict[str, str]:
@@ -262,8 +308,13 @@ def _field_docs() -> dict[str, str]:
 FIELD_DOCS = _field_docs()
 
 
-def schema_errors(data: Any) -> list[tuple[PathT, str, str | None, bool]]:
-    """Every schema error in ``data``: (path, message, hint, at_key)."""
+#: one schema finding: (path, message, hint, at_key, severity)
+Finding = tuple[PathT, str, "str | None", bool, str]
+
+
+def schema_errors(data: Any) -> list[Finding]:
+    """Every schema finding in ``data``: (path, message, hint, at_key, severity); severity is
+    "warning" for a key Ray accepts and ignores, "error" for everything Ray rejects and for typos."""
     try:
         ServeConfig.model_validate(data)
     except ValidationError as exc:
@@ -271,8 +322,8 @@ def schema_errors(data: Any) -> list[tuple[PathT, str, str | None, bool]]:
     return []
 
 
-def _convert(exc: ValidationError, data: Any) -> list[tuple[PathT, str, str | None, bool]]:
-    found: list[tuple[PathT, str, str | None, bool]] = []
+def _convert(exc: ValidationError, data: Any) -> list[Finding]:
+    found: list[Finding] = []
     seen: set[PathT] = set()
     for err in exc.errors(include_url=False):
         path: PathT = tuple(err["loc"])
@@ -282,13 +333,13 @@ def _convert(exc: ValidationError, data: Any) -> list[tuple[PathT, str, str | No
         field = next((p for p in reversed(path) if isinstance(p, str)), "")
         kind = err["type"]
         if kind == "extra_forbidden":
-            found.append((path, f"unknown key {field!r}", _unknown_key_hint(field, path, data), True))
+            found.append(_unknown_key(field, path))
         elif kind == "missing":
-            found.append((path, f"required key {field!r} is missing", FIELD_DOCS.get(field), True))
+            found.append((path, f"required key {field!r} is missing", FIELD_DOCS.get(field), True, "error"))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             value = "***" if "env_vars" in path else _short(err.get("input"))
-            found.append((path, msg if "got " in msg else f"{msg} (got {value})", _doc(field), False))
+            found.append((path, msg if "got " in msg else f"{msg} (got {value})", _doc(field), False, "error"))
     return found
 
 
@@ -297,25 +348,32 @@ def _doc(field: str) -> str | None:
     return f"{field}: {doc}" if doc else None
 
 
-def _unknown_key_hint(key: str, path: PathT, data: Any) -> str:
-    if key in REMOVED_KEYS:
-        return REMOVED_KEYS[key]
-    known = _known_keys(path[:-1], data)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+def _unknown_key(key: str, path: PathT) -> Finding:
+    model = _model_at(path[:-1])
+    if model is not None and (model, key) in REJECTED_KEYS:
+        return path, f"unknown key {key!r}", REJECTED_KEYS[(model, key)], True, "error"
+    if model is not None and (model, key) in IGNORED_KEYS:
+        return path, f"key {key!r} is ignored by Ray", IGNORED_KEYS[(model, key)], True, "warning"
+    known = list(model.model_fields) if model else []
+    close = difflib.get_close_matches(key, known, n=1, cutoff=NEAR_MISS)
     if close:
-        return f"did you mean {close[0]!r}? (Ray would silently ignore {key!r})"
-    return f"known keys here: {', '.join(sorted(known))}"
+        return path, f"unknown key {key!r}", f"did you mean {close[0]!r}? (Ray would silently ignore {key!r})", \
+            True, "error"
+    listing = f"known keys here: {', '.join(sorted(known))}"
+    if model in RAY_FORBIDS_EXTRA:
+        return path, f"unknown key {key!r}", f"Ray rejects unknown keys here; {listing}", True, "error"
+    return path, f"unknown key {key!r} is ignored by Ray", f"Ray deploys without it; {listing}", True, "warning"
 
 
-def _known_keys(parent: PathT, data: Any) -> list[str]:
-    """The field names of the model at ``parent``."""
+def _model_at(parent: PathT) -> type[BaseModel] | None:
+    """The model of the mapping at ``parent``."""
     model: Any = ServeConfig
     for part in parent:
         if isinstance(part, int):
             continue
         info = model.model_fields.get(part) if model else None
         model = _model_of(info.annotation) if info else None
-    return list(model.model_fields) if model else []
+    return model
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -13,25 +13,29 @@ Four passes, each adding to one list so a user fixes everything in one round:
 
 from __future__ import annotations
 
-import re
+import copy
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_serve.config.loader import ConfigFile, load_config
-from ci_serve.config.problems import Problem
-from ci_serve.config.schema import schema_errors
+from ci_serve.config import workdir
+from ci_serve.config.importpath import import_path_problem
+from ci_serve.config.loader import LoadedConfig, load_config
+from ci_serve.config.problems import PathT, Problem
+from ci_serve.config.schema import ServeConfig, schema_errors
 from ci_serve.errors import ConfigError
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[.:][A-Za-z_][\w.]*$")
 IMPORT_WORKERS = 2  # the machines this runs on have 2 cores; each import is a Python + Ray import
 
 
 @dataclass
 class ValidationResult:
-    config: ConfigFile | None
+    config: LoadedConfig | None
+    #: errors: a config with any is not deployed (exit 2)
     problems: list[Problem] = field(default_factory=list)
+    #: keys Ray accepts and ignores: the config deploys, but not as written
+    warnings: list[Problem] = field(default_factory=list)
     #: application name -> the deployments found in its code (only when imports were checked)
     graphs: dict[str, Any] = field(default_factory=dict)
 
@@ -41,37 +45,77 @@ class ValidationResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"problems": [p.as_dict() for p in self.problems],
+                "warnings": [p.as_dict() for p in self.warnings],
                 "notices": self.config.notices if self.config else []}
 
 
-def validate_config(path: str | Path, app_dir: str | Path | None = None, check_imports: bool = True,
-                    import_timeout: float = 60) -> ValidationResult:
-    """Check ``path``; never raises for a problem in the file (even a missing or unreadable one),
-    returns them all instead.
+def validate_config(source: str | Path | LoadedConfig, app_dir: str | Path | None = None,
+                    check_imports: bool = True, import_timeout: float = 60) -> ValidationResult:
+    """Check a config (a path, or an already loaded :class:`LoadedConfig`); never raises for a problem
+    in the file (even a missing or unreadable one), returns them all instead.
 
     ``app_dir`` is where import paths are imported from; ``None`` means each application's local
     ``runtime_env.working_dir`` (relative to the config file, as a deploy ships it), else the current folder.
     YAML syntax errors come back as a problem with their line.
     """
-    try:
-        config = load_config(path)
-    except ConfigError as err:  # unreadable, not YAML, not a mapping: one problem, nothing else to check
-        message = err.message.removeprefix(f"{path}: ")
-        found = list(err.problems) or [Problem(str(path), None, None, "(file)", message, err.hint)]
-        return ValidationResult(config=None, problems=found)
+    if isinstance(source, LoadedConfig):
+        config = source
+    else:
+        try:
+            config = load_config(source)
+        except ConfigError as err:  # unreadable, not YAML, not a mapping: one problem, nothing else to check
+            message = err.message.removeprefix(f"{source}: ")
+            found = list(err.problems) or [Problem(str(source), None, None, "(file)", message, err.hint)]
+            return ValidationResult(config=None, problems=found)
     result = ValidationResult(config=config)
-    problems = result.problems
+    found: list[Problem] = []
     for dup_path, line, column in config.positions.duplicates:
-        problems.append(Problem(str(config.path), line, column, _fmt(dup_path),
-                                f"key {dup_path[-1]!r} appears twice in the same mapping",
-                                "YAML keeps only the last one; delete one of them"))
-    for where, message, hint, at_key in schema_errors(config.data):
-        problems.append(config.problem(where, message, hint, key=at_key))
-    problems.extend(cluster_rule_problems(config))
+        found.append(Problem(str(config.path), line, column, _fmt(dup_path),
+                             f"key {dup_path[-1]!r} appears twice in the same mapping",
+                             "YAML keeps only the last one; delete one of them"))
+    ignored: list[PathT] = []
+    for where, message, hint, at_key, severity in schema_errors(config.data):
+        found.append(config.problem(where, message, hint, key=at_key, severity=severity))
+        if severity == "warning":
+            ignored.append(where)
+    found.extend(cluster_rule_problems(config))
     if check_imports:
-        problems.extend(import_problems(config, app_dir, import_timeout, result.graphs))
-    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        found.extend(import_problems(config, app_dir, import_timeout, result.graphs))
+    found.sort(key=lambda p: (p.line or 0, p.column or 0))
+    result.problems = [p for p in found if p.severity == "error"]
+    result.warnings = [p for p in found if p.severity != "error"]
+    config.warnings = result.warnings
+    if result.ok:
+        config.model = ServeConfig.model_validate(_without(config.data, ignored))
     return result
+
+
+def load_valid_config(path: str | Path | LoadedConfig, *, app_dir: str | Path | None = None,
+                      check_imports: bool = False, import_timeout: float = 60) -> LoadedConfig:
+    """THE entry every command uses: load ``path`` (any format), check it, and return it when it has
+    no error (``.model`` is then the typed config, ``.warnings`` what Ray will ignore, ``.notices``
+    what was upgraded). Raise :class:`ConfigError` (exit 2) carrying every located problem otherwise."""
+    result = validate_config(path, app_dir, check_imports=check_imports, import_timeout=import_timeout)
+    if result.problems or result.config is None:
+        where = result.config.path if result.config else path
+        count = len(result.problems)
+        raise ConfigError(f"{where}: {count} problem{'s' if count != 1 else ''} in the Serve config",
+                          f"fix each at the line shown; `ci-serve validate {where}` lists them",
+                          problems=result.problems, details="\n".join(p.render() for p in result.problems))
+    return result.config
+
+
+def _without(data: dict[str, Any], paths: list[PathT]) -> dict[str, Any]:
+    """``data`` without the keys Ray ignores (what Ray itself will use)."""
+    if not paths:
+        return data
+    data = copy.deepcopy(data)
+    for path in paths:
+        node: Any = data
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    return data
 
 
 def _fmt(path: tuple) -> str:
@@ -80,7 +124,7 @@ def _fmt(path: tuple) -> str:
     return format_path(path)
 
 
-def cluster_rule_problems(config: ConfigFile) -> list[Problem]:
+def cluster_rule_problems(config: LoadedConfig) -> list[Problem]:
     """Values Ray's schema lets through and the controller rejects after the deploy has started."""
     out: list[Problem] = []
     names: dict[str, int] = {}
@@ -99,11 +143,10 @@ def cluster_rule_problems(config: ConfigFile) -> list[Problem]:
         if isinstance(prefix, str):
             out.extend(_route_prefix_problems(config, i, prefix, prefixes))
         import_path = app.get("import_path")
-        if isinstance(import_path, str) and not _IMPORT_PATH.match(import_path.strip()):
-            out.append(config.problem(("applications", i, "import_path"),
-                                      f"import path {import_path!r} is not 'module:attribute'",
-                                      "write the module, then ':' (or '.') and the application's variable, "
-                                      "e.g. `my_app.main:app`"))
+        wrong = import_path_problem(import_path) if isinstance(import_path, str) else None
+        if wrong:
+            out.append(config.problem(("applications", i, "import_path"), *wrong))
+        out.extend(_policy_problems(config, ("applications", i, "autoscaling_policy"), app.get("autoscaling_policy")))
         deployments = app.get("deployments")
         if isinstance(deployments, list):
             out.extend(_deployment_problems(config, i, deployments, app.get("external_scaler_enabled") is True))
@@ -112,22 +155,18 @@ def cluster_rule_problems(config: ConfigFile) -> list[Problem]:
     return out
 
 
-def _working_dir_problems(config: ConfigFile, i: int, app: dict) -> list[Problem]:
+def _working_dir_problems(config: LoadedConfig, i: int, app: dict) -> list[Problem]:
     """A local working_dir (ci-serve ships it to the cluster) must exist next to the config file."""
-    env = app.get("runtime_env")
-    source = env.get("working_dir") if isinstance(env, dict) else None
-    if not isinstance(source, str) or "://" in source:
-        return []
-    folder = (config.path.resolve().parent / Path(source).expanduser())
-    if folder.is_dir():
+    wd = workdir.working_dir_of(app, config.base_dir)
+    if not wd.local or wd.exists:
         return []
     return [config.problem(("applications", i, "runtime_env", "working_dir"),
-                           f"working_dir {source!r} is not a folder (looked in {folder})",
+                           f"working_dir {wd.source!r} is not a folder (looked in {wd.folder})",
                            "a local working_dir is relative to the config file; or use a remote URI "
                            "(https://.../code.zip, s3://...)")]
 
 
-def _http_problems(config: ConfigFile) -> list[Problem]:
+def _http_problems(config: LoadedConfig) -> list[Problem]:
     http = config.data.get("http_options")
     if not isinstance(http, dict) or bool(http.get("ssl_certfile")) == bool(http.get("ssl_keyfile")):
         return []
@@ -136,7 +175,7 @@ def _http_problems(config: ConfigFile) -> list[Problem]:
                            f"add {missing} (HTTPS needs both), or remove the other")]
 
 
-def _route_prefix_problems(config: ConfigFile, i: int, prefix: str, seen: dict[str, int]) -> list[Problem]:
+def _route_prefix_problems(config: LoadedConfig, i: int, prefix: str, seen: dict[str, int]) -> list[Problem]:
     where = ("applications", i, "route_prefix")
     out = []
     if not prefix.startswith("/"):
@@ -155,7 +194,7 @@ def _route_prefix_problems(config: ConfigFile, i: int, prefix: str, seen: dict[s
     return out
 
 
-def _deployment_problems(config: ConfigFile, i: int, deployments: list,
+def _deployment_problems(config: LoadedConfig, i: int, deployments: list,
                          app_external_scaler: bool = False) -> list[Problem]:
     out: list[Problem] = []
     names: dict[str, int] = {}
@@ -177,6 +216,7 @@ def _deployment_problems(config: ConfigFile, i: int, deployments: list,
                                       "autoscaling_config (with min_replicas/max_replicas)"))
         if isinstance(auto, dict):
             out.extend(_autoscaling_problems(config, (*base, "autoscaling_config"), auto))
+            out.extend(_policy_problems(config, (*base, "autoscaling_config", "policy"), auto.get("policy")))
             if app_external_scaler:
                 out.append(config.problem((*base, "autoscaling_config"), "autoscaling_config is set while the "
                                           "application has external_scaler_enabled: true",
@@ -194,7 +234,7 @@ _EXCLUSIVE = (
 )
 
 
-def _exclusive_problems(config: ConfigFile, base: tuple, dep: dict) -> list[Problem]:
+def _exclusive_problems(config: LoadedConfig, base: tuple, dep: dict) -> list[Problem]:
     out = []
     for first, second, why in _EXCLUSIVE:
         if dep.get(first) is not None and dep.get(second) is not None:
@@ -207,7 +247,14 @@ def _exclusive_problems(config: ConfigFile, base: tuple, dep: dict) -> list[Prob
     return out
 
 
-def _autoscaling_problems(config: ConfigFile, where: tuple, auto: dict) -> list[Problem]:
+def _policy_problems(config: LoadedConfig, where: PathT, policy: Any) -> list[Problem]:
+    """Ray imports ``policy_function`` with the same rule as an application's import path."""
+    function = policy.get("policy_function") if isinstance(policy, dict) else None
+    wrong = import_path_problem(function) if isinstance(function, str) else None
+    return [config.problem((*where, "policy_function"), *wrong)] if wrong else []
+
+
+def _autoscaling_problems(config: LoadedConfig, where: tuple, auto: dict) -> list[Problem]:
     def num(key: str, default: Any) -> Any:
         value = auto.get(key, default)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -224,34 +271,26 @@ def _autoscaling_problems(config: ConfigFile, where: tuple, auto: dict) -> list[
     return out
 
 
-def code_dir(config: ConfigFile, app: dict[str, Any], app_dir: str | Path | None) -> str | Path:
+def code_dir(config: LoadedConfig, app: dict[str, Any], app_dir: str | Path | None) -> str | Path:
     """The folder an application's code is imported from (see :func:`validate_config`)."""
-    if app_dir is not None:
-        return app_dir
-    env = app.get("runtime_env")
-    source = env.get("working_dir") if isinstance(env, dict) else None
-    if isinstance(source, str) and "://" not in source:
-        folder = (config.path.resolve().parent / Path(source).expanduser()).resolve()
-        if folder.is_dir():
-            return folder
-    return "."
+    return workdir.code_dir(app, config.base_dir, app_dir)
 
 
-def import_problems(config: ConfigFile, app_dir: str | Path | None, timeout: float,
+def import_problems(config: LoadedConfig, app_dir: str | Path | None, timeout: float,
                     graphs: dict[str, Any] | None = None) -> list[Problem]:
     """Import each application's code in a child process and match the config's deployment names."""
     from ci_serve.config.inspect import AppImportError, inspect_app
 
     apps = [(i, app) for i, app in enumerate(config.applications)
             if isinstance(app, dict) and isinstance(app.get("import_path"), str)
-            and _IMPORT_PATH.match(app["import_path"].strip())]
+            and import_path_problem(app["import_path"]) is None]
 
     def one(item: tuple[int, dict]) -> list[Problem]:
         i, app = item
         where = ("applications", i, "import_path")
         try:
             args = app.get("args") if isinstance(app.get("args"), dict) else None
-            graph = inspect_app(app["import_path"].strip(), code_dir(config, app, app_dir), args=args,
+            graph = inspect_app(app["import_path"], code_dir(config, app, app_dir), args=args,
                                 timeout=timeout)
         except AppImportError as err:
             return [config.problem(where, err.message, err.hint)]

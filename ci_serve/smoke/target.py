@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import difflib
 import importlib.machinery
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci_serve.config.loader import DEFAULT_APP_NAME, load_config
+from ci_serve.config.importpath import import_path_problem, looks_like_config_file, parse_import_path
+from ci_serve.config.loader import DEFAULT_APP_NAME, LoadedConfig, load_config
+from ci_serve.config.workdir import resolve_local_dir
 from ci_serve.errors import ConfigError, InputError
 from ci_serve.smoke.requests_file import SmokeRequest
 
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 #: runtime_env fields that bring code or packages from elsewhere: the module may not be local
 _REMOTE_CODE_KEYS = ("pip", "conda", "uv", "py_modules", "container", "image_uri", "py_executable")
 
@@ -71,14 +71,14 @@ def resolve_target(target: str, args: list[str], app_dir: str | Path) -> SmokeTa
     if not app_dir.is_dir():
         raise InputError(f"--app-dir {app_dir} is not a folder", "pass the folder that holds the application's module")
     path = Path(target)
-    looks_like_file = path.suffix in (".yaml", ".yml", ".json") or "/" in target or path.exists()
-    if looks_like_file and not IMPORT_PATH.match(target):
+    if looks_like_config_file(target, exists=path.exists()):
         if args:
             raise InputError("key=value arguments are only for an import path target",
                              "put `args:` under the application in the config file")
         return _from_config(path, app_dir)
-    if not IMPORT_PATH.match(target):
-        raise InputError(f"{target!r} is neither a Serve config file nor an import path `module:attribute`",
+    if import_path_problem(target):
+        raise InputError(f"{target!r} is neither a Serve config file nor an import path `module:attribute` "
+                         f"({import_path_problem(target)[0]})",
                          "e.g. `ci-serve smoke fruit:deployment_graph --app-dir examples/fruit` or "
                          "`ci-serve smoke examples/fruit/serve_config.yaml`")
     app = AppTarget(DEFAULT_APP_NAME, target, "/", parse_args(args))
@@ -102,14 +102,14 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
             raise ConfigError(f"{path}: applications[{i}] is not a mapping")
         name = raw.get("name", DEFAULT_APP_NAME if len(apps_raw) == 1 else None)
         import_path = raw.get("import_path")
-        if not isinstance(import_path, str) or not IMPORT_PATH.match(import_path):
-            raise ConfigError(f"{path}: applications[{i}].import_path {import_path!r} is not `module:attribute`",
-                              "each application needs an import path such as `fruit:deployment_graph`")
+        wrong = import_path_problem(import_path)
+        if wrong:
+            raise ConfigError(f"{path}: applications[{i}]: {wrong[0]}", wrong[1])
         runtime_env = raw.get("runtime_env") or {}
         local_code = not any(runtime_env.get(k) for k in _REMOTE_CODE_KEYS)
         working_dir = runtime_env.get("working_dir")
         if isinstance(working_dir, str) and "://" not in working_dir:
-            local_dir = (path.resolve().parent / working_dir).resolve()
+            local_dir = resolve_local_dir(working_dir, path.resolve().parent)
             if not local_dir.is_dir():
                 raise ConfigError(f"{path}: applications[{i}].runtime_env.working_dir {working_dir!r} is not a folder "
                                   f"(resolved relative to the config file: {local_dir})")
@@ -120,7 +120,7 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
             local_code = False
         route_prefix = raw.get("route_prefix", "/")
         apps.append(AppTarget(str(name), import_path, route_prefix, dict(raw.get("args") or {}), local_code))
-    _validate(path)
+    _validate(loaded)
     seen = [a.name for a in apps]
     dupes = sorted({n for n in seen if seen.count(n) > 1})
     if dupes:
@@ -133,13 +133,14 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
     return smoke
 
 
-def _validate(path: Path) -> None:
+def _validate(loaded: LoadedConfig) -> None:
     """``ci-serve validate --no-import``'s checks (structure, types, what the controller would
     reject), so a bad config is exit 2 with file:line before a head starts. Ray is not imported here:
     that would put ~1.5 s in front of the head's launch instead of beside its boot."""
     from ci_serve.config.validate import validate_config
 
-    result = validate_config(path, check_imports=False)
+    path = loaded.path
+    result = validate_config(loaded, check_imports=False)  # the object already loaded, not the path again
     if not result.ok:
         noun = "problem" if len(result.problems) == 1 else "problems"
         raise ConfigError(f"{path}: {len(result.problems)} {noun} in the Serve config",
@@ -153,7 +154,7 @@ def check_modules(target: SmokeTarget) -> None:
     for app in target.apps:
         if not app.local_code:
             continue
-        module = app.import_path.split(":")[0].split(".")[0]
+        module = parse_import_path(app.import_path).top_module
         if module in sys.builtin_module_names:
             continue
         if importlib.machinery.PathFinder.find_spec(module, search) is None:

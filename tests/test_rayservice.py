@@ -1,0 +1,161 @@
+"""KubeRay RayService manifests: the Serve config is read from spec.serveConfigV2, every problem is
+reported at the manifest's own line and column, every command takes a manifest through the one loader,
+and `build --rayservice` rewrites only the serveConfigV2 block of a real KubeRay sample."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ci_serve.config import load_config, load_valid_config, validate_config
+from ci_serve.config.loader import _parse, read_text
+from ci_serve.config.rayservice import find_serve_config, replace_serve_config
+from ci_serve.errors import ConfigError
+
+from .conftest import REPO, ci_serve_cmd
+
+CORPUS = REPO / "tests" / "corpus"
+APPS = REPO / "tests" / "apps"
+SAMPLE = CORPUS / "kuberay__ray-service.sample.yaml"  # ray-operator/config/samples/ray-service.sample.yaml
+MANIFESTS = sorted(p for p in CORPUS.glob("kuberay__*") if "serveConfigV2" in p.read_text())
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_a_manifest_is_read_from_serve_config_v2() -> None:
+    config = load_config(SAMPLE)
+    assert config.format == "rayservice" and config.rayservice.api_version == "ray.io/v1"
+    assert config.applications[0]["import_path"] == "fruit.deployment_graph"
+    assert "RayService rayservice-sample" in config.notices[0]
+    assert load_valid_config(SAMPLE).model.applications[0].name == "fruit_app"
+
+
+def test_problems_land_on_the_manifests_own_line_and_column(tmp_path: Path) -> None:
+    text = SAMPLE.read_text().replace("            num_replicas: 2", "            num_replica: 2", 1)
+    text = text.replace("route_prefix: /fruit", "route_prefix: fruit", 1)
+    path = tmp_path / "ray-service.yaml"
+    path.write_text(text)
+    result = validate_config(path, check_imports=False)
+    found = {p.path: (p.line, p.column) for p in result.problems}
+    assert found == {
+        "applications[0].deployments[0].num_replica": (line_of(text, "num_replica: 2"), 13),
+        "applications[0].route_prefix": (line_of(text, "route_prefix: fruit"), 23),
+    }
+    assert all(p.file == str(path) for p in result.problems)
+
+
+def test_the_report_carries_manifest_lines_for_the_annotation(tmp_path: Path, cli_env: dict) -> None:
+    text = SAMPLE.read_text().replace("import_path: fruit.deployment_graph", "import_path: fruit", 1)
+    path = tmp_path / "ray-service.yaml"
+    path.write_text(text)
+    report = tmp_path / "report.json"
+    proc = subprocess.run(ci_serve_cmd("validate", str(path), "--no-import", "--report", str(report)),
+                          env=cli_env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    problem = json.loads(report.read_text())["problems"][0]
+    line = line_of(text, "import_path: fruit")
+    column = text.splitlines()[line - 1].index("fruit") + 1
+    assert (problem["file"], problem["line"], problem["column"]) == (str(path), line, column)
+    from ci_serve.action.summary import annotations  # the ::error annotation is made from these fields
+    assert annotations is not None
+
+
+def test_yaml_syntax_error_inside_serve_config_v2_is_at_the_manifest_line(tmp_path: Path) -> None:
+    text = SAMPLE.read_text().replace("              price: 3", "              price: [3", 1)
+    path = tmp_path / "ray-service.yaml"
+    path.write_text(text)
+    problems = validate_config(path, check_imports=False).problems
+    assert len(problems) == 1 and "YAML syntax error" in problems[0].message
+    assert line_of(text, "price: [3") <= problems[0].line <= line_of(text, "price: [3") + 2
+
+
+def test_v1alpha1_manifests_are_read_too() -> None:
+    config = load_valid_config(CORPUS / "kuberay__ray_v1alpha1_rayservice-single-app.yaml")
+    assert config.rayservice.api_version == "ray.io/v1alpha1" and config.applications
+
+
+@pytest.mark.parametrize("name, message", [
+    ("kuberay__tests_config_ray-service.yaml", "old structured single-application format"),
+])
+def test_the_old_structured_serve_config_is_explained(name: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(CORPUS / name)
+    assert message in info.value.message and "serveConfigV2" in info.value.hint
+    assert info.value.problems[0].line == 8
+
+
+def test_a_manifest_without_a_rayservice_is_refused_with_what_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n")
+    with pytest.raises(ConfigError, match="without a RayService"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
+def test_rewriting_the_same_config_keeps_every_byte(path: Path) -> None:
+    raw = read_text(path, what="manifest")
+    block = find_serve_config(_parse(raw, path, offset=None), raw, str(path))
+    new = replace_serve_config(raw, block, block.text)
+    if new != raw:  # only whitespace on blank lines inside the block may differ
+        assert [ln.strip() for ln in new.splitlines()] == [ln.strip() for ln in raw.splitlines()]
+
+
+def test_build_rayservice_round_trips_a_kuberay_sample(tmp_path: Path, cli_env: dict) -> None:
+    manifest = tmp_path / "ray-service.sample.yaml"
+    original = SAMPLE.read_text()
+    manifest.write_text(original)
+    manifest.chmod(0o644)
+    proc = subprocess.run(ci_serve_cmd("build", "graph_app:app", "--app-dir", str(APPS), "--rayservice",
+                                       str(manifest)), env=cli_env, capture_output=True, text=True, timeout=180,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    new = manifest.read_text()
+    assert manifest.stat().st_mode & 0o777 == 0o644
+    block_start = original.index("serveConfigV2: |")
+    head = original[:original.index("\n", block_start) + 1]
+    tail = original[original.index("  rayClusterConfig:"):]
+    assert new.startswith(head) and new.endswith(tail)  # byte for byte outside serveConfigV2
+    loaded = load_valid_config(manifest)
+    assert loaded.applications[0]["import_path"] == "graph_app:app"
+    assert [d["name"] for d in loaded.applications[0]["deployments"]] == ["Greeter", "Ingress"]
+    assert yaml.safe_load(new.split("---")[0])["spec"]["rayClusterConfig"] == \
+        yaml.safe_load(original)["spec"]["rayClusterConfig"]
+
+
+def test_smoke_and_plan_take_a_manifest_through_the_loader(tmp_path: Path) -> None:
+    from ci_serve.smoke.target import resolve_target
+
+    remote = ('        runtime_env:\n          working_dir: "https://github.com/ray-project/test_dag/archive/'
+              '78b4a5da38796123d9f9ffff59bab2792a043e95.zip"\n')
+    text = SAMPLE.read_text().replace("import_path: fruit.deployment_graph", "import_path: graph_app:app")
+    manifest = tmp_path / "ray-service.yaml"
+    manifest.write_text(text.replace(remote, "", 1))  # the first app's code is local (tests/apps)
+    target = resolve_target(str(manifest), [], APPS)
+    assert [(a.name, a.import_path, a.local_code) for a in target.apps] == [
+        ("fruit_app", "graph_app:app", True), ("math_app", "conditional_dag.serve_dag", False)]
+    from ci_serve.commands.plan import import_graphs  # plan reads the same object
+    graphs = import_graphs(load_valid_config(manifest), str(APPS))
+    assert list(graphs["fruit_app"]) == ["Greeter", "Ingress"]
+
+
+@pytest.mark.parametrize("text, outcome", [
+    ("applications: []\n---\n", None),  # a stray separator at the end is not a second document
+    ("applications: []\n---\napplications: []\n", "2 YAML documents"),
+    ("apiVersion: ray.io/v2\nkind: RayService\nspec: {serveConfigV2: 'applications: []'}\n", "not one ci-serve reads"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec: {serveConfigV2: {applications: []}}\n", "must be a YAML string"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    a: [\n", "YAML syntax error"),
+])
+def test_odd_streams_and_manifests_are_one_clear_problem(tmp_path: Path, text: str, outcome: str | None) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    result = validate_config(path, check_imports=False)
+    if outcome is None:
+        assert result.ok
+    else:
+        assert len(result.problems) == 1 and outcome in result.problems[0].message, result.problems
