@@ -71,6 +71,11 @@ def parse(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _padded(version: str) -> tuple[int, ...]:
+    parts = parse(version)
+    return parts + (0,) * (3 - len(parts))
+
+
 @dataclass(frozen=True)
 class Skew:
     """The cluster's Ray against the app's: ``same`` or not, and what is known to differ."""
@@ -82,7 +87,7 @@ class Skew:
 
     @property
     def same(self) -> bool:
-        return parse(self.cluster) == parse(self.app)
+        return _padded(self.cluster) == _padded(self.app)
 
     def lines(self) -> list[str]:
         if self.same:
@@ -103,3 +108,31 @@ def compare(cluster: str, app: str, source: str) -> Skew:
     low, high = sorted([parse(cluster), parse(app)])
     differences = [text for since, text in KNOWN_DIFFERENCES if low < since <= high]
     return Skew(cluster, app, source, differences)
+
+
+def check_skew(run, cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
+               require_same: bool) -> Skew | None:
+    """``plan``/``deploy``: compare the cluster's Ray with the app's pin, warn (log and report's
+    ``ray_skew``, which the job summary shows) and, with ``require_same``, refuse with exit 2.
+    Nothing is compared when the app pins no exact Ray or the cluster did not say its version."""
+    from ci_serve.console import say
+
+    pinned, source = app_ray_pin(requirements_file, ray_version)
+    if not pinned:
+        if require_same:
+            raise InputError("--require-same-ray needs the app's Ray version",
+                             "pass --requirements FILE (with `ray[serve]==X`) or --ray-version X")
+        return None
+    if not cluster_version:
+        say(f"WARN  the cluster did not say its Ray version; the app pins Ray {pinned} ({source})")
+        return None
+    skew = compare(cluster_version, pinned, source)
+    run.data["ray_skew"] = skew.as_dict()
+    for line in skew.lines():
+        say(f"WARN  {line}")
+    if not skew.same and require_same:
+        raise InputError(f"the cluster runs Ray {cluster_version}, the app pins Ray {pinned} ({source}); "
+                         "--require-same-ray refuses to go on",
+                         f"pin ray[serve]=={cluster_version} in {source} (and a FastAPI of that time), or upgrade "
+                         "the cluster first")
+    return skew
