@@ -153,10 +153,18 @@ def _run(cmd: list[str], env: dict[str, str], requirements: str) -> None:
 
 
 def _summary(output: str, requirements: str) -> str:
-    """The resolver's key line: which package, and why."""
-    for line in output.splitlines():
-        text = line.strip().lstrip("×╰─▶ ").strip()
-        if re.search(r"(not found|no version|no solution|could not find|conflict|because|no matching)", text, re.I):
+    """The resolver's key sentence: which package, and why (uv's ``cause:`` paragraph, pip's error)."""
+    lines = [line.strip().lstrip("×╰─▶ ").strip() for line in output.splitlines()]
+    for i, text in enumerate(lines):
+        if re.match(r"(cause:\s*)?because ", text, re.I):
+            cause = [re.sub(r"^cause:\s*", "", text)]
+            for more in lines[i + 1:]:  # the paragraph goes on while the lines are not a new message
+                if not more or re.match(r"(error|warning|hint|help)\b", more, re.I):
+                    break
+                cause.append(more)
+            return " ".join(cause)
+    for text in lines:
+        if re.search(r"(not found|no version|no solution|could not find|conflict|no matching)", text, re.I):
             return text
     names = [line.split("=")[0].strip() for line in requirements.splitlines() if line.strip()]
     return f"installing {', '.join(names) or 'nothing'} failed"
