@@ -82,8 +82,10 @@ def ray_requirements(version: str) -> str:
     return f"ray[serve]=={version}\n"
 
 
-def ensure_env(requirements: str, *, root: Path | None = None, log=None) -> PyEnv:
-    """Return the environment for ``requirements``, building it first when no finished one exists."""
+def ensure_env(requirements: str, *, root: Path | None = None, log=None, installer: str | None = None) -> PyEnv:
+    """Return the environment for ``requirements``, building it first when no finished one exists.
+
+    ``installer`` forces "uv" or "pip" (the benchmark compares them); default: uv when found."""
     started = time.monotonic()
     root = root or cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ def ensure_env(requirements: str, *, root: Path | None = None, log=None) -> PyEn
             return PyEnv(path, False, time.monotonic() - started, info.get("installer", "?"))
         shutil.rmtree(path, ignore_errors=True)  # a build that did not finish
         try:
-            installer = _build(path, requirements, log)
+            installer = _build(path, requirements, log, installer)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -123,10 +125,10 @@ def _base_python() -> str:
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
-def _build(path: Path, requirements: str, log) -> str:
+def _build(path: Path, requirements: str, log, installer: str | None = None) -> str:
     req_file = path.parent / f"{path.name}.requirements.txt"
     req_file.write_text(requirements)
-    uv = uv_executable()
+    uv = uv_executable() if installer in (None, "uv") else None
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("VIRTUAL_ENV", None)
     if log:
