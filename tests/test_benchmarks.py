@@ -46,7 +46,7 @@ def test_render_table_marks_each_target():
     assert rows["unchanged deploy < 2 s, no write"].endswith("| **no** |")
     assert rows["validate --no-import, 200 apps < 1 s"].endswith("| yes |")
     assert rows["action image < 700 MiB"].endswith("| not measured |")
-    assert rows["smoke <= 0.6x `serve run` + curl + stop"].endswith("| not measured |")
+    assert rows["smoke <= 0.6x `serve run` + curl, to its last checked answer"].endswith("| not measured |")
     assert "serve run exited with 1" in text and "was loaded" in text and "--quick" in text
 
 
