@@ -55,13 +55,20 @@ class DriverProcess:
         return self.hello
 
     def call(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
-        self.wait_hello(timeout)
+        self.send(op, **fields)
+        return self.answer(op, timeout)
+
+    def send(self, op: str, **fields: Any) -> None:
+        """Queue a request; the driver works through them in order (:meth:`answer` reads the reply)."""
         assert self.proc is not None and self.proc.stdin is not None
         try:
             self.proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died(op) from None
+
+    def answer(self, op: str, timeout: float) -> dict[str, Any]:
+        self.wait_hello(timeout)
         return self._read(timeout, op)
 
     def _read(self, timeout: float, op: str) -> dict[str, Any]:

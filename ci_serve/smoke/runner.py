@@ -93,9 +93,11 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     cpus = machine_cpus()
     requirements, where = _requirements(opts)
     say(_ray_line(requirements, where))  # the first line: which Ray this smoke test runs
-    # Serve reports replicas that cannot be scheduled after this many seconds (default 30).
-    head = TemporaryHead(dashboard=False, num_cpus=cpus, lean=True,
-                         extra_env={"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10"})
+    # Serve reports replicas that cannot be scheduled after this many seconds (default 30). Worker
+    # prestart: the raylet starts one idle worker per CPU while the head boots, so the Serve controller
+    # and proxy get a worker at once (measured: Serve start about 0.5 s sooner; docs/benchmarks.md).
+    head_env = {"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10", "RAY_enable_worker_prestart": "1"}
+    head = TemporaryHead(dashboard=False, num_cpus=cpus, lean=True, extra_env=head_env)
     python = sys.executable
     try:
         with step(run, "check inputs"):
