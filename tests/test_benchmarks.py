@@ -16,7 +16,8 @@ from benchmarks.counting_proxy import CountingProxy
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("module", ["run_all", "bench_deploy", "bench_gate", "bench_image", "bench_env", "bench_action"])
+@pytest.mark.parametrize("module", ["run_all", "bench_deploy", "bench_gate", "bench_image", "bench_env",
+                                    "bench_action"])
 def test_help(module, cli_env):
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"], env=cli_env, cwd=REPO,
                           capture_output=True, text=True, timeout=60)
