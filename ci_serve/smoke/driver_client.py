@@ -90,7 +90,12 @@ class DriverProcess:
         return json.loads(line)
 
     def _died(self, op: str) -> DriverError:
-        code = self.proc.wait(timeout=5) if self.proc is not None else None
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # closed its end but lives on: stop() kills it
+                pass
         return DriverError(f"the Ray driver process exited (code {code}) during {op!r}",
                            f"its log is below; it ran {self.python}", details=self.log_tail())
 
