@@ -1,4 +1,4 @@
-"""`ci-serve smoke` against the manual way: `serve run` + curl checks + stop, on the same app.
+"""`ci-serve smoke` against the manual way, measured fairly: `serve run` + curl, to its last checked answer.
 
     .venv/bin/python -m benchmarks.bench_smoke [--pairs 3]
 
@@ -7,14 +7,17 @@ per deployment, so the CI profile changes nothing and neither side gets a smalle
 HTTP proxy on a free port. The runs alternate (smoke first, then manual, then manual first, ...)
 so machine noise hits both alike.
 
-- manual: `serve run CONFIG` in its own session (fresh HOME and Ray temp folder), POST the four
-  requests of examples/fruit/requests.yaml until the first right answer, check all four, then
-  SIGTERM the session (a background `serve run` ignores SIGINT) and wait until none of its
-  processes is left. That wait is part of the time: CI pays for it.
+- manual: `serve run CONFIG` in its own session (fresh HOME and Ray temp folder), POST the first
+  request of examples/fruit/requests.yaml every 0.2 s (the smoke's own poll interval) until the
+  right answer, then check all four. **Its time ends at the last checked answer**: a user's CI step
+  ends there and the runner reaps what is left. The clean stop that follows (SIGTERM to the
+  session, a background `serve run` ignores SIGINT, until no process is left) is timed and shown
+  beside, not in the ratio.
 - smoke: `ci-serve smoke CONFIG --requests examples/fruit/requests.yaml --report R`, until it exits
-  (it has removed its head by then); the report's step timings show where the time goes.
+  (its own clean-up included: it has removed its head by then); the report's step timings show
+  where the time goes.
 
-Prints the medians and the ratio smoke / manual (issue 2: below 1; issue 7: at most 0.6).
+Prints the medians and the ratio smoke / manual-to-last-answer (issue 15: at most 0.6).
 `--pairs 0` only prints the plan (a syntax check for the test suite).
 """
 
@@ -38,6 +41,7 @@ import yaml
 from benchmarks.common import REPO, ci_serve, machine, median, table
 
 FRUIT = REPO / "examples" / "fruit"
+POLL_S = 0.2  # as ci_serve.smoke.runner.POLL_S: both sides poll alike
 CHECKS = [(["PEAR", 2], 8), (["MANGO", 3], 9), (["ORANGE", 1], 2), (["KIWI", 1], -1)]
 
 
@@ -80,7 +84,8 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
-def run_manual(workdir: Path) -> dict:
+def run_manual(workdir: Path, serve: str | None = None) -> dict:
+    """``serve``: the `serve` command to run (default: this environment's)."""
     port = free_port()
     config = workdir / "manual_config.yaml"
     config.write_text(yaml.safe_dump(fitted_config(port), sort_keys=False))
@@ -90,7 +95,7 @@ def run_manual(workdir: Path) -> dict:
     env["RAY_TMPDIR"] = str(Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp")))
     t0 = time.perf_counter()
     # run from the app's folder, as the guide does: a config's import path is resolved there
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config)],
+    proc = subprocess.Popen([serve or str(Path(sys.executable).parent / "serve"), "run", str(config)],
                             cwd=FRUIT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
@@ -106,10 +111,11 @@ def run_manual(workdir: Path) -> dict:
                     break
             except (requests.RequestException, ValueError):
                 pass
-            time.sleep(0.5)
+            time.sleep(POLL_S)
         if first is None:
             raise SystemExit("serve run: no right answer within 300 s")
         ok = all(requests.post(url, json=body, timeout=10).json() == want for body, want in CHECKS)
+        last_answer = time.perf_counter() - t0
     finally:
         stop_at = time.perf_counter()
         try:
@@ -127,9 +133,8 @@ def run_manual(workdir: Path) -> dict:
                 pass
         proc.wait()
         shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
-    total = time.perf_counter() - t0
-    return {"total_s": total, "first_answer_s": first, "stop_s": time.perf_counter() - stop_at, "ok": ok,
-            "left_after_120s": len(left)}
+    return {"total_s": last_answer, "first_answer_s": first, "stop_s": time.perf_counter() - stop_at, "ok": ok,
+            "with_stop_s": time.perf_counter() - t0, "left_after_120s": len(left)}
 
 
 def run_smoke(workdir: Path) -> dict:
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=3, help="smoke/manual pairs, alternating (default 3)")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
-    print(f"plan: {args.pairs} pair(s) of `ci-serve smoke` and `serve run` + 4 checks + stop, alternating")
+    print(f"plan: {args.pairs} pair(s) of `ci-serve smoke` and `serve run` + 4 checks (to the last answer; "
+          "the clean stop beside), alternating")
     if args.pairs <= 0:
         return 0
     smoke_runs, manual_runs = [], []
@@ -177,16 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(["", "median s", "runs"], [
         ["ci-serve smoke", f"{smoke_med:.1f}", " ".join(f"{r['total_s']:.1f}" for r in smoke_runs)],
-        ["serve run + curl + stop", f"{manual_med:.1f}", " ".join(f"{r['total_s']:.1f}" for r in manual_runs)],
+        ["serve run + curl, to the last checked answer", f"{manual_med:.1f}",
+         " ".join(f"{r['total_s']:.1f}" for r in manual_runs)],
         ["  of which: first right answer", f"{median([r['first_answer_s'] for r in manual_runs]):.1f}", ""],
-        ["  of which: stop until no process", f"{median([r['stop_s'] for r in manual_runs]):.1f}", ""],
+        ["(beside: the same, then a clean stop until no process)",
+         f"{median([r['with_stop_s'] for r in manual_runs]):.1f}", " ".join(f"{r['with_stop_s']:.1f}"
+                                                                          for r in manual_runs)],
     ]))
     print()
     print("where smoke's time goes (median per step):")
     print(table(["step", "median s"], [[k, f"{median([r['timings'].get(k, 0.0) for r in smoke_runs]):.2f}"]
                                        for k in steps]))
     ratio = smoke_med / manual_med if manual_med else float("nan")
-    print(f"\nratio smoke / manual: {ratio:.2f} (issue 2: < 1; issue 7: <= 0.6)")
+    print(f"\nratio smoke / manual to its last answer: {ratio:.2f} (issue 15: <= 0.6)")
     return 0 if ratio < 1 else 1
 
 

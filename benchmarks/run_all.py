@@ -64,6 +64,7 @@ def bench_smoke(pairs: int) -> dict:
             "smoke_python_s": round(median([r["total_s"] - sum(r["timings"].values()) for r in smoke_runs]), 2),
             "manual_first_answer_s": round(median([r["first_answer_s"] for r in manual_runs]), 1),
             "manual_stop_s": round(median([r["stop_s"] for r in manual_runs]), 1),
+            "manual_with_stop_s": round(median([r.get("with_stop_s", r["total_s"]) for r in manual_runs]), 1),
             "manual_left": sum(r["left_after_120s"] for r in manual_runs), "failures": failures}
 
 
@@ -93,7 +94,7 @@ def yes(met: bool | None) -> str:
 def targets(r: dict) -> list[list[object]]:
     rows: list[list[object]] = []
     s = r.get("smoke")
-    rows.append(["smoke <= 0.6x `serve run` + curl + stop",
+    rows.append(["smoke <= 0.6x `serve run` + curl, to its last checked answer",
                  f"{s['smoke_median_s']} s vs {s['manual_median_s']} s = **{s['ratio']}x**" if s else "not measured",
                  yes(s["met"] if s else None)])
     d = r.get("deploy")
@@ -136,17 +137,20 @@ def render(r: dict, meta: dict) -> str:
         out += ["Benchmarks that failed to run:", ""] + [f"- {k}: `{v}`" for k, v in r["errors"].items()] + [""]
     s = r.get("smoke")
     if s:
-        out += ["## Smoke test: `ci-serve smoke` vs `serve run` + curl + stop", "",
+        out += ["## Smoke test: `ci-serve smoke` vs `serve run` + curl, to its last checked answer", "",
                 "Same app (examples/fruit, 4 deployments, 1 replica of 0.25 CPU each), same requests, "
                 "alternating runs; see benchmarks/bench_smoke.py.", "",
                 table(["", "median s", "runs"], [
                     ["ci-serve smoke", s["smoke_median_s"], " ".join(map(str, s["smoke_s"]))],
-                    ["serve run + curl + stop", s["manual_median_s"], " ".join(map(str, s["manual_s"]))]]), "",
+                    ["serve run + curl, to the last checked answer", s["manual_median_s"],
+                     " ".join(map(str, s["manual_s"]))],
+                    ["(beside: the same, then a clean stop)", s.get("manual_with_stop_s", ""), ""]]), "",
                 *([f"Failed runs, left out of the medians: {'; '.join(s['failures'])}.", ""] if s.get("failures")
                   else []),
                 "Where the manual way's time goes (medians): start to first right answer (Ray start, controller, "
-                f"proxy, replicas) {s['manual_first_answer_s']} s; stop until no process left {s['manual_stop_s']} s; "
-                "the rest is the remaining checks.", "",
+                f"proxy, replicas) {s['manual_first_answer_s']} s; the rest is the remaining checks. "
+                f"A clean stop until no process is left takes another {s['manual_stop_s']} s, not counted "
+                "(a CI runner reaps what is left). Both sides poll every 0.2 s.", "",
                 "Where the smoke test's time goes (median per step of its report):", "",
                 table(["step", "median s"], [[k, v] for k, v in s["smoke_steps"].items()]
                       + [["(Python start-up and imports, outside steps)", s["smoke_python_s"]]]), ""]

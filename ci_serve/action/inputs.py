@@ -48,6 +48,7 @@ class Inputs:
     working_dir: str | None = None
     timeout: str | None = None
     requirements: str | None = None
+    ray_version: str | None = None
     standby_address: str | None = None
     standby_url: str | None = None
     switch_command: str | None = None
@@ -139,6 +140,12 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         raise InputError("command `build` needs the input `target`: the import path(s) to build from",
                          "for example `target: fruit:deployment_graph`; the config is written to `config`")
     timeout = get("timeout")
+    ray_version = get("ray-version")
+    if ray_version and not re.fullmatch(r"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)", ray_version):
+        raise InputError(f"input `ray-version` {ray_version!r} is not a Ray release number", "for example `2.40.0`")
+    if ray_version and raw_input(environ, "requirements"):
+        raise InputError("set either `requirements` or `ray-version`, not both",
+                         "put the Ray pin (`ray[serve]==X`) into the requirements file")
     return Inputs(
         command=command,
         target=target,
@@ -151,6 +158,7 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         working_dir=path("working-dir"),
         timeout=_positive_number(timeout, "timeout") if timeout else None,
         requirements=path("requirements"),
+        ray_version=ray_version,
         standby_address=standby["standby-address"],
         standby_url=standby["standby-url"],
         switch_command=standby["switch-command"],

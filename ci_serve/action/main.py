@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -84,9 +85,22 @@ def group(title: str) -> Iterator[None]:
 
 
 def install_requirements(path: str) -> None:
+    """The app's packages into the action's own Python, for the commands that import the app here
+    (validate, build, plan, deploy). Its Ray pin is left out: this Python keeps the Ray ci-serve runs
+    on; ``smoke`` tests on the pinned Ray in an environment of its own."""
+    from ci_serve.cluster.versions import mentions_ray, read_requirements
+
+    text = read_requirements(path)
+    kept = [line for line in text.splitlines() if not mentions_ray(line)]
     with group(f"pip install -r {path}"):
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-                               "--no-input", "-r", path], stdin=subprocess.DEVNULL, check=False)
+        if len(kept) != len(text.splitlines()):
+            console.say("note: the Ray pin is left out here (smoke tests on it in an environment of its own)")
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=Path(path).resolve().parent,
+                                         prefix=".ci-serve-req-") as fh:
+            fh.write("\n".join(kept) + "\n")
+            fh.flush()
+            proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+                                   "--no-input", "-r", fh.name], stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         raise InputError(f"installing the requirements file {path} failed (pip exit {proc.returncode})",
                          "see the pip output above; check the package names and versions in that file")

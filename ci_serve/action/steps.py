@@ -17,8 +17,11 @@ from ci_serve.action.inputs import Inputs
 REPORT_DIR = ".ci-serve"
 #: the values of the ``result`` output
 RESULTS = ("passed", "deployed", "unchanged", "failed", "rolled-back", "error")
-#: commands that import the app's code, so ``requirements`` is installed before them
-IMPORTS_APP = ("validate", "smoke", "build", "plan", "deploy")
+#: commands that import the app's code in the action's own Python, so ``requirements`` (its Ray pin
+#: left out) is installed into it before them; ``smoke`` builds an environment of its own from it
+IMPORTS_APP = ("validate", "build", "plan", "deploy")
+#: commands given the app's Ray pin: smoke tests on it, plan and deploy compare it with the cluster's
+RAY_PIN_COMMANDS = ("smoke", "plan", "deploy")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         argv += ["--address", _need(inputs.address)]
     else:
         raise ValueError(f"not a ci-serve command: {command}")
+    if command in RAY_PIN_COMMANDS and inputs.requirements:
+        argv += ["--requirements", inputs.requirements]
+    elif command in RAY_PIN_COMMANDS and inputs.ray_version:
+        argv += ["--ray-version", inputs.ray_version]
     argv += ["--report", report]
     return Invocation(command=command, argv=argv, report=report, junit=junit)
 

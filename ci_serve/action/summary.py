@@ -56,6 +56,20 @@ def requests_section(requests: list[dict[str, Any]]) -> list[str]:
             *table(["request", "app", "result", "status", "ms", "error"], rows), ""]
 
 
+def ray_section(report: dict[str, Any]) -> list[str]:
+    """Which Ray the smoke test ran on; a warning when the cluster's Ray differs from the app's pin."""
+    lines = []
+    if report.get("ray_version"):
+        lines += [f"Ran on **Ray {cell(report['ray_version'])}**.", ""]
+    skew = report.get("ray_skew")
+    if isinstance(skew, dict) and skew.get("same") is False:
+        lines += [f"> ⚠️ **Ray version skew:** the cluster runs Ray {cell(skew.get('cluster'))}, the app pins "
+                  f"Ray {cell(skew.get('app'))} ({cell(skew.get('source'))})."]
+        lines += [f"> - {cell(d)}" for d in skew.get("differences") or []]
+        lines.append("")
+    return lines
+
+
 def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
@@ -139,6 +153,7 @@ def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, 
         if outcome.report is None:
             lines += ["The command wrote no report; see the step's log.", ""]
             continue
+        lines += ray_section(report)
         if isinstance(report.get("requests"), list):
             lines += requests_section(report["requests"])
         problems = problems_of(report)

@@ -50,6 +50,18 @@ def ray_executable() -> str:
     return found
 
 
+def ray_start_has(ray: str, flag: str) -> bool:
+    """Whether the ``ray start`` of the environment holding ``ray`` knows ``flag`` (older releases lack
+    some). Read from its source, not ``ray start --help``, which would cost a second of Python start-up."""
+    bin_dir = Path(ray).resolve().parent if os.sep in ray else Path(shutil.which(ray) or ray).resolve().parent
+    for scripts in (bin_dir.parent / "lib").glob("python*/site-packages/ray/scripts/scripts.py"):
+        try:
+            return f'"{flag}"' in scripts.read_text(errors="replace")
+        except OSError:
+            break
+    return True  # not found where a venv keeps it: assume a current Ray
+
+
 class TemporaryHead:
     """``with TemporaryHead() as head: ...`` starts a head and always removes it."""
 
@@ -130,7 +142,9 @@ class TemporaryHead:
         else:
             cmd += ["--include-dashboard", "false"]
         if self.lean:
-            cmd += ["--no-monitor", "--include-log-monitor", "false"]
+            cmd += ["--no-monitor"]
+            if ray_start_has(cmd[0], "--include-log-monitor"):  # not in Ray 2.40 and older
+                cmd += ["--include-log-monitor", "false"]
         if self.num_cpus is not None:
             cmd += ["--num-cpus", str(self.num_cpus)]
         if self.object_store_memory:

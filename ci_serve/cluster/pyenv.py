@@ -82,8 +82,10 @@ def ray_requirements(version: str) -> str:
     return f"ray[serve]=={version}\n"
 
 
-def ensure_env(requirements: str, *, root: Path | None = None, log=None) -> PyEnv:
-    """Return the environment for ``requirements``, building it first when no finished one exists."""
+def ensure_env(requirements: str, *, root: Path | None = None, log=None, installer: str | None = None) -> PyEnv:
+    """Return the environment for ``requirements``, building it first when no finished one exists.
+
+    ``installer`` forces "uv" or "pip" (the benchmark compares them); default: uv when found."""
     started = time.monotonic()
     root = root or cache_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ def ensure_env(requirements: str, *, root: Path | None = None, log=None) -> PyEn
             return PyEnv(path, False, time.monotonic() - started, info.get("installer", "?"))
         shutil.rmtree(path, ignore_errors=True)  # a build that did not finish
         try:
-            installer = _build(path, requirements, log)
+            installer = _build(path, requirements, log, installer)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -123,10 +125,10 @@ def _base_python() -> str:
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
-def _build(path: Path, requirements: str, log) -> str:
+def _build(path: Path, requirements: str, log, installer: str | None = None) -> str:
     req_file = path.parent / f"{path.name}.requirements.txt"
     req_file.write_text(requirements)
-    uv = uv_executable()
+    uv = uv_executable() if installer in (None, "uv") else None
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("VIRTUAL_ENV", None)
     if log:
@@ -153,10 +155,18 @@ def _run(cmd: list[str], env: dict[str, str], requirements: str) -> None:
 
 
 def _summary(output: str, requirements: str) -> str:
-    """The resolver's key line: which package, and why."""
-    for line in output.splitlines():
-        text = line.strip().lstrip("×╰─▶ ").strip()
-        if re.search(r"(not found|no version|no solution|could not find|conflict|because|no matching)", text, re.I):
+    """The resolver's key sentence: which package, and why (uv's ``cause:`` paragraph, pip's error)."""
+    lines = [line.strip().lstrip("×╰─▶ ").strip() for line in output.splitlines()]
+    for i, text in enumerate(lines):
+        if re.match(r"(cause:\s*)?because ", text, re.I):
+            cause = [re.sub(r"^cause:\s*", "", text)]
+            for more in lines[i + 1:]:  # the paragraph goes on while the lines are not a new message
+                if not more or re.match(r"(error|warning|hint|help)\b", more, re.I):
+                    break
+                cause.append(more)
+            return " ".join(cause)
+    for text in lines:
+        if re.search(r"(not found|no version|no solution|could not find|conflict|no matching)", text, re.I):
             return text
     names = [line.split("=")[0].strip() for line in requirements.splitlines() if line.strip()]
     return f"installing {', '.join(names) or 'nothing'} failed"

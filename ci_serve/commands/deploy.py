@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ci_serve.cli import add_cluster_arguments, add_report_argument
+from ci_serve.cli import add_cluster_arguments, add_ray_pin_arguments, add_report_argument
 from ci_serve.errors import InputError
 from ci_serve.report import Run
 
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="how long the public entry may take to answer from the new version (default 60)")
     two.add_argument("--keep-standby", action="store_true",
                      help="after the switch, keep the old cluster's applications running as a warm standby")
+    add_ray_pin_arguments(parser)
     add_report_argument(parser)
 
 
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace, run: Run) -> int:
         raise InputError(f"--working-dir {working_dir} is not a folder", "pass the folder that holds your app code")
     target = resolve_target(args.address)
     client = DashboardClient(target, ca_cert=args.ca_cert, insecure=args.insecure)
+    if args.requirements or args.ray_version or args.require_same_ray:  # Ray version skew: warn, or exit 2
+        from ci_serve.cluster.versions import check_skew
+        to = DashboardClient(resolve_target(args.standby_address), ca_cert=args.ca_cert,
+                             insecure=args.insecure) if args.standby_address else client
+        check_skew(run, to.get_version(), args.requirements, args.ray_version, args.require_same_ray)
     version = args.release_version or os.environ.get("GITHUB_SHA") or None
     if args.standby_address or args.standby_url or args.switch_command:
         return run_two_clusters(args, run, client, config, reqs, working_dir, version)

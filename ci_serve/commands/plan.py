@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_serve import console
-from ci_serve.cli import add_cluster_arguments
+from ci_serve.cli import add_cluster_arguments, add_ray_pin_arguments
 from ci_serve.config.loader import ConfigFile
 from ci_serve.config.plan import Plan, plan_changes
 from ci_serve.config.validate import IMPORT_WORKERS, code_dir, validate_config
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder the import paths are imported from (default: each application's local "
                              "runtime_env.working_dir, relative to CONFIG, else the current folder)")
     parser.add_argument("--report", metavar="FILE", help="write the plan as JSON (under \"plan\") to FILE")
+    add_ray_pin_arguments(parser)
 
 
 def run(args: argparse.Namespace, run: Run) -> int:
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace, run: Run) -> int:
         version = client.get_version()
         live = client.get_applications()
         st.detail = f"Ray {version}, {len(live['applications'])} application(s) live"
+    from ci_serve.cluster.versions import check_skew  # Ray version skew: warn, or exit 2 when required
+    check_skew(run, version, args.requirements, args.ray_version, args.require_same_ray)
     plan = plan_changes(desired, live, code)
     run.data["plan"] = plan.as_dict()
     for line in render(plan, config.path, client.address):  # the plan is the output: stdout

@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"give up after this long in all (default: {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--report", metavar="FILE", help="write a JSON account of the run to FILE")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML file, one test case per request")
+    pins = parser.add_mutually_exclusive_group()
+    pins.add_argument("--requirements", metavar="FILE",
+                      help="pip requirements file with the Ray pin (`ray[serve]==2.40.0`) and the app's packages: "
+                           "the head and the app run in an environment built from it with uv, cached by its "
+                           "content (default: ci-serve's own Ray)")
+    pins.add_argument("--ray-version", metavar="X",
+                      help="test on Ray X: short for a requirements file holding only `ray[serve]==X`")
     parser.add_argument("--no-ci-profile", dest="ci_profile", action="store_false",
                         help="deploy the config as written (default: fit replicas and resources to this machine)")
 
@@ -39,5 +46,5 @@ def run(args: argparse.Namespace, run: Run) -> int:
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     opts = SmokeOptions(target=args.target, args=list(args.args), app_dir=args.app_dir,
                         requests_file=args.requests, timeout=args.timeout, ci_profile=args.ci_profile,
-                        junit=args.junit)
+                        junit=args.junit, requirements=args.requirements, ray_version=args.ray_version)
     return smoke(opts, run)

@@ -37,24 +37,9 @@ class Verdict:
     pending: dict[str, str] = field(default_factory=dict)
 
 
-def snapshot(status: Any) -> dict[str, dict[str, Any]]:
-    """``serve.status()`` as plain data: app -> {status, message, deployments: {name: {...}}}."""
-    apps: dict[str, dict[str, Any]] = {}
-    for name, app in (getattr(status, "applications", None) or {}).items():
-        deployments = {}
-        for dname, dep in (getattr(app, "deployments", None) or {}).items():
-            deployments[dname] = {"status": str(_value(dep.status)), "message": dep.message or "",
-                                  "status_trigger": str(_value(getattr(dep, "status_trigger", "")))}
-        apps[name] = {"status": str(_value(app.status)), "message": app.message or "", "deployments": deployments}
-    return apps
-
-
-def _value(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
 def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
-    """The state of the ``expected`` applications in ``apps`` (a :func:`snapshot`)."""
+    """The state of the ``expected`` applications in ``apps`` (the driver's ``status`` answer:
+    :func:`ci_serve.cluster.driver.snapshot`)."""
     pending: dict[str, str] = {}
     for name in expected:
         app = apps.get(name)

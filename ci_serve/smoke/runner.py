@@ -2,39 +2,43 @@
 
 Order and why:
 
-1. Inputs (target, config, requests file) are checked before any Ray process starts: exit 2.
-2. ``ray start --head`` (no dashboard) is launched; while it boots (~5-10 s) the application code is
-   imported in a child process (:func:`ci_serve.config.inspect.inspect_app`) to learn each
-   deployment's options for the CI profile. An import error ends the run here (exit 1).
-3. This process connects to the head as a driver, starts Serve with its HTTP proxy on the head's
-   free port, and hands the config to the Serve controller, as the dashboard's PUT would.
-4. ``serve.status()`` is polled; :func:`ci_serve.smoke.readiness.judge` fails the run at once on a
-   failure Ray reports; then the proxy's route table is awaited and the requests are sent.
-5. ``finally``: the driver disconnects (fast while the head lives; after the head is gone Ray's
-   at-exit shutdown would hang for seconds) and the head is SIGKILLed by session and its temp folder
+1. The first log line says which Ray runs the test. Inputs (target, config, requests file) are
+   checked before any Ray process starts: exit 2.
+2. With ``--requirements`` or ``--ray-version``, the environment holding that Ray and the app's
+   packages is found or built (:func:`ci_serve.cluster.pyenv.ensure_env`); an unresolvable pin is
+   exit 2. Without, the environment ci-serve runs in is used.
+3. ``ray start --head`` (no dashboard) of that environment is launched, and beside it the Ray driver
+   (:mod:`ci_serve.cluster.driver`) under that environment's Python. While the head boots
+   (~5-10 s) the driver imports Ray and the application, to learn each deployment's options for
+   the CI profile. An import error ends the run here (exit 1).
+4. The driver connects to the head, starts Serve with its HTTP proxy on the head's free port, and
+   hands the config to the Serve controller, as the dashboard's PUT would.
+5. ``serve.status()`` is polled through the driver; :func:`ci_serve.smoke.readiness.judge` fails the
+   run at once on a failure Ray reports; then the proxy's route table is awaited and the requests sent.
+6. ``finally``: the driver and the head are SIGKILLed (the head by session) and the temp folder
    removed, on success, failure, timeout and cancel alike.
 """
 
 from __future__ import annotations
 
-import logging
+import importlib.metadata
 import os
-import signal
-import threading
+import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from ci_serve import cancel
+from ci_serve.cluster import versions
 from ci_serve.cluster.head import HeadStartError, TemporaryHead
+from ci_serve.cluster.pyenv import ensure_env, ray_requirements
 from ci_serve.console import say, step
-from ci_serve.errors import Cancelled, CheckFailed, CiServeError
+from ci_serve.errors import CheckFailed, CiServeError, InputError
 from ci_serve.report import Run
 from ci_serve.smoke import appcode, checks, junit, logs, readiness
+from ci_serve.smoke.driver_client import DriverProcess, DriverTimeout
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for
@@ -51,6 +55,10 @@ class SmokeOptions:
     timeout: float = 300.0
     ci_profile: bool = True
     junit: str | None = None
+    #: a pip requirements file: test with the Ray and packages it pins, in an environment of its own
+    requirements: str | None = None
+    #: shortcut for a requirements file pinning only ``ray[serve]==X``
+    ray_version: str | None = None
 
 
 @dataclass
@@ -83,16 +91,28 @@ def plan_requests(target: SmokeTarget, reqs: list[SmokeRequest] | None) -> list[
 def smoke(opts: SmokeOptions, run: Run) -> int:
     deadline = time.monotonic() + opts.timeout
     cpus = machine_cpus()
-    # Serve reports replicas that cannot be scheduled after this many seconds (default 30).
-    head = TemporaryHead(dashboard=False, num_cpus=cpus, lean=True,
-                         extra_env={"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10"})
-    # Ray reads its auth settings when it is first imported (the config check below imports it).
-    os.environ.update(head.driver_env())
+    requirements, where = _requirements(opts)
+    say(_ray_line(requirements, where))  # the first line: which Ray this smoke test runs
+    # Serve reports replicas that cannot be scheduled after this many seconds (default 30). Worker
+    # prestart: the raylet starts one idle worker per CPU while the head boots, so the Serve controller
+    # and proxy get a worker at once (measured: Serve start about 0.5 s sooner; docs/benchmarks.md).
+    head_env = {"RAY_SERVE_SLOW_STARTUP_WARNING_S": "10", "RAY_enable_worker_prestart": "1"}
+    head = TemporaryHead(dashboard=False, num_cpus=cpus, lean=True, extra_env=head_env)
+    python = sys.executable
     try:
         with step(run, "check inputs"):
             target = resolve_target(opts.target, opts.args, opts.app_dir)
             reqs = load_requests(opts.requests_file) if opts.requests_file else None
             planned = plan_requests(target, reqs)
+        if requirements is not None:
+            with step(run, "Python environment") as st:
+                env = ensure_env(requirements, log=say)
+                st.detail = (f"Ray {env.ray_version}, " + (f"built with {env.installer} in {env.seconds:.1f}s"
+                             if env.built else "reused") + f", {env.path}")
+            run.data["environment"] = {"path": str(env.path), "built": env.built, "installer": env.installer,
+                                       "seconds": round(env.seconds, 3), "ray_version": env.ray_version}
+            python = str(env.python)
+            head.ray = str(env.ray)
     except BaseException as exc:
         head.stop()  # nothing started yet: removes the temp folder
         if opts.junit and isinstance(exc, CiServeError):
@@ -105,15 +125,15 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     outcomes = [checks.Outcome(p.name, p.app.name, p.method, p.url_path, False, None, 0.0,
                                error="not run", skipped=True) for p in planned]
     run.data["requests"] = [o.as_dict() for o in outcomes]
-    driver = _Driver()
+    driver = DriverProcess(python, _driver_env(head, target), head.temp_dir, head.temp_dir / "driver.log")
     failure: CiServeError | None = None
     try:
         head.launch()
-        _warm_imports()  # while the head boots (Ray's import is ~1.5 s of CPU)
+        driver.start()  # imports Ray, then the app, while the head boots
         config = target.config
         if opts.ci_profile:
             with step(run, "CI profile") as st:
-                profile = _profile(target, HeadCapacity(cpus=cpus), deadline)
+                profile = _profile(target, HeadCapacity(cpus=cpus), deadline, driver)
                 config = apply_profile(config, profile)
                 st.detail = f"{len(profile.changes)} change(s), replicas ask for {profile.cpus_after:g} " \
                             f"of {cpus} CPUs" if profile.changes else "nothing to change"
@@ -125,11 +145,13 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
         with step(run, "start Ray head") as st:
             head.wait_ready(max(1.0, deadline - time.monotonic()))
             st.detail = f"{cpus} CPUs, temp {head.temp_dir}"
-        with step(run, "start Serve"):
-            driver.connect(head)
+        with step(run, "start Serve") as st:
+            _connect(driver, head, deadline)
+            run.data["ray_version"] = driver.ray_version
+            st.detail = f"Ray {driver.ray_version}, Python {driver.hello.get('python') if driver.hello else '?'}"
         pending: dict[str, Any] = {}
         with step(run, "deploy", heartbeat=lambda: _pending_line(pending)):
-            driver.deploy(config)
+            _deploy(driver, config, deadline)
             _wait_running(driver, target, head, deadline, opts.timeout, pending, run)
             _wait_routes(head, target, deadline)
         with step(run, "requests") as st:
@@ -149,6 +171,8 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
         failure = err
         raise
     finally:
+        if driver.ray_version:
+            run.data["ray_version"] = driver.ray_version
         if opts.junit:
             ran = any(not o.skipped for o in outcomes)
             junit.write(opts.junit, outcomes, elapsed_s=run.elapsed(),
@@ -156,21 +180,67 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
                         deploy_details=None if failure is None else failure.details)
         with step(run, "stop Ray head"):
             try:
-                driver.disconnect()
+                driver.stop()
             finally:
                 head.stop()
 
 
-def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float) -> Profile:
+def _requirements(opts: SmokeOptions) -> tuple[str | None, str]:
+    """The requirements text of the environment to test with (None: this one's Ray) and its source."""
+    if opts.ray_version and opts.requirements:
+        raise InputError("pass either --ray-version or --requirements, not both",
+                         "put the Ray pin (`ray[serve]==X`) into the requirements file")
+    if opts.ray_version:
+        return ray_requirements(opts.ray_version), "--ray-version"
+    if opts.requirements:
+        text = versions.read_requirements(opts.requirements)
+        if not versions.mentions_ray(text):
+            text = "ray[serve]\n" + text  # the newest, as `pip install ray[serve]` would
+        return text, opts.requirements
+    return None, ""
+
+
+def _ray_line(requirements: str | None, where: str) -> str:
+    if requirements is None:
+        return f"smoke test on Ray {_own_ray_version()} (ci-serve's own; --requirements or --ray-version " \
+               "test with the Ray your cluster runs)"
+    pinned = versions.pinned_ray(requirements)
+    if pinned:
+        return f"smoke test on Ray {pinned} (pinned by {where}), in an environment of its own"
+    return f"smoke test on the newest Ray that {where} allows, in an environment of its own"
+
+
+def _own_ray_version() -> str:
+    try:
+        return importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _driver_env(head: TemporaryHead, target: SmokeTarget) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(head.driver_env())
+    env.update(PYTHONPATH=os.pathsep.join(target.python_path), PYTHONUNBUFFERED="1",
+               RAY_SERVE_SLOW_STARTUP_WARNING_S="10")
+    return env
+
+
+def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float, driver: DriverProcess) -> Profile:
     from ci_serve.config.inspect import merge_deployment_options
 
     options: dict[str, dict[str, dict[str, Any]]] = {}
+    wanted = [{"name": a.name, "import_path": a.import_path, "args": a.args} for a in target.apps]
+    try:
+        answer = driver.call("inspect", deadline - time.monotonic(), apps=wanted, app_dir=target.python_path[0])
+    except DriverTimeout:
+        raise appcode.import_timeout(", ".join(a.import_path for a in target.apps),
+                                     deadline - time.monotonic()) from None
     for app in target.apps:
         raw = next(a for a in target.config["applications"] if a.get("name", "default") == app.name)
         in_config = {d["name"]: {k: v for k, v in d.items() if k != "name"}
                      for d in raw.get("deployments") or [] if isinstance(d, dict) and "name" in d}
         try:
-            code = appcode.code_options(app.import_path, app.args, target.python_path, deadline - time.monotonic())
+            code = appcode.code_options(answer["apps"][app.name], app.import_path)
         except appcode.AppCodeError as exc:
             if app.local_code:
                 raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.message}", exc.hint,
@@ -184,23 +254,41 @@ def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float) -> Pr
     return fit_to_head(options, capacity)
 
 
-def _warm_imports() -> None:
-    import ray  # noqa: F401
-    import ray.serve._private.api  # noqa: F401
-    import ray.serve.schema  # noqa: F401
+def _connect(driver: DriverProcess, head: TemporaryHead, deadline: float) -> None:
+    answer = driver.call("connect", max(1.0, deadline - time.monotonic()), gcs_address=head.gcs_address,
+                         serve_port=head.serve_port)
+    if answer.get("ok"):
+        return
+    if answer.get("stage") == "init":
+        raise HeadStartError(f"could not connect to the temporary Ray head: {answer.get('error')}",
+                             "see the head's log below", details=head.log_tail())
+    raise HeadStartError(f"Serve did not start on the temporary head: {answer.get('error')}",
+                         details=str(answer.get("details") or "")[-3000:] or None)
+
+
+def _deploy(driver: DriverProcess, config: dict[str, Any], deadline: float) -> None:
+    answer = driver.call("deploy", max(1.0, deadline - time.monotonic()), config=config)
+    if not answer.get("ok"):
+        raise CheckFailed(f"the Serve controller refused the config: {answer.get('error')}",
+                          "check the config with `ci-serve validate`",
+                          details=str(answer.get("details") or "")[-3000:] or None)
 
 
 def _pending_line(pending: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in pending.items()) or "waiting for the controller"
 
 
-def _wait_running(driver: _Driver, target: SmokeTarget, head: TemporaryHead, deadline: float, timeout: float,
+def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHead, deadline: float, timeout: float,
                   pending: dict[str, Any], run: Run) -> None:
     names = [a.name for a in target.apps]
     t0 = time.monotonic()
     while True:
         cancel.check()  # a cancel swallowed inside Ray's client surfaces here
-        apps = driver.status()
+        answer = driver.call("status", max(1.0, deadline - time.monotonic()))
+        if not answer.get("ok"):
+            raise CheckFailed(f"could not read Serve's status: {answer.get('error')}",
+                              details=str(answer.get("details") or "")[-3000:] or None)
+        apps = answer["apps"]
         verdict = readiness.judge(apps, names)
         run.data["applications"] = {n: {"status": a["status"], "message": a["message"][:2000],
                                         "deployments": {d: v["status"] for d, v in a["deployments"].items()}}
@@ -276,138 +364,3 @@ def _send_all(planned: list[PlannedRequest], base_url: str, deadline: float) -> 
                 say(f"       {problem}")
             outcomes.append(out)
     return outcomes
-
-
-class _Driver:
-    """This process as a Ray driver of the temporary head (Ray imported lazily)."""
-
-    def __init__(self) -> None:
-        self.connected = False
-        self.client: Any = None
-
-    def connect(self, head: TemporaryHead) -> None:
-        os.environ.update(head.driver_env())
-        import ray
-
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        self.connected = True  # set first: a cancel right after init must still disconnect
-        with _signals_deferred(on_signal=head.stop):
-            try:
-                ray.init(address=head.gcs_address, logging_level=logging.WARNING, log_to_driver=False,
-                         _node_ip_address="127.0.0.1")
-            except Exception as exc:
-                raise HeadStartError(f"could not connect to the temporary Ray head: {_last_line(exc)}",
-                                     "see the head's log below", details=head.log_tail()) from None
-            logging.getLogger("ray.serve").setLevel(logging.WARNING)
-            try:
-                self.client = _start_serve({"host": "127.0.0.1", "port": head.serve_port})
-            except Exception as exc:
-                raise HeadStartError(f"Serve did not start on the temporary head: {_last_line(exc)}",
-                                     details=str(exc)[-3000:]) from None
-
-    def deploy(self, config: dict[str, Any]) -> None:
-        from ray.serve.schema import ServeDeploySchema
-
-        body = {k: v for k, v in config.items() if k not in ("http_options", "grpc_options", "proxy_location")}
-        try:
-            self.client.deploy_apps(ServeDeploySchema.model_validate(body))
-            cancel.check()
-        except CiServeError:  # Cancelled by a signal: not Ray's failure
-            raise
-        except Exception as exc:
-            _reraise_cancel(exc)  # the controller refused the config
-            raise CheckFailed(f"the Serve controller refused the config: {_last_line(exc)}",
-                              "check the config with `ci-serve validate`", details=str(exc)[-3000:]) from None
-
-    def status(self) -> dict[str, dict[str, Any]]:
-        from ray import serve
-
-        return readiness.snapshot(serve.status())
-
-    def disconnect(self) -> None:
-        if not self.connected:
-            return
-        import ray
-
-        try:
-            ray.shutdown()
-        except Exception:  # the head is thrown away next anyway
-            pass
-        self.connected = False
-
-
-def _start_serve(http_options: dict[str, Any]) -> Any:
-    """Start the Serve controller and return its client without waiting for the HTTP proxy: the
-    proxy comes up while the replicas start, and :func:`_wait_routes` waits for it before the first
-    request (``serve_start`` would wait for it first, 1-2 s on a busy 2-CPU runner). Falls back to
-    ``serve_start`` when this Ray lacks the internals."""
-    from ray.serve._private import api
-
-    create = getattr(api, "_create_controller_and_proxy_refs", None)
-    coerce = getattr(api, "_coerce_controller_options", None)
-    if create is None or coerce is None:
-        return api.serve_start(http_options=http_options)
-    from ray.serve._private.client import ServeControllerClient
-    from ray.serve.context import _set_global_client
-
-    controller, _proxy_ready = create(http_options, None, None, None, coerce(None), None)
-    client = ServeControllerClient(controller)
-    _set_global_client(client)
-    return client
-
-
-@contextmanager
-def _signals_deferred(on_signal: Callable[[], None] | None = None, grace_s: float = 5.0) -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then re-deliver the first to the CLI's handler.
-
-    An exception raised by a signal handler inside ``ray.init`` can land while Ray builds a native
-    object; seen here: the half-built GCS accessor's destructor deadlocked and the run hung with the
-    head alive. ``ray.init`` also installs ``sys.exit`` as the SIGTERM handler (same hazard); that is
-    disabled for the block. The delay is the few seconds of connecting and starting Serve; if the
-    block is still running ``grace_s`` after a signal, ``on_signal`` (stop the head) runs from a
-    timer thread, so Ray's calls fail fast instead of the cancel waiting for their own timeouts.
-    """
-    import ray._private.utils as ray_utils
-
-    got: list[int] = []
-    timer: list[threading.Timer] = []
-
-    def record(signum: int, frame: object) -> None:
-        got.append(signum)
-        if on_signal is not None and not timer:
-            timer.append(threading.Timer(grace_s, on_signal))
-            timer[0].daemon = True
-            timer[0].start()
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    set_sigterm_handler = ray_utils.set_sigterm_handler
-    for sig in previous:
-        signal.signal(sig, record)
-    ray_utils.set_sigterm_handler = lambda handler: None
-    try:
-        yield
-    finally:
-        for t in timer:
-            t.cancel()
-        ray_utils.set_sigterm_handler = set_sigterm_handler
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if got:
-            signal.raise_signal(got[0])  # the CLI's handler raises Cancelled (once) from here
-
-
-def _reraise_cancel(exc: BaseException) -> None:
-    """Ray wraps exceptions raised inside it (ray.init turns any into ConnectionError): a signal's
-    :class:`Cancelled` must still reach the CLI as itself."""
-    seen = 0
-    cur: BaseException | None = exc
-    while cur is not None and seen < 20:
-        if isinstance(cur, Cancelled):
-            raise cur
-        cur = cur.__cause__ or cur.__context__
-        seen += 1
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[-1] if lines else type(exc).__name__

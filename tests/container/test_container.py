@@ -87,6 +87,32 @@ def test_smoke_of_the_example_app_in_the_container(image: str, tmp_path: Path):
     assert TOKEN not in summary and TOKEN not in json.dumps(report)
 
 
+def test_smoke_on_a_pinned_ray_in_the_container(image: str, tmp_path: Path):
+    """`requirements` pins Ray 2.40: uv in the image builds that environment under /github/home (where
+    actions/cache keeps it, docs/action.md), and the head and the app run on 2.40, not the image's Ray."""
+    dirs = RunnerDirs(tmp_path / "runner")
+    _workspace_with_example(dirs)
+    (dirs.workspace / "requirements.txt").write_text("ray[serve]==2.40.0\nfastapi==0.115.6\n")
+    inputs = {"command": "smoke", "config": "examples/fruit/serve_config.yaml",
+              "requests": "examples/fruit/requests.yaml", "app-dir": "examples/fruit",
+              "requirements": "requirements.txt"}
+    t0 = time.monotonic()
+    proc = subprocess.run(docker_run_args(dirs, image, inputs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=900, stdin=subprocess.DEVNULL)
+    log = proc.stdout
+    print(f"pinned-Ray container run: {time.monotonic() - t0:.0f} s, exit {proc.returncode}\n{log[-3000:]}")
+    assert proc.returncode == 0, log[-6000:]
+    assert "smoke test on Ray 2.40.0 (pinned by requirements.txt)" in log
+    assert "pip install -r" not in log  # smoke alone: nothing is installed into the image's own Python
+    report = json.loads((dirs.workspace / ".ci-serve" / "smoke.json").read_text())
+    assert report["result"] == "passed" and report["ray_version"] == "2.40.0"
+    assert report["environment"]["installer"] == "uv" and report["environment"]["built"] is True
+    assert report["environment"]["path"].startswith("/github/home/.cache/ci-serve/envs/")
+    envs = dirs.root / "home" / ".cache" / "ci-serve" / "envs"
+    assert [p for p in envs.iterdir() if (p / "ci-serve-env.json").is_file()]
+    assert "Ran on **Ray 2.40.0**" in dirs.summary_file.read_text()
+
+
 def test_cancel_reaches_the_tool_through_tini(image: str, tmp_path: Path):
     """The runner's cancel: SIGINT to the container (then SIGTERM 7.5 s later). tini passes it on; the
     tool stops its head, writes its outputs and exits 1 (the time is printed: about 4 s when idle)."""

@@ -1,0 +1,84 @@
+"""Table tests for the Ray pin and version-skew rules (ci_serve.cluster.versions), and the summary's lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci_serve.action.summary import ray_section
+from ci_serve.cluster import versions
+from ci_serve.errors import InputError
+from ci_serve.report import Run
+
+
+@pytest.mark.parametrize("text,pin", [
+    ("ray[serve]==2.40.0\nfastapi==0.115.6\n", "2.40.0"),
+    ("fastapi==0.115.6\nray==2.9.3  # the cluster's\n", "2.9.3"),
+    ("RAY[serve,default] === 2.52.1 ; python_version >= '3.9'\n", "2.52.1"),
+    ("ray[serve]>=2.40\n", None),  # a range: no exact version to compare
+    ("# ray[serve]==2.40.0\nrequests\n", None),
+    ("raydp==1.6.0\n", None),  # another package whose name starts with "ray"
+    ("", None),
+], ids=["serve-extra", "plain-with-comment", "extras-marker-triple-eq", "range", "commented-out", "raydp", "empty"])
+def test_pinned_ray(text: str, pin: str | None) -> None:
+    assert versions.pinned_ray(text) == pin
+
+
+@pytest.mark.parametrize("line,mentions", [
+    ("ray[serve]==2.40.0", True), ("ray", True), ("ray>=2", True), ("ray ; python_version>'3'", True),
+    ("raydp==1.6.0", False), ("ray-tune-extra", False), ("fastapi", False), ("# ray", False),
+])
+def test_mentions_ray(line: str, mentions: bool) -> None:
+    assert versions.mentions_ray(line) is mentions
+
+
+@pytest.mark.parametrize("cluster,app,same,expect", [
+    ("2.40.0", "2.60.0", False, ["FastAPI", "token authentication"]),
+    ("2.60.0", "2.40.0", False, ["FastAPI", "token authentication"]),  # either direction
+    ("2.52.1", "2.60.0", False, []),  # nothing known between them, still a mismatch
+    ("2.9.3", "2.40.0", False, ["DAGDriver"]),
+    ("2.40.0", "2.40.0", True, []),
+    ("2.40", "2.40.0", True, []),
+], ids=["old-cluster", "new-cluster", "nothing-known", "very-old", "same", "same-short"])
+def test_compare(cluster: str, app: str, same: bool, expect: list[str]) -> None:
+    skew = versions.compare(cluster, app, "requirements.txt")
+    assert skew.same is same
+    assert len(skew.differences) == len(expect)
+    for word, text in zip(expect, skew.differences, strict=True):
+        assert word in text
+    assert bool(skew.lines()) is not same
+
+
+def test_check_skew_warns_records_and_refuses_when_required(tmp_path, capsys) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("ray[serve]==2.60.0\n")
+    run = Run("plan")
+    skew = versions.check_skew(run, "2.40.0", str(req), None, require_same=False)
+    assert skew is not None and not skew.same
+    err = capsys.readouterr().err
+    assert "WARN  Ray version skew: the cluster runs Ray 2.40.0, the app pins Ray 2.60.0" in err
+    assert "token authentication exists only from Ray 2.52" in err
+    assert run.data["ray_skew"]["same"] is False
+    with pytest.raises(InputError) as info:
+        versions.check_skew(Run("plan"), "2.40.0", None, "2.60.0", require_same=True)
+    assert info.value.exit_code == 2 and "--require-same-ray" in info.value.message
+    assert versions.check_skew(Run("plan"), "2.60.0", None, "2.60.0", require_same=True).same
+
+
+def test_require_same_ray_without_a_pin_is_bad_input() -> None:
+    with pytest.raises(InputError, match="needs the app's Ray version"):
+        versions.check_skew(Run("deploy"), "2.60.0", None, None, require_same=True)
+    assert versions.check_skew(Run("deploy"), "2.60.0", None, None, require_same=False) is None
+
+
+def test_missing_requirements_file_is_bad_input(tmp_path) -> None:
+    with pytest.raises(InputError, match="cannot read the requirements file"):
+        versions.app_ray_pin(str(tmp_path / "nope.txt"), None)
+
+
+def test_summary_says_which_ray_ran_and_warns_of_skew() -> None:
+    lines = "\n".join(ray_section({"ray_version": "2.40.0", "ray_skew": versions.compare(
+        "2.40.0", "2.60.0", "requirements.txt").as_dict()}))
+    assert "Ran on **Ray 2.40.0**." in lines
+    assert "Ray version skew:** the cluster runs Ray 2.40.0, the app pins Ray 2.60.0 (requirements.txt)" in lines
+    assert "token authentication" in lines
+    assert ray_section({"ray_skew": versions.compare("2.60.0", "2.60.0", "x").as_dict()}) == []
