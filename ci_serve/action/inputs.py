@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ci_serve.cluster.pyenv import is_ray_release
 from ci_serve.config.importpath import is_import_path, looks_like_config_file
 from ci_serve.errors import InputError
 
@@ -141,7 +142,7 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
                          "for example `target: fruit:deployment_graph`; the config is written to `config`")
     timeout = get("timeout")
     ray_version = get("ray-version")
-    if ray_version and not re.fullmatch(r"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)", ray_version):
+    if ray_version and not is_ray_release(ray_version):
         raise InputError(f"input `ray-version` {ray_version!r} is not a Ray release number", "for example `2.40.0`")
     if ray_version and raw_input(environ, "requirements"):
         raise InputError("set either `requirements` or `ray-version`, not both",

@@ -75,9 +75,14 @@ def env_key(requirements: str, python: str | None = None) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:20]
 
 
+def is_ray_release(version: str) -> bool:
+    """``2.40.0``, ``2.9``, ``2.41.0rc1``: the shape of a Ray release number."""
+    return re.fullmatch(r"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)", version) is not None
+
+
 def ray_requirements(version: str) -> str:
     """The requirements text ``--ray-version X`` stands for."""
-    if not re.fullmatch(r"\d+\.\d+(\.\d+)?([a-z0-9.+-]*)", version):
+    if not is_ray_release(version):
         raise InputError(f"--ray-version {version!r} is not a Ray release number", "for example --ray-version 2.40.0")
     return f"ray[serve]=={version}\n"
 
