@@ -9,11 +9,16 @@ autoscaler starts, as a real second node on this machine, only when a demand nee
   launches the node, and is deployed.
 - A release asking for a resource no node type has fails at once with exit 1, naming what it asked
   for and the nodes there are; the live version is untouched.
+
+``CI_SERVE_AUTOSCALER_RAY`` (requirements text, e.g. ``ray[serve]==2.40.0 fastapi==0.115.6``) runs the
+head on another Ray release (ci_serve.cluster.pyenv); Ray before 2.40 has no ``gcs_address`` option in
+the fake provider (its nodes join port 6379), so 2.40 is the oldest this can run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -34,7 +39,12 @@ APPS = REPO / "tests" / "apps"
 @pytest.fixture(scope="module")
 def head():
     types = {"ondemand": {"resources": {"CPU": 1, "ondemand": 1}, "min_workers": 0, "max_workers": 1}}
-    with AutoscalingHead(worker_types=types, num_cpus=1) as h:
+    ray = None
+    if os.environ.get("CI_SERVE_AUTOSCALER_RAY"):
+        from ci_serve.cluster.pyenv import ensure_env
+
+        ray = ensure_env(os.environ["CI_SERVE_AUTOSCALER_RAY"].replace(" ", "\n")).ray
+    with AutoscalingHead(worker_types=types, num_cpus=1, ray=ray) as h:
         yield h
 
 
