@@ -165,6 +165,14 @@ NO_NODE_TYPE = ("Error: No available node types can fulfill resource request {'n
                 "types to this cluster to resolve this issue.")
 
 
+UNSCHED_240 = ("Deployment 'Echo' in application 'x' has 1 replicas that have taken more than 30s to be scheduled.\n"
+               "This may be due to waiting for the cluster to auto-scale or for a runtime environment to be "
+               "installed.\nResources required for each replica:\n{\"gpu_xl\": 1}\nTotal resources available:\n"
+               "{}\nUse `ray status` for more details.")  # as Ray 2.40 words it
+GPU_XL_EVENT = ("Error: No available node types can fulfill resource request {'gpu_xl': 1.0}. Add suitable node types "
+                "to this cluster to resolve this issue.")
+
+
 def cluster_status(demand=(), nodes=(HEAD_NODE,), autoscaler=True, launches=None, pending_nodes=()):
     """The shape Ray 2.60's dashboard serves at /api/cluster_status (clusterStatus), as seen on a fake
     autoscaling cluster."""
@@ -209,6 +217,8 @@ PLACEMENT = [
     ("old Ray: the bundle from Serve's message", waiting_on(None, UNSCHED),
      read_capacity(cluster_status([({"CPU": 1.0}, 2)], nodes=[{"CPU": 0.5}], autoscaler=False)),
      "infeasible", "{CPU: 1}"),
+    ("Ray 2.40: the bundle from its message (on a line of its own)", waiting_on(None, UNSCHED_240),
+     read_capacity(cluster_status([({"gpu_xl": 1.0}, 1)]), [GPU_XL_EVENT]), "infeasible", "{gpu_xl: 1}"),
     ("no cluster status: Serve's message decides", waiting_on({"CPU": 1.0}, UNSCHED), None,
      "unschedulable", "cannot be scheduled"),
     ("upscaling under traffic is ready", {"a": app(deps={"Echo": {"status": "UPSCALING"}})},

@@ -41,7 +41,8 @@ Bundle = dict[str, float]
 _INTERNAL = re.compile(r"^(node:.*|object_store_memory|objectStoreMemory|accelerator_type:.*)$")
 INFEASIBLE_EVENT = re.compile(r"No available node types can fulfill resource request (\{.*?\})")
 _READ_ONLY_TYPE = re.compile(r"^node_?[0-9a-f]{40,}$", re.IGNORECASE)
-_REQUIRED_IN_MESSAGE = re.compile(r"Resources required for each replica: (\{.*?\})")
+#: "...replica: {...}" (Ray 2.60) or "...replica:\n{...}" (Ray 2.40)
+_REQUIRED_IN_MESSAGE = re.compile(r"Resources required for each replica:\s*(\{.*?\})")
 
 
 @dataclass(frozen=True)
