@@ -113,7 +113,7 @@ def test_a_demand_no_node_type_can_meet_fails_fast_live_untouched(head, client, 
     assert "node types ondemand, ray.head.default" in proc.stderr  # what there is
     assert "--timeout" not in proc.stderr.split("ERROR", 1)[-1]  # it did not wait for the timeout
     after = shop_apps(client)
-    assert set(after) == {"shop-blue"}
+    assert set(after) == {"shop-blue"}, (proc.stderr, json.dumps(client.get_applications())[:3000])
     assert after["shop-blue"]["last_deployed_time_s"] >= before["shop-blue"]["last_deployed_time_s"]
     assert after["shop-blue"]["deployed_app_config"] == before["shop-blue"]["deployed_app_config"]
     assert requests.get(head.serve_url + "/shop", timeout=10).json()["version"] == "v1"
