@@ -2,7 +2,9 @@
 
 Every printer, the report writer and the job summary pass text through :func:`mask`. Values under
 ``runtime_env.env_vars`` are redacted structurally by :func:`redact_config` wherever a config,
-plan or status is shown.
+plan or status is shown. Credentials written into a URL (``https://user:password@host/...`` in
+``--address``, a ``working_dir``, ``py_modules``, pip options, an index URL) need no registration:
+:func:`mask` replaces the userinfo of every URL it sees, whatever the field the URL came in.
 """
 
 from __future__ import annotations
@@ -31,10 +33,57 @@ def clear() -> None:
     _secrets.clear()
 
 
+#: ``scheme://userinfo@``: the userinfo runs to the last ``@`` before the host part ends (a password
+#: may hold a raw ``@``); ``git+https``, ``s3`` and the like are schemes too
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#'\"<>\\]+@")
+
+
+def mask_urls(text: str) -> str:
+    """``https://user:pw@host/x`` -> ``https://***@host/x``, for every URL in ``text``."""
+    return _URL_USERINFO.sub(r"\1" + MASK + "@", text) if "@" in text else text
+
+
+def register_url(url: str | None) -> None:
+    """Register the userinfo of ``url`` (whole, the password alone, and percent-decoded), so that it is
+    masked even where it shows up outside a URL (a decoded password in an error message)."""
+    from urllib.parse import unquote, urlsplit
+
+    if not url or "@" not in url or "://" not in url:
+        return
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return
+    userinfo = parts.netloc.rpartition("@")[0]
+    if not userinfo:
+        return
+    register(userinfo)
+    user, _, password = userinfo.partition(":")
+    for value in (password, unquote(password), unquote(userinfo)):
+        register(value)
+    if not password:  # a token as user name (https://TOKEN@host/)
+        register(unquote(user))
+
+
+def register_urls_in(data: Any) -> None:
+    """:func:`register_url` for every string in a JSON-like structure (a Serve config, a runtime_env)."""
+    if isinstance(data, str):
+        for word in data.split():  # pip options: "--index-url https://u:p@host/simple"
+            register_url(word.split("=", 1)[-1] if word.startswith("-") else word)
+    elif isinstance(data, dict):
+        for value in data.values():
+            register_urls_in(value)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            register_urls_in(value)
+
+
 def mask(text: str) -> str:
-    """Replace every registered secret in ``text`` (longest first, so overlaps mask fully)."""
-    if not _secrets or not text:
+    """Replace every registered secret in ``text`` (longest first, so overlaps mask fully), and the
+    userinfo of every URL."""
+    if not text:
         return text
+    text = mask_urls(text)
     for value in sorted(_secrets, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)

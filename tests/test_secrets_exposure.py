@@ -1,7 +1,9 @@
-"""No secret leaves the tool (issue 6): a full run (smoke, deploy that passes, deploy that fails and
-rolls back, a wrong token, plan, status, config) with a cluster token, a secret request header and
-secret ``runtime_env.env_vars`` values; then EVERY output (stdout, stderr, report JSON, JUnit) is
-searched for the secrets. None may appear, in any encoding a log would use."""
+"""No secret leaves the tool (issues 6 and 12): a full run (smoke, deploy that passes, deploy that fails
+and rolls back, a wrong token, plan, status, config) with a cluster token, a secret request header,
+secret ``runtime_env.env_vars`` values, and credentials inside URLs (an ``--address`` with
+``user:password@``, a remote ``working_dir``, ``py_modules`` and a pip index URL with tokens); then
+EVERY output (stdout, stderr, report JSON, JUnit) is searched for the secrets. None may appear, in any
+encoding a log would use."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ci_serve.cluster.head import free_port
 from tests.conftest import ci_serve_cmd
 
 pytestmark = pytest.mark.ray
@@ -19,6 +22,8 @@ HEADER_VALUE = "s3cret-header-value"
 ENV_VALUES = {"API_SECRET": "s3cret-env-value", "API_KEY_EXPECTED": HEADER_VALUE}
 EXTRA_ENV = {"API_ROTATED": "s3cret-rotated-value"}  # the failing release changes an env var value
 WRONG_TOKEN = "wr0ng-token-value-0123456789abcdef"
+URL_SECRETS = {"address password": "addr-pa55word", "working_dir password": "wd-pa55word",
+               "py_modules token": "pym-t0ken-value", "pip index token": "pip-t0ken-value"}
 
 APP = '''
 import os
@@ -49,6 +54,13 @@ def files(tmp_path: Path, serve_port: int) -> dict[str, Path]:
     (tmp_path / "serve.yaml").write_text(json.dumps(config))
     config["applications"][0]["runtime_env"]["env_vars"] = {**ENV_VALUES, **EXTRA_ENV}
     (tmp_path / "serve2.yaml").write_text(json.dumps(config))
+    # a release whose code comes from URLs holding credentials (unreachable: the deploy must fail)
+    config["applications"][0]["runtime_env"].update({
+        "working_dir": f"https://deploy:{URL_SECRETS['working_dir password']}@code.invalid/guard.zip",
+        "py_modules": [f"https://{URL_SECRETS['py_modules token']}@code.invalid/lib.zip"],
+        "pip": {"packages": ["requests"], "pip_install_options": [
+            "--index-url", f"https://__token__:{URL_SECRETS['pip index token']}@pypi.invalid/simple"]}})
+    (tmp_path / "serve-urls.yaml").write_text(json.dumps(config))
     request = {"name": "authorized", "method": "GET", "path": "/",
                "headers": {"X-Api-Key": HEADER_VALUE, "Accept": "application/json"}}
     (tmp_path / "requests.yaml").write_text(json.dumps(
@@ -58,7 +70,8 @@ def files(tmp_path: Path, serve_port: int) -> dict[str, Path]:
         {"requests": [{**request, "expect": {"json": {"authorized": False}, "contains": "nope"}},
                       {**echo, "expect": {"json": {"you_sent": {}}}}]}))
     return {"app": app_dir, "config": tmp_path / "serve.yaml", "config2": tmp_path / "serve2.yaml",
-            "requests": tmp_path / "requests.yaml", "failing": tmp_path / "failing.yaml"}
+            "requests": tmp_path / "requests.yaml", "failing": tmp_path / "failing.yaml",
+            "config-urls": tmp_path / "serve-urls.yaml"}
 
 
 def forms(secret: str) -> set[str]:
@@ -71,6 +84,7 @@ def test_a_full_run_never_shows_a_secret(make_head, cli_env, tmp_path):
     head = make_head(num_cpus=2, lean=True)
     paths = files(tmp_path, head.serve_port)
     env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
+    nobody = f"http://ci:{URL_SECRETS['address password']}@127.0.0.1:{free_port()}"  # nothing listens there
     out = tmp_path / "out"
     out.mkdir()
     runs: list[tuple[str, list[str], dict, int]] = [
@@ -93,6 +107,14 @@ def test_a_full_run_never_shows_a_secret(make_head, cli_env, tmp_path):
         ("wrong-token", ["deploy", str(paths["config"]), "--address", head.dashboard_url, "--working-dir",
                          str(paths["app"]), "--report", str(out / "wrong-token.json")],
          dict(cli_env, RAY_AUTH_TOKEN=WRONG_TOKEN), 2),
+        ("plan-urls", ["plan", str(paths["config-urls"]), "--address", head.dashboard_url,
+                       "--report", str(out / "plan-urls.json")], env, 0),
+        ("deploy-urls", ["deploy", str(paths["config-urls"]), "--address", head.dashboard_url, "--timeout", "120",
+                         "--report", str(out / "deploy-urls.json")], env, 1),
+        ("address-credentials", ["status", "--address", nobody], dict(env, CI_SERVE_RETRY_BUDGET_S="1"), 2),
+        ("address-credentials-deploy", ["deploy", str(paths["config"]), "--address", nobody, "--working-dir",
+                                        str(paths["app"]), "--report", str(out / "address-credentials.json")],
+         dict(env, CI_SERVE_RETRY_BUDGET_S="1"), 2),
     ]
     texts: dict[str, str] = {}
     for name, args, run_env, want in runs:
@@ -103,9 +125,12 @@ def test_a_full_run_never_shows_a_secret(make_head, cli_env, tmp_path):
     for path in sorted(out.iterdir()):
         texts[path.name] = path.read_text()
     assert "deploy-failing.json" in texts and "junit.xml" in texts and "wrong-token.json" in texts
-    secrets = {"token": head.token, "wrong token": WRONG_TOKEN, "header": HEADER_VALUE, **ENV_VALUES, **EXTRA_ENV}
+    secrets = {"token": head.token, "wrong token": WRONG_TOKEN, "header": HEADER_VALUE, **ENV_VALUES, **EXTRA_ENV,
+               **URL_SECRETS}
     leaks = [f"{what} in {where}" for where, text in texts.items() for what, secret in secrets.items()
              if any(form in text for form in forms(secret))]
     assert leaks == [], leaks
     # and the runs did show what they were about (the masking did not blank everything)
     assert "API_SECRET" in texts["config stdout"] and "authorized" in texts["deploy stderr"]
+    assert "https://***@code.invalid/guard.zip" in texts["plan-urls stdout"] + texts["plan-urls stderr"]
+    assert "http://***@127.0.0.1:" in texts["address-credentials stderr"]

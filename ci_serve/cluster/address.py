@@ -35,9 +35,11 @@ def resolve_address(flag: str | None, env: Mapping[str, str] | None = None) -> s
     env = os.environ if env is None else env
     for candidate in (flag, env.get("RAY_DASHBOARD_ADDRESS")):
         if candidate and candidate.strip():
+            secrets.register_url(candidate.strip())  # user:password@ in an address is a credential
             return normalize_address(candidate.strip())
     ray_address = (env.get("RAY_ADDRESS") or "").strip()
     if ray_address.startswith(("http://", "https://")):
+        secrets.register_url(ray_address)
         return normalize_address(ray_address)
     return DEFAULT_ADDRESS
 

@@ -220,6 +220,27 @@ class DashboardClient:
         """Send a whole declarative Serve config (apps missing from it are deleted by Ray)."""
         self.request("PUT", APPLICATIONS, json_body=config, timeout=max(self.timeout, 30.0))
 
+    def get_cluster_status(self) -> dict[str, Any] | None:
+        """``/api/cluster_status``'s ``clusterStatus``: resource demands and, when an autoscaler runs, its
+        report (see ``ci_serve/deploy/capacity.py``); None when the cluster reports none (no monitor)."""
+        resp = self.request("GET", "/api/cluster_status", ok=(200, 404))
+        data = self._json(resp, "/api/cluster_status") if resp.status_code == 200 else None
+        inner = data.get("data") if isinstance(data, dict) else None
+        status = inner.get("clusterStatus") if isinstance(inner, dict) else None
+        return status if isinstance(status, dict) else None
+
+    def get_autoscaler_events(self, limit: int = 2000) -> list[str]:
+        """The messages of the autoscaler's cluster events (``/api/v0/cluster_events``), oldest first."""
+        resp = self.request("GET", f"/api/v0/cluster_events?limit={int(limit)}", ok=(200, 404))
+        data = self._json(resp, "/api/v0/cluster_events") if resp.status_code == 200 else None
+        found = data
+        for key in ("data", "result", "result"):  # {"data": {"result": {"result": [events]}}}
+            found = found.get(key) if isinstance(found, dict) else found
+        events = found if isinstance(found, list) else []
+        return [str(e.get("message")) for e in events
+                if isinstance(e, dict) and str(e.get("source_type") or e.get("sourceType")) == "AUTOSCALER"
+                and e.get("message")]
+
     def package_exists(self, uri: str) -> bool:
         resp = self.request("GET", package_path(uri), ok=(200, 404))
         return resp.status_code == 200

@@ -1,16 +1,26 @@
-"""Ship a local ``working_dir`` to the cluster the way ``ray job submit --working-dir`` does.
+"""Ship a local ``working_dir`` to the cluster the way ``ray job submit --working-dir`` does, but as
+users keep their code: in git.
 
-The folder is hashed with Ray's own ``get_uri_for_directory`` (content-addressed: same files, same
-``gcs://_ray_pkg_<hash>.zip``), zipped with Ray's ``create_package`` and PUT to the dashboard's
-package store unless it is already there. Remote URIs (``s3://``, ``https://``, ``gcs://``...) pass
-through untouched.
+The files shipped are those Ray would ship, minus ``.git`` (Ray's packaging includes it, so every
+commit would look like new code and the history would be uploaded) and minus what git ignores
+(``.gitignore`` files above the folder too, ``.git/info/exclude``, the user's global excludes: asked
+of ``git ls-files`` itself), minus the application's ``excludes``. They are hashed the way Ray's
+``get_uri_for_directory`` does (content-addressed: same files, same ``gcs://_ray_pkg_<hash>.zip``;
+the very URI Ray would give when no file is executable) plus each file's executable bit, which the
+zip carries and Ray restores, so a ``chmod +x`` is a change. The zip is made by Ray's
+``create_package`` with the same excludes and PUT to the dashboard's package store unless it is
+already there. Remote URIs (``s3://``, ``https://``, ``gcs://``...) pass through untouched.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
+import re
+import stat
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,10 +37,56 @@ def is_remote_uri(value: str) -> bool:
 
 
 def directory_uri(directory: Path, excludes: list[str] | None = None) -> str:
-    """The content-addressed URI Ray would give ``directory``."""
-    from ray._private.runtime_env.packaging import get_uri_for_directory
+    """The content-addressed URI of what would be shipped from ``directory`` (see the module doc)."""
+    return _hashed_uri(Path(directory).expanduser().resolve(), shipped_excludes(directory, excludes))
 
-    return get_uri_for_directory(str(directory), include_gitignore=_include_gitignore(), excludes=excludes or [])
+
+def shipped_excludes(directory: Path, excludes: list[str] | None = None) -> list[str]:
+    """Ray ``excludes`` patterns (gitwildmatch, relative to ``directory``) for what is not shipped."""
+    return [".git", *git_ignored(Path(directory)), *(excludes or [])]
+
+
+def git_ignored(directory: Path) -> list[str]:
+    """What git ignores under ``directory``, as anchored patterns; [] outside a git work tree (or
+    without git). Tracked files are never in it, as in git."""
+    cmd = ["git", "-c", "safe.directory=*", "-C", str(directory), "ls-files", "-z", "--others", "--ignored",
+           "--exclude-standard", "--directory", "--", "."]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode != 0:
+        return []
+    # "./": the folder itself is ignored; it was named explicitly, so its own content still ships
+    paths = [p for p in proc.stdout.decode("utf-8", errors="surrogateescape").split("\0") if p not in ("", "./")]
+    # no trailing "/": Ray matches a folder's own path without one, and would hash the folder's name
+    return ["/" + re.sub(r"([\\*?\[\]])", r"\\\1", p.rstrip("/")) for p in paths]
+
+
+def _hashed_uri(directory: Path, excludes: list[str]) -> str:
+    """Ray's directory hash (``_hash_directory``: XOR of sha1(path + content) over files and folders)
+    with an XOR of sha1(``+x`` path) for each executable file."""
+    from ray._private.runtime_env.packaging import (
+        RAY_PKG_PREFIX,
+        _dir_travel,
+        _get_excludes,
+        _hash_file_content_or_directory_name,
+        _xor_bytes,
+    )
+
+    hash_val = b"0" * 8
+
+    def handler(path: Path) -> None:
+        nonlocal hash_val
+        hash_val = _xor_bytes(hash_val, _hash_file_content_or_directory_name(path, directory, logger=_QUIET))
+        mode = path.lstat().st_mode
+        if stat.S_ISREG(mode) and mode & 0o111:
+            rel = str(path.relative_to(directory))
+            hash_val = _xor_bytes(hash_val, hashlib.sha1(b"+x " + rel.encode("utf-8", "surrogateescape")).digest())
+
+    _dir_travel(directory, [_get_excludes(directory, excludes)], handler, include_gitignore=_include_gitignore(),
+                logger=_QUIET)
+    return f"gcs://{RAY_PKG_PREFIX}{hash_val.hex()}.zip"
 
 
 def _include_gitignore() -> bool:
@@ -45,12 +101,13 @@ def upload_directory(client: DashboardClient, directory: Path, excludes: list[st
     if not directory.is_dir():
         raise InputError(f"working_dir {directory} is not a folder",
                          "pass an existing folder with --working-dir, or a remote URI in runtime_env.working_dir")
-    uri = directory_uri(directory, excludes)
+    all_excludes = shipped_excludes(directory, excludes)
+    uri = _hashed_uri(directory, all_excludes)
     if client.package_exists(uri):
         return uri, False
     with tempfile.TemporaryDirectory(prefix="cis-pkg-") as tmp:
         target = Path(tmp) / uri.split("://", 1)[1]
-        create_package(str(directory), target, include_gitignore=_include_gitignore(), excludes=excludes or [],
+        create_package(str(directory), target, include_gitignore=_include_gitignore(), excludes=all_excludes,
                        logger=_QUIET)
         client.upload_package(uri, target.read_bytes())
     return uri, True
@@ -68,7 +125,7 @@ def ship_working_dirs(client: DashboardClient, config: dict[str, Any], *, base_d
     if override is not None:  # a flag: relative to where the command runs, not to the config file
         override = Path(override).expanduser().resolve()
     shipped: list[dict] = []
-    cache: dict[Path, tuple[str, bool]] = {}
+    cache: dict[tuple[Path, tuple[str, ...]], tuple[str, bool]] = {}  # one package per (folder, excludes)
     for app in config.get("applications") or []:
         name = app.get("name")
         if only is not None and name not in only:
@@ -85,9 +142,12 @@ def ship_working_dirs(client: DashboardClient, config: dict[str, Any], *, base_d
         if not folder.is_absolute():
             folder = base_dir / folder
         folder = folder.resolve()
-        if folder not in cache:
-            cache[folder] = upload_directory(client, folder, runtime_env.get("excludes"))
-        uri, uploaded = cache[folder]
+        excludes = runtime_env.get("excludes")
+        excludes = [str(e) for e in excludes] if isinstance(excludes, list) else []
+        key = (folder, tuple(excludes))
+        if key not in cache:
+            cache[key] = upload_directory(client, folder, excludes)
+        uri, uploaded = cache[key]
         runtime_env["working_dir"] = uri
         app["runtime_env"] = runtime_env
         shipped.append({"app": name, "source": str(folder), "uri": uri, "uploaded": uploaded})

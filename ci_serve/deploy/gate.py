@@ -6,8 +6,15 @@ the first failure, on two consecutive all-ready polls, or at the timeout.
 
 An application is ready when the cluster has observed the goal we sent (its ``last_deployed_time_s``
 advanced past the one read before the write, or its ``deployed_app_config`` equals what was sent),
-it is RUNNING and every deployment is HEALTHY. Status read right after a write can still describe
-the previous goal; that is "stale", not "ready".
+it is RUNNING and every deployment is HEALTHY, UPSCALING or DOWNSCALING (an autoscaled deployment
+that serves while it scales). Status read right after a write can still describe the previous goal;
+that is "stale", not "ready".
+
+Whether replicas that wait for resources can ever be placed is judged from the cluster's own
+account of its demands (:mod:`ci_serve.deploy.capacity`): "infeasible" (no node type can hold a
+replica) fails at once; a demand the autoscaler is working on is waited for up to the timeout; a
+full cluster without an autoscaler is "unschedulable" and fails after the grace period. Only when
+the cluster reports no demands at all (no monitor runs) does Serve's message decide, as before.
 """
 
 from __future__ import annotations
@@ -19,12 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ci_serve import console
+from ci_serve.deploy.capacity import Capacity, replica_bundle, show_bundle
 from ci_serve.errors import CheckFailed
 from ci_serve.report import Run
 
-State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "missing", "gone", "superseded"]
+State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "infeasible", "missing", "gone",
+                "superseded"]
 
 UNSCHEDULABLE_MARKERS = ("to be scheduled", "Resources required for each replica")
+#: deployment statuses of a deployment that serves: an autoscaled one scaling under traffic is ready
+SERVING = ("HEALTHY", "UPSCALING", "DOWNSCALING")
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,9 @@ def exception_line(message: str) -> str | None:
     return None
 
 
-def judge(goal: Goal, applications: dict[str, Any]) -> Verdict:
-    """Verdict for one goal over one snapshot's ``applications`` map."""
+def judge(goal: Goal, applications: dict[str, Any], capacity: Capacity | None = None) -> Verdict:
+    """Verdict for one goal over one snapshot's ``applications`` map (and the cluster's resource
+    demands, when it reports them)."""
     app = applications.get(goal.name)
     if goal.config is None:
         return Verdict("gone", "removed") if app is None else Verdict("waiting", f"being removed ({app.get('status')})")
@@ -126,17 +138,49 @@ def judge(goal: Goal, applications: dict[str, Any]) -> Verdict:
     if status == "UNHEALTHY":
         cause = exception_line(message) or _first_line(message) or "no message from Ray"
         return Verdict("failed", f"UNHEALTHY: {cause}", cause=cause, details=message)
-    for dname, dep in sorted(deployments.items()):
-        dmessage = str((dep or {}).get("message") or "")
-        if any(marker in dmessage for marker in UNSCHEDULABLE_MARKERS):
-            return Verdict("unschedulable", f"deployment {dname}: replicas cannot be scheduled",
-                           cause=_resources(dmessage), details=dmessage)
-    if status == "RUNNING" and deployments and all(
-            str((d or {}).get("status")) == "HEALTHY" for d in deployments.values()):
-        return Verdict("ready", "RUNNING, every deployment HEALTHY")
-    waiting = [f"{n} {(d or {}).get('status')}" for n, d in sorted(deployments.items())
-               if str((d or {}).get("status")) != "HEALTHY"]
+    starting = {n: d or {} for n, d in sorted(deployments.items()) if str((d or {}).get("status")) not in SERVING}
+    placement = _placement(starting, capacity)
+    if placement is not None:
+        return placement
+    if status == "RUNNING" and deployments and not starting:
+        return Verdict("ready", "RUNNING, every deployment serving")
+    waiting = [f"{n} {d.get('status')}" for n, d in starting.items()]
     return Verdict("waiting", f"{status}" + (f" ({', '.join(waiting)})" if waiting else ""))
+
+
+def _placement(starting: dict[str, dict[str, Any]], capacity: Capacity | None) -> Verdict | None:
+    """A verdict about deployments whose replicas wait for resources, or None (nothing waits for any)."""
+    if capacity is None:  # the cluster reports no demands: Serve's message is all there is
+        for dname, dep in starting.items():
+            dmessage = str(dep.get("message") or "")
+            if any(marker in dmessage for marker in UNSCHEDULABLE_MARKERS):
+                return Verdict("unschedulable", f"deployment {dname}: replicas cannot be scheduled",
+                               cause=_resources(dmessage), details=dmessage)
+        return None
+    pending: list[str] = []
+    for dname, dep in starting.items():
+        bundle = replica_bundle(dep)
+        if bundle is None:
+            continue
+        asked = show_bundle(bundle)
+        if capacity.never_fits(bundle):
+            where = ("the autoscaler reports that no node type can fulfil it" if capacity.autoscaler
+                     else "no node of this cluster (which has no autoscaler) can hold it")
+            return Verdict("infeasible", f"deployment {dname}: each replica asks for {asked}; {where}",
+                           cause=capacity.describe_nodes(), details=str(dep.get("message") or "") or None)
+        count = capacity.unmet(bundle)
+        if not count:
+            continue
+        if not capacity.autoscaler:
+            return Verdict("unschedulable", f"deployment {dname}: {count} replica(s) asking {asked} wait for "
+                           "room on a full cluster (no autoscaler)",
+                           cause=capacity.describe_nodes(),
+                           details=str(dep.get("message") or "") or None)
+        coming = ", ".join(capacity.launching) or "no node launching yet"
+        pending.append(f"{dname}: {count} replica(s) asking {asked} wait for the autoscaler ({coming})")
+    if pending:
+        return Verdict("waiting", "; ".join(pending))
+    return None
 
 
 def _first_line(text: str) -> str:
@@ -173,11 +217,17 @@ class Superseded(GateFailed):
 def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = 600.0,
                unschedulable_grace: float = 60.0, run: Run | None = None, step_name: str = "gate",
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-               heartbeat_every: float = 5.0) -> GateResult:
+               heartbeat_every: float = 5.0, capacity: Callable[[], Capacity | None] | None = None,
+               capacity_every: float = 2.0) -> GateResult:
     """Poll ``read()`` (a ``/api/serve/applications/`` snapshot) until every goal is ready twice in a row.
 
-    Raises :class:`GateFailed` at once on a failure, after ``unschedulable_grace`` seconds of
-    unschedulable replicas, or at ``timeout``.
+    ``capacity``, when given, reads the cluster's resource demands (:func:`ci_serve.deploy.capacity.
+    observe`); it is called only while some application is not ready, at most every ``capacity_every``
+    seconds (Ray's monitor updates them every few seconds anyway).
+
+    Raises :class:`GateFailed` at once on a failure or an infeasible demand, after
+    ``unschedulable_grace`` seconds of replicas waiting on a full cluster without an autoscaler, or at
+    ``timeout``.
     """
     result = GateResult()
     t0 = clock()
@@ -185,6 +235,8 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
     # Under 4 polls a second (0.3 s start to start leaves room for jitter), kept up the whole wait: a
     # slower poll notices RUNNING late (benchmarks/bench_gate.py: a growing interval was up to 1.9 s late).
     interval = 0.3
+    seen_capacity: Capacity | None = None
+    capacity_at: float | None = None
 
     def beat() -> str:
         pending = {n: v for n, v in result.verdicts.items() if v.state not in ("ready", "gone")}
@@ -197,7 +249,12 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
             result.snapshot = snapshot
             result.polls += 1
             apps = snapshot.get("applications") or {}
-            result.verdicts = {g.name: judge(g, apps) for g in goals}
+            result.verdicts = {g.name: judge(g, apps, seen_capacity) for g in goals}
+            if capacity is not None and any(v.state in ("waiting", "unschedulable")
+                                            for v in result.verdicts.values()):
+                if capacity_at is None or polled_at - capacity_at >= capacity_every:
+                    seen_capacity, capacity_at = capacity(), polled_at
+                    result.verdicts = {g.name: judge(g, apps, seen_capacity) for g in goals}
             elapsed = clock() - t0
             replaced = {n: v for n, v in result.verdicts.items() if v.state == "superseded"}
             if replaced:
@@ -214,6 +271,15 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
                 raise GateFailed(f"application {name} failed: {verdict.reason}",
                                  "fix the application; the cluster's message is below",
                                  details=_tail(verdict.details), verdicts=result.verdicts, snapshot=snapshot)
+            never = {n: v for n, v in result.verdicts.items() if v.state == "infeasible"}
+            if never:
+                name, verdict = next(iter(never.items()))
+                st.detail = f"{name}: replicas can never be placed"
+                raise GateFailed(
+                    f"application {name}: {verdict.reason} ({verdict.cause})",
+                    "lower the deployment's ray_actor_options (num_cpus, num_gpus, memory, resources) to what a "
+                    "node type offers, or add a node type that has them to the cluster (its autoscaler config)",
+                    details=_tail(verdict.details), verdicts=result.verdicts, snapshot=snapshot)
             stuck = {n: v for n, v in result.verdicts.items() if v.state == "unschedulable"}
             if stuck and elapsed >= unschedulable_grace:
                 name, verdict = next(iter(stuck.items()))
@@ -246,7 +312,7 @@ def _deployment_lines(apps: dict[str, Any], names: list[str]) -> list[str]:
     lines = []
     for name in names:
         for dname, dep in sorted(((apps.get(name) or {}).get("deployments") or {}).items()):
-            if str((dep or {}).get("status")) != "HEALTHY":
+            if str((dep or {}).get("status")) not in SERVING:
                 msg = " ".join(str((dep or {}).get("message") or "").split())[:300]
                 lines.append(f"  {name}/{dname}: {(dep or {}).get('status')} {msg}".rstrip())
     return lines

@@ -28,7 +28,7 @@ from ci_serve import console
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
-from ci_serve.deploy import checks
+from ci_serve.deploy import capacity, checks
 from ci_serve.deploy.changes import Change, classify_all, verdict
 from ci_serve.deploy.cluster_config import ClusterChanged, build_body, check_unchanged
 from ci_serve.deploy.gate import GateFailed, Goal, Superseded, wait_ready
@@ -180,7 +180,8 @@ class Release:
 
     def gate(self, name: str, goals: list[Goal], timeout: float | None = None) -> None:
         result = wait_ready(self.client.get_applications, goals, timeout=timeout or self.opts.timeout,
-                            unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name)
+                            unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name,
+                            capacity=lambda: capacity.observe(self.client))
         self.seen = result.snapshot
 
     @staticmethod
