@@ -150,6 +150,12 @@ def test_smoke_and_plan_take_a_manifest_through_the_loader(tmp_path: Path) -> No
     ("apiVersion: ray.io/v2\nkind: RayService\nspec: {serveConfigV2: 'applications: []'}\n", "not one ci-serve reads"),
     ("apiVersion: ray.io/v1\nkind: RayService\nspec: {serveConfigV2: {applications: []}}\n", "must be a YAML string"),
     ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    a: [\n", "YAML syntax error"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2:\n", "found nothing"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: ''\n", "serveConfigV2 is empty"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    # a comment only\n",
+     "serveConfigV2 is empty"),
+    ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    applications: []\n    ---\n"
+     "    applications: []\n", "holds 2 YAML documents"),
 ])
 def test_odd_streams_and_manifests_are_one_clear_problem(tmp_path: Path, text: str, outcome: str | None) -> None:
     path = tmp_path / "x.yaml"
@@ -159,3 +165,103 @@ def test_odd_streams_and_manifests_are_one_clear_problem(tmp_path: Path, text: s
         assert result.ok
     else:
         assert len(result.problems) == 1 and outcome in result.problems[0].message, result.problems
+
+
+def test_located_odd_manifest_problems(tmp_path: Path) -> None:
+    """Each is one problem at the line to fix: the second document of serveConfigV2, the second
+    RayService of a file (silently reading only the first one would skip its problems), a character
+    YAML refuses."""
+    cases = {
+        "two-docs": ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    applications: []\n"
+                     "    ---\n    applications: []\n", (7, 5), "holds 2 YAML documents"),
+        "two-services": (SAMPLE.read_text() + "---\n" + SAMPLE.read_text().replace("rayservice-sample", "second"),
+                         (108 + 6, 7), "2 RayService documents in one file (rayservice-sample, second)"),
+        "nul": ("applications:\n- name: a\x00b\n", (2, 10), "U+0000 is not allowed"),
+    }
+    for name, (text, at, message) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        problems = validate_config(path, check_imports=False).problems
+        assert len(problems) == 1 and message in problems[0].message, (name, problems)
+        assert (problems[0].line, problems[0].column) == at, (name, problems[0])
+
+
+def _variants() -> dict[str, str]:
+    """The sample, with a typo on the serveConfigV2 line 9 and a bad value on its line 30, written the
+    ways people write manifests."""
+    text = SAMPLE.read_text().replace("            num_replicas: 2\n", "            num_replica: 2\n", 1)
+    lines = text.split("\n")
+    lines[40] = lines[40].replace("num_cpus: 0.1", "num_cpus: lots")
+    text = "\n".join(lines)
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: b\n---\n"
+    return {
+        "plain": text,
+        "crlf": text.replace("\n", "\r\n"),
+        "strip": text.replace("serveConfigV2: |\n", "serveConfigV2: |-\n"),
+        "keep": text.replace("serveConfigV2: |\n", "serveConfigV2: |+\n"),
+        "indent-indicator": text.replace("serveConfigV2: |\n", "serveConfigV2: |2\n"),
+        "header-comment": text.replace("serveConfigV2: |\n", "serveConfigV2: | # built by ci-serve\n"),
+        "bom": "\ufeff" + text,
+        "anchors": text.replace("metadata:\n  name: rayservice-sample", "metadata: &m\n  name: rayservice-sample"),
+        "multi-document": other + text + "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n",
+    }
+
+
+@pytest.mark.parametrize("variant", list(_variants()))
+def test_manifest_lines_hold_however_the_block_is_written(tmp_path: Path, variant: str) -> None:
+    text = _variants()[variant]
+    path = tmp_path / "ray-service.yaml"
+    path.write_bytes(text.encode())
+    shift = 7 if variant == "multi-document" else 0
+    found = {p.path: (p.line, p.column) for p in validate_config(path, check_imports=False).problems}
+    assert found == {"applications[0].deployments[0].num_replica": (20 + shift, 13),
+                     "applications[0].deployments[3].ray_actor_options.num_cpus": (41 + shift, 25)}
+
+
+def _outside_block(text: str) -> tuple[str, str]:
+    """The bytes before the serveConfigV2 value's first content line, and after its block."""
+    raw = text
+    block = find_serve_config(_parse(raw, Path("x"), offset=None), raw, "x")
+    from ci_serve.config.rayservice import _block_end
+    start = raw.index("\n", block.start) + 1
+    return raw[:start], raw[_block_end(raw, start, block.indent):]
+
+
+BUILT = {"proxy_location": "EveryNode", "http_options": {"host": "0.0.0.0", "port": 8000},
+         "applications": [{"name": "app1", "route_prefix": "/", "import_path": "graph_app:app", "runtime_env": {},
+                           "deployments": [{"name": "Greeter", "user_config": {"text": "two\nlines"}},
+                                           {"name": "Ingress", "num_replicas": 2}]}]}
+
+
+@pytest.mark.parametrize("path", [*MANIFESTS, *(f"variant:{v}" for v in _variants())],
+                         ids=[*(p.name for p in MANIFESTS), *(f"variant:{v}" for v in _variants())])
+def test_a_new_config_goes_in_and_nothing_else_moves(tmp_path: Path, path: Path | str) -> None:
+    """Every real manifest and every way of writing the block: a different config written in keeps every
+    byte outside the block, every other field of every document, and reads back valid for ci-serve and
+    for Ray's own ServeDeploySchema."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from ci_serve.config.build import into_rayservice, render
+
+    original = _variants()[path.split(":")[1]] if isinstance(path, str) else path.read_text()
+    original = original.replace("num_replica: 2", "num_replicas: 2").replace("num_cpus: lots", "num_cpus: 0.1")
+    manifest = tmp_path / "ray-service.yaml"
+    manifest.write_bytes(original.encode())
+    spec = type("Spec", (), {"import_path": "graph_app:app", "args": {}})
+    new = into_rayservice(manifest, BUILT, render(BUILT, [spec]))
+    head, tail = _outside_block(original)
+    assert new.startswith(head) and new.endswith(tail)
+    if "\r\n" in original:
+        assert "\n" not in new.replace("\r\n", "")
+
+    def others(text: str) -> list:
+        docs = list(yaml.safe_load_all(text))
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") == "RayService":
+                doc["spec"].pop("serveConfigV2")
+        return docs
+
+    assert others(new) == others(original)
+    manifest.write_bytes(new.encode())
+    assert load_valid_config(manifest).data == BUILT
+    ServeDeploySchema.model_validate(load_config(manifest).data)

@@ -23,6 +23,8 @@ from ci_serve.config.problems import Problem
 from ci_serve.errors import ConfigError
 
 API_VERSIONS = ("ray.io/v1", "ray.io/v1alpha1")
+_TYPES = {"NoneType": "nothing", "dict": "a mapping", "list": "a list", "int": "a number", "float": "a number",
+          "bool": "a boolean"}
 SERVE_KEY = "serveConfigV2"
 
 
@@ -75,10 +77,16 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
                        f"a Kubernetes manifest without a RayService (found: {kinds or 'nothing'})",
                        "give the RayService manifest (kind: RayService, apiVersion: ray.io/v1), or the Serve "
                        "config file itself")
+    if len(services) > 1:
+        names = ", ".join(_name(d.data) or "(unnamed)" for _, d in services)
+        raise _located(file, services[1][1].positions.locate(("kind",)), "kind",
+                       f"{len(services)} RayService documents in one file ({names}); ci-serve reads one "
+                       "Serve config per run",
+                       "give each RayService its own file, and run ci-serve once per file")
     index, doc = services[0]
     data = doc.data
     api = str(data.get("apiVersion"))
-    name = str((data.get("metadata") or {}).get("name", "")) if isinstance(data.get("metadata"), dict) else ""
+    name = _name(data)
     if api not in API_VERSIONS:
         raise _located(file, doc.positions.locate(("apiVersion",)), "apiVersion",
                        f"RayService apiVersion {api!r} is not one ci-serve reads",
@@ -102,12 +110,18 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
     line, column = doc.positions.values.get(("spec", SERVE_KEY), (1, 1))
     if not isinstance(value, str) or node is None:
         raise _located(file, (line, column), f"spec.{SERVE_KEY}",
-                       f"spec.{SERVE_KEY} must be a YAML string (a `|` block), found {type(value).__name__}",
+                       f"spec.{SERVE_KEY} must be a YAML string (a `|` block), found "
+                       f"{_TYPES.get(type(value).__name__, type(value).__name__)}",
                        f"write `{SERVE_KEY}: |` and the Serve config indented under it")
     style = getattr(node, "style", None)
     first_line, indent = _block_layout(text, node.start_mark.line)
     return ServeConfigBlock(index, name, api, value, line, column, style, first_line, indent,
                             node.start_mark.index, node.end_mark.index)
+
+
+def _name(data: dict[str, Any]) -> str:
+    metadata = data.get("metadata")
+    return str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
 
 
 def _located(file: str, pos: tuple[int, int] | None, path: str, message: str, hint: str) -> ConfigError:
