@@ -13,7 +13,9 @@ comments, key order, other documents and the ``serveConfigV2: |`` line itself, s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -60,6 +62,18 @@ class ServeConfigBlock:
 def is_rayservice(doc: Any) -> bool:
     return isinstance(doc, dict) and doc.get("kind") == "RayService" and \
         str(doc.get("apiVersion", "")).startswith("ray.io/")
+
+
+_KIND_LINE = re.compile(r"^kind:[ \t]*[\"']?RayService[\"']?[ \t]*(#.*)?\r?$", re.MULTILINE)
+
+
+def is_rayservice_file(path: str | Path) -> bool:
+    """Whether the file at ``path`` (if any) holds a top-level ``kind: RayService`` document: the action
+    then writes a build into its serveConfigV2 (``--rayservice``) instead of replacing the manifest."""
+    try:
+        return bool(_KIND_LINE.search(Path(path).read_bytes()[:10 * 1024 * 1024].decode("utf-8", "replace")))
+    except OSError:
+        return False
 
 
 def looks_like_manifest(docs: list[Document]) -> bool:
