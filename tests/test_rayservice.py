@@ -177,6 +177,9 @@ def test_located_odd_manifest_problems(tmp_path: Path) -> None:
         "two-services": (SAMPLE.read_text() + "---\n" + SAMPLE.read_text().replace("rayservice-sample", "second"),
                          (108 + 6, 7), "2 RayService documents in one file (rayservice-sample, second)"),
         "nul": ("applications:\n- name: a\x00b\n", (2, 10), "U+0000 is not allowed"),
+        "list-inside": ("apiVersion: ray.io/v1\nkind: RayService\nspec:\n  serveConfigV2: |\n    # apps\n"
+                        "    - name: a\n", (6, 5), "must be a YAML mapping (applications: ...), found a list"),
+        "list": ("# apps\n- name: a\n", (2, 1), "found a list"),
     }
     for name, (text, at, message) in cases.items():
         path = tmp_path / f"{name}.yaml"

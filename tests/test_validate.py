@@ -146,15 +146,16 @@ def test_code_imported_from_the_local_working_dir(tmp_path: Path) -> None:
     assert "(it has: Plain)" in problems[0].message
 
 
-@pytest.mark.parametrize("content, message", [(None, "does not exist"), ("- a\n", "must be a YAML mapping"),
-                                              ("", "found an empty file")])
-def test_unreadable_files_are_one_problem(tmp_path: Path, content: str | None, message: str) -> None:
+@pytest.mark.parametrize("content, message, where", [
+    (None, "does not exist", ("(file)", None)), ("- a\n", "must be a YAML mapping", ("(top level)", 1)),
+    ("", "found an empty file", ("(file)", None))])
+def test_unreadable_files_are_one_problem(tmp_path: Path, content: str | None, message: str, where: tuple) -> None:
     path = tmp_path / "serve_config.yaml"
     if content is not None:
         path.write_text(content)
     result = validate_config(path, check_imports=False)
     assert result.config is None
-    assert [(p.path, message in p.message) for p in result.problems] == [("(file)", True)]
+    assert [(p.path, p.line, message in p.message) for p in result.problems] == [(*where, True)]
 
 
 def test_a_config_using_most_fields_passes_here_and_in_ray() -> None:

@@ -155,9 +155,15 @@ def load_config(path: str | Path) -> LoadedConfig:
         data, positions = (docs[0].data, docs[0].positions) if docs else (None, Positions())
         where = str(path)
     if not isinstance(data, dict):
-        kind = "an empty file" if data is None else type(data).__name__
-        raise ConfigError(f"{where}: a Serve config must be a YAML mapping, found {kind}",
-                          "start from `ci-serve build module:app -o serve_config.yaml`")
+        kind = "an empty file" if data is None else {"list": "a list", "str": "a string"}.get(
+            type(data).__name__, type(data).__name__)
+        hint = "start from `ci-serve build module:app -o serve_config.yaml`"
+        at = positions.locate(())
+        if data is None or at is None:
+            raise ConfigError(f"{where}: a Serve config must be a YAML mapping, found {kind}", hint)
+        found = Problem(str(path), *at, "spec.serveConfigV2" if block else "(top level)",
+                        f"a Serve config must be a YAML mapping (applications: ...), found {kind}", hint)
+        raise ConfigError(f"{found.where}: {found.message}", hint, problems=[found])
     config = LoadedConfig(path=path, data=data, positions=positions, rayservice=block,
                           format="rayservice" if block else "multi-app")
     if block is not None:
