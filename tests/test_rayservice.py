@@ -268,3 +268,28 @@ def test_a_new_config_goes_in_and_nothing_else_moves(tmp_path: Path, path: Path 
     manifest.write_bytes(new.encode())
     assert load_valid_config(manifest).data == BUILT
     ServeDeploySchema.model_validate(load_config(manifest).data)
+
+
+def test_smoke_reports_a_manifest_as_validate_does(tmp_path: Path) -> None:
+    """smoke's input check is validate's, on what the user wrote: a bad import path is at its manifest
+    line (it was an unplaced `applications[0]: ...` before), and a key Ray ignores is the same WARN line."""
+    from ci_serve.smoke.target import resolve_target
+
+    remote = ('        runtime_env:\n          working_dir: "https://github.com/ray-project/test_dag/archive/'
+              '78b4a5da38796123d9f9ffff59bab2792a043e95.zip"\n')
+    text = SAMPLE.read_text().replace("import_path: fruit.deployment_graph", "import_path: graph_app:app")
+    text = text.replace(remote, "", 1).replace("            max_replicas_per_node: 1\n",
+                                               "            max_concurrent_queries: 5\n", 1)
+    manifest = tmp_path / "ray-service.yaml"
+    manifest.write_text(text)
+    checked = validate_config(manifest, check_imports=False)
+    assert checked.ok and len(checked.warnings) == 1
+    target = resolve_target(str(manifest), [], APPS)
+    assert target.warnings == [checked.warnings[0].render().removeprefix("warning: ")]
+    assert f"{manifest}:{line_of(text, 'max_concurrent_queries')}:13" in target.warnings[0]
+
+    manifest.write_text(text.replace("import_path: graph_app:app", "import_path: graph_app", 1))
+    with pytest.raises(ConfigError) as info:
+        resolve_target(str(manifest), [], APPS)
+    wanted = validate_config(manifest, check_imports=False).problems
+    assert info.value.problems == wanted and wanted[0].line == line_of(text, "import_path: graph_app")
