@@ -203,6 +203,8 @@ def _variants() -> dict[str, str]:
         "strip": text.replace("serveConfigV2: |\n", "serveConfigV2: |-\n"),
         "keep": text.replace("serveConfigV2: |\n", "serveConfigV2: |+\n"),
         "indent-indicator": text.replace("serveConfigV2: |\n", "serveConfigV2: |2\n"),
+        "indent-indicator-deeper-first-line": text.replace(
+            "serveConfigV2: |\n    applications:", "serveConfigV2: |-2\n      # more indented\n    applications:"),
         "header-comment": text.replace("serveConfigV2: |\n", "serveConfigV2: | # built by ci-serve\n"),
         "bom": "\ufeff" + text,
         "anchors": text.replace("metadata:\n  name: rayservice-sample", "metadata: &m\n  name: rayservice-sample"),
@@ -215,7 +217,7 @@ def test_manifest_lines_hold_however_the_block_is_written(tmp_path: Path, varian
     text = _variants()[variant]
     path = tmp_path / "ray-service.yaml"
     path.write_bytes(text.encode())
-    shift = 7 if variant == "multi-document" else 0
+    shift = {"multi-document": 7, "indent-indicator-deeper-first-line": 1}.get(variant, 0)
     found = {p.path: (p.line, p.column) for p in validate_config(path, check_imports=False).problems}
     assert found == {"applications[0].deployments[0].num_replica": (20 + shift, 13),
                      "applications[0].deployments[3].ray_actor_options.num_cpus": (41 + shift, 25)}

@@ -129,6 +129,10 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
                        f"write `{SERVE_KEY}: |` and the Serve config indented under it")
     style = getattr(node, "style", None)
     first_line, indent = _block_layout(text, node.start_mark.line)
+    explicit = re.match(r"[|>](?:([1-9])[+-]?|[+-]([1-9]))", text[node.start_mark.index:])
+    if explicit:  # `|2`: the content is indented 2 more than the key, whatever its first line looks like
+        key_column = doc.positions.keys.get(("spec", SERVE_KEY), (1, 1))[1] - 1
+        indent = key_column + int(explicit.group(1) or explicit.group(2))
     return ServeConfigBlock(index, name, api, value, line, column, style, first_line, indent,
                             node.start_mark.index, node.end_mark.index)
 
