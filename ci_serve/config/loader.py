@@ -180,6 +180,18 @@ def load_config(path: str | Path) -> LoadedConfig:
             "Ingress.bind(...)` in code, and keep each deployment's options under the application's "
             "`deployments` (without import_path)", key=True)
         raise ConfigError(f"{found.where}: {found.message}", found.hint, problems=[found])
+    if kind == "single-app" and block is not None:
+        # KubeRay PUTs serveConfigV2 as it is to /api/serve/applications/, whose schema requires
+        # `applications`: the 2.0 format is refused there, so it is not upgraded here
+        old_type = "; serveConfigType: SINGLE_APP was KubeRay 0.6's, and KubeRay 1.0 dropped it" \
+            if block.single_app_type else ""
+        found = config.problem(
+            ("import_path",), "spec.serveConfigV2 holds a single-application (Serve 2.0) config; KubeRay sends "
+            "serveConfigV2 as it is to Ray's multi-application API, which refuses it (applications: field "
+            f"required){old_type}",
+            "write it as `applications: [{name: my_app, route_prefix: /, import_path: ...}]`, e.g. with "
+            "`ci-serve build module:app --rayservice MANIFEST`", key=True)
+        raise ConfigError(f"{found.where}: {found.message}", found.hint, problems=[found])
     if kind == "single-app":
         config.data, config.moved, changes = upgrade_single_app(data)
         config.upgraded = True

@@ -51,6 +51,8 @@ class ServeConfigBlock:
     #: character range of the scalar value in the manifest text
     start: int
     end: int
+    #: ``spec.serveConfigType: SINGLE_APP`` (KubeRay 0.6's, dropped in 1.0) is set
+    single_app_type: bool = False
 
     def position(self, line: int, column: int) -> tuple[int, int]:
         """A 1-based (line, column) inside the Serve config text, as a manifest position."""
@@ -134,7 +136,8 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
         key_column = doc.positions.keys.get(("spec", SERVE_KEY), (1, 1))[1] - 1
         indent = key_column + int(explicit.group(1) or explicit.group(2))
     return ServeConfigBlock(index, name, api, value, line, column, style, first_line, indent,
-                            node.start_mark.index, node.end_mark.index)
+                            node.start_mark.index, node.end_mark.index,
+                            str(spec.get("serveConfigType", "")).upper() == "SINGLE_APP")
 
 
 def _name(data: dict[str, Any]) -> str:
