@@ -139,7 +139,8 @@ def load_config(path: str | Path) -> LoadedConfig:
             _parse(block.text, path, offset=block)[:1]
         if not inner or inner[0].data is None:
             raise _block_problem(path, (block.line, block.column), "spec.serveConfigV2 is empty",
-                                 "put the Serve config under `serveConfigV2: |` (the output of `ci-serve build`)")
+                                 "put the Serve config under `serveConfigV2: |`, indented deeper than the key "
+                                 "(the output of `ci-serve build`)")
         if len(inner) > 1:
             second = inner[1].node.start_mark if inner[1].node is not None else None
             at = block.position(second.line + 1, second.column + 1) if second else (block.line, block.column)
