@@ -15,6 +15,8 @@ from ci_serve.action.inputs import COMMANDS, Inputs, env_name, inside_workspace,
 from ci_serve.action.steps import Invocation, Outcome, invocation, outputs, pipeline, result_word
 from ci_serve.errors import InputError
 
+from .conftest import REPO
+
 
 def env(**inputs: str) -> dict[str, str]:
     return {env_name(k.replace("_", "-")): v for k, v in inputs.items()}
@@ -117,6 +119,7 @@ def test_command_lines(tmp_path: Path):
     assert invocation("plan", full).argv[:4] == ["plan", "c.yaml", "--address", "http://h:8265"]
     built = read_inputs(env(target="fruit:app other:app", config="out.yaml"), tmp_path)
     assert invocation("build", built).argv[:6] == ["build", "fruit:app", "other:app", "--app-dir", ".", "-o"]
+    assert invocation("build", built).argv[6] == "out.yaml"
     smoke_target = read_inputs(env(target="fruit:app"), tmp_path)
     assert invocation("smoke", smoke_target).argv[1] == "fruit:app"
 
@@ -243,3 +246,18 @@ def test_plan_table_of_an_unknown_shape_shows_its_scalar_fields():
     lines = summary.plan_section({"verdict": "none", "applications": [{"foo": 1, "bar": "x", "deep": {"a": 1}}]})
     assert "| foo | bar |" in lines and "| 1 | x |" in lines
     assert summary.plan_section({"verdict": "none", "applications": []})[-2] == "No application changes."
+
+
+def test_build_into_a_rayservice_manifest_edits_it_instead_of_replacing_it(tmp_path, monkeypatch):
+    """`config` naming a KubeRay RayService manifest: the action's build writes its serveConfigV2
+    (`--rayservice`), so the manifest is not overwritten by a bare Serve config."""
+    sample = REPO / "tests" / "corpus" / "kuberay__ray-service.sample.yaml"
+    (tmp_path / "k8s").mkdir()
+    (tmp_path / "k8s" / "ray-service.yaml").write_bytes(sample.read_bytes().replace(b"\n", b"\r\n"))
+    (tmp_path / "serve_config.yaml").write_text("# kind: RayService in a comment is not a manifest\napplications: []\n")
+    monkeypatch.chdir(tmp_path)  # the action runs the commands from the workspace
+    manifest = read_inputs(env(target="fruit:app", config="k8s/ray-service.yaml"), tmp_path)
+    assert invocation("build", manifest).argv[2:6] == ["--app-dir", ".", "--rayservice", "k8s/ray-service.yaml"]
+    for config in ("serve_config.yaml", "new.yaml"):
+        plain = read_inputs(env(target="fruit:app", config=config), tmp_path)
+        assert invocation("build", plain).argv[3:6] == [".", "-o", config]

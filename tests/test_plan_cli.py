@@ -97,3 +97,32 @@ def test_plan_of_a_broken_config_is_exit_2(deployed, tmp_path: Path, cli_env: di
     assert proc.returncode == 2
     assert "did you mean 'num_replicas'" in proc.stderr
     assert report["problems"][0]["path"] == "applications[0].deployments[0].num_replica"
+
+
+def test_plan_prints_the_loaders_warnings_as_validate_does(deployed, tmp_path: Path, cli_env: dict) -> None:
+    config = changed(autoscaling_config={"min_replicas": 1, "max_replicas": 2, "policy": {"name": "x:y"}})
+    del config["applications"][0]["deployments"][0]["num_replicas"]
+    proc, report = plan(deployed, tmp_path, cli_env, config)
+    assert proc.returncode == 0, proc.stderr
+    path = "applications[0].deployments[0].autoscaling_config.policy.name"
+    assert [w["path"] for w in report["warnings"]] == [path]
+    checked = subprocess.run(ci_serve_cmd("validate", str(tmp_path / "serve_config.yaml"), "--no-import"),
+                             env=cli_env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    warn = next(line for line in checked.stderr.splitlines() if line.startswith("WARN"))
+    assert path in warn and warn in proc.stderr.splitlines()  # the same line, word for word
+
+
+def test_plan_reads_a_rayservice_manifest_like_the_config_it_holds(deployed, tmp_path: Path, cli_env: dict) -> None:
+    inner = yaml.safe_dump(LIVE, sort_keys=False)
+    manifest = ("# the production RayService\napiVersion: ray.io/v1\nkind: RayService\nmetadata:\n  name: greet\n"
+                "spec:\n  serveConfigV2: |\n" + "".join(f"    {line}\n" for line in inner.splitlines())
+                + "  rayClusterConfig:\n    headGroupSpec: {}\n")
+    path, report = tmp_path / "ray-service.yaml", tmp_path / "plan.json"
+    path.write_text(manifest)
+    env = {**cli_env, "RAY_AUTH_TOKEN": deployed.token}
+    proc = subprocess.run(ci_serve_cmd("plan", str(path), "--address", deployed.dashboard_url, "--app-dir", str(APPS),
+                                       "--report", str(report)),
+                          env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text())["plan"]["verdict"] == "none"
+    assert "RayService greet" in proc.stderr

@@ -146,15 +146,16 @@ def test_code_imported_from_the_local_working_dir(tmp_path: Path) -> None:
     assert "(it has: Plain)" in problems[0].message
 
 
-@pytest.mark.parametrize("content, message", [(None, "does not exist"), ("- a\n", "must be a YAML mapping"),
-                                              ("", "found an empty file")])
-def test_unreadable_files_are_one_problem(tmp_path: Path, content: str | None, message: str) -> None:
+@pytest.mark.parametrize("content, message, where", [
+    (None, "does not exist", ("(file)", None)), ("- a\n", "must be a YAML mapping", ("(top level)", 1)),
+    ("", "found an empty file", ("(file)", None))])
+def test_unreadable_files_are_one_problem(tmp_path: Path, content: str | None, message: str, where: tuple) -> None:
     path = tmp_path / "serve_config.yaml"
     if content is not None:
         path.write_text(content)
     result = validate_config(path, check_imports=False)
     assert result.config is None
-    assert [(p.path, message in p.message) for p in result.problems] == [("(file)", True)]
+    assert [(p.path, p.line, message in p.message) for p in result.problems] == [(*where, True)]
 
 
 def test_a_config_using_most_fields_passes_here_and_in_ray() -> None:
@@ -228,3 +229,24 @@ def test_the_one_import_path_rule(text: str, refused: str | None, tmp_path: Path
     except InputError as err:
         by_action = err.message
     assert (by_action is not None) == bool(refused), by_action
+
+
+SERVE_BUILD = sorted((CONFIGS / "serve_build").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SERVE_BUILD, ids=[p.stem for p in SERVE_BUILD])
+def test_serve_build_outputs_of_several_ray_releases_are_accepted(path: Path, tmp_path: Path) -> None:
+    """`serve build` of tests/configs/serve_build/old_app.py by Ray 2.9.3, 2.40.0, 2.46.0 and 2.52.1 (the
+    releases' own files, blank lines and all; 2.9.3 and 2.52.1 crash building two apps, Ray's bugs):
+    valid for Ray 2.60's schema and for ci-serve, with the code, with no warning; and the same inside a
+    RayService manifest."""
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    result = validate_config(path, path.parent)
+    assert result.ok and not result.warnings, result.problems + result.warnings
+    manifest = tmp_path / "ray-service.yaml"
+    manifest.write_text("apiVersion: ray.io/v1\nkind: RayService\nmetadata:\n  name: x\nspec:\n  serveConfigV2: |\n"
+                        + "".join(f"    {line}\n" if line.strip() else "\n" for line in path.read_text().splitlines()))
+    assert validate_config(manifest, check_imports=False).ok
+    assert load_config(manifest).data == load_config(path).data

@@ -62,7 +62,10 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         if inputs.timeout:
             argv += ["--timeout", inputs.timeout]
     elif command == "build":
-        argv += [*(inputs.target or []), "--app-dir", inputs.app_dir, "-o", inputs.config]
+        from ci_serve.config.rayservice import is_rayservice_file  # `config` a RayService: edit it, not replace it
+
+        out = "--rayservice" if is_rayservice_file(inputs.config) else "-o"
+        argv += [*(inputs.target or []), "--app-dir", inputs.app_dir, out, inputs.config]
     elif command == "plan":
         argv += [inputs.config, "--address", _need(inputs.address), "--app-dir", inputs.app_dir]
     elif command == "deploy":

@@ -14,7 +14,7 @@ STRATEGIES = ("auto", "in-place", "blue-green")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG", help="Serve config file (multi-app or 2.0 single-app format)")
+    parser.add_argument("config", metavar="CONFIG", help="Serve config file (multi-app or 2.0) or RayService manifest")
     add_cluster_arguments(parser)
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="auto (default): in-place for lightweight changes, blue-green otherwise")

@@ -26,7 +26,8 @@ from ci_serve.report import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", metavar="CONFIG", help="the Serve config file (YAML) you would deploy")
+    parser.add_argument("config", metavar="CONFIG",
+                        help="the Serve config file (YAML) you would deploy, or a KubeRay RayService manifest")
     add_cluster_arguments(parser)
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help="folder the import paths are imported from (default: each application's local "
@@ -49,6 +50,9 @@ def run(args: argparse.Namespace, run: Run) -> int:
                               f"run `ci-serve validate {args.config}` and fix them", problems=checked.problems)
         for notice in checked.config.notices:
             console.say(f"NOTE  {notice}")
+        run.data["warnings"] = [w.as_dict() for w in checked.warnings]  # as validate prints them
+        for warning in checked.warnings:
+            console.say(f"WARN  {warning.render().removeprefix('warning: ')}")
     config = checked.config
     desired = with_package_uris(config.data, config.path.resolve().parent)
     with console.step(run, f"import the code from {args.app_dir or 'each working_dir or .'}") as st:

@@ -16,7 +16,8 @@ DEFAULT_TIMEOUT_S = 300.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="TARGET",
                         help="an import path `module:attribute` (an application or a builder function), served "
-                             "at route prefix `/`, or a Serve config file (multi-application or 2.0 format)")
+                             "at route prefix `/`, or a Serve config file (multi-application or 2.0 format) or a "
+                             "KubeRay RayService manifest (its serveConfigV2)")
     parser.add_argument("args", nargs="*", metavar="KEY=VALUE",
                         help="arguments for a builder function (import path targets only)")
     parser.add_argument("--requests", metavar="FILE",

@@ -135,10 +135,17 @@ def load_config(path: str | Path) -> LoadedConfig:
     block = None
     if looks_like_manifest(docs):
         block = find_serve_config(docs, raw, str(path))
-        inner = _parse(block.text, path, offset=block)
-        if len(inner) != 1:
-            raise ConfigError(f"{path}:{block.line}:{block.column}: spec.serveConfigV2 must hold one YAML document",
-                              "remove the `---` lines inside serveConfigV2")
+        inner = [d for d in _parse(block.text, path, offset=block) if d.data is not None] or \
+            _parse(block.text, path, offset=block)[:1]
+        if not inner or inner[0].data is None:
+            raise _block_problem(path, (block.line, block.column), "spec.serveConfigV2 is empty",
+                                 "put the Serve config under `serveConfigV2: |`, indented deeper than the key "
+                                 "(the output of `ci-serve build`)")
+        if len(inner) > 1:
+            second = inner[1].node.start_mark if inner[1].node is not None else None
+            at = block.position(second.line + 1, second.column + 1) if second else (block.line, block.column)
+            raise _block_problem(path, at, f"spec.serveConfigV2 holds {len(inner)} YAML documents; KubeRay "
+                                 "reads one Serve config", "remove the `---` lines inside serveConfigV2")
         data, positions = inner[0].data, map_positions(block, inner[0].positions)
         where = f"{path} (RayService {block.name or '(unnamed)'}, {block.api_version}, spec.serveConfigV2 at " \
                 f"line {block.line})"
@@ -149,9 +156,15 @@ def load_config(path: str | Path) -> LoadedConfig:
         data, positions = (docs[0].data, docs[0].positions) if docs else (None, Positions())
         where = str(path)
     if not isinstance(data, dict):
-        kind = "an empty file" if data is None else type(data).__name__
-        raise ConfigError(f"{where}: a Serve config must be a YAML mapping, found {kind}",
-                          "start from `ci-serve build module:app -o serve_config.yaml`")
+        kind = "an empty file" if data is None else {"list": "a list", "str": "a string"}.get(
+            type(data).__name__, type(data).__name__)
+        hint = "start from `ci-serve build module:app -o serve_config.yaml`"
+        at = positions.locate(())
+        if data is None or at is None:
+            raise ConfigError(f"{where}: a Serve config must be a YAML mapping, found {kind}", hint)
+        found = Problem(str(path), *at, "spec.serveConfigV2" if block else "(top level)",
+                        f"a Serve config must be a YAML mapping (applications: ...), found {kind}", hint)
+        raise ConfigError(f"{found.where}: {found.message}", hint, problems=[found])
     config = LoadedConfig(path=path, data=data, positions=positions, rayservice=block,
                           format="rayservice" if block else "multi-app")
     if block is not None:
@@ -168,6 +181,18 @@ def load_config(path: str | Path) -> LoadedConfig:
             "Ingress.bind(...)` in code, and keep each deployment's options under the application's "
             "`deployments` (without import_path)", key=True)
         raise ConfigError(f"{found.where}: {found.message}", found.hint, problems=[found])
+    if kind == "single-app" and block is not None:
+        # KubeRay PUTs serveConfigV2 as it is to /api/serve/applications/, whose schema requires
+        # `applications`: the 2.0 format is refused there, so it is not upgraded here
+        old_type = "; serveConfigType: SINGLE_APP was KubeRay 0.6's, and KubeRay 1.0 dropped it" \
+            if block.single_app_type else ""
+        found = config.problem(
+            ("import_path",), "spec.serveConfigV2 holds a single-application (Serve 2.0) config; KubeRay sends "
+            "serveConfigV2 as it is to Ray's multi-application API, which refuses it (applications: field "
+            f"required){old_type}",
+            "write it as `applications: [{name: my_app, route_prefix: /, import_path: ...}]`, e.g. with "
+            "`ci-serve build module:app --rayservice MANIFEST`", key=True)
+        raise ConfigError(f"{found.where}: {found.message}", found.hint, problems=[found])
     if kind == "single-app":
         config.data, config.moved, changes = upgrade_single_app(data)
         config.upgraded = True
@@ -183,6 +208,11 @@ def load_config(path: str | Path) -> LoadedConfig:
     return config
 
 
+def _block_problem(path: Path, at: tuple[int, int], message: str, hint: str) -> ConfigError:
+    found = Problem(str(path), at[0], at[1], "spec.serveConfigV2", message, hint)
+    return ConfigError(f"{found.where}: {message}", hint, problems=[found])
+
+
 def _parse(text: str, path: Path, *, offset: ServeConfigBlock | None) -> list:
     """Every YAML document of ``text``; syntax errors as one located problem (in the manifest's lines
     when ``text`` is a RayService's serveConfigV2)."""
@@ -191,6 +221,10 @@ def _parse(text: str, path: Path, *, offset: ServeConfigBlock | None) -> list:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: located by its offset
+            at = exc.position
+            line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+            exc.problem = f"character U+{exc.character:04X} is not allowed in YAML ({exc.reason})"
         if offset is not None and line is not None and column is not None:
             line, column = offset.position(line, column)
         problem = getattr(exc, "problem", None) or str(exc)

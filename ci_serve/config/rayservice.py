@@ -13,7 +13,9 @@ comments, key order, other documents and the ``serveConfigV2: |`` line itself, s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,6 +25,8 @@ from ci_serve.config.problems import Problem
 from ci_serve.errors import ConfigError
 
 API_VERSIONS = ("ray.io/v1", "ray.io/v1alpha1")
+_TYPES = {"NoneType": "nothing", "dict": "a mapping", "list": "a list", "int": "a number", "float": "a number",
+          "bool": "a boolean"}
 SERVE_KEY = "serveConfigV2"
 
 
@@ -47,6 +51,8 @@ class ServeConfigBlock:
     #: character range of the scalar value in the manifest text
     start: int
     end: int
+    #: ``spec.serveConfigType: SINGLE_APP`` (KubeRay 0.6's, dropped in 1.0) is set
+    single_app_type: bool = False
 
     def position(self, line: int, column: int) -> tuple[int, int]:
         """A 1-based (line, column) inside the Serve config text, as a manifest position."""
@@ -58,6 +64,18 @@ class ServeConfigBlock:
 def is_rayservice(doc: Any) -> bool:
     return isinstance(doc, dict) and doc.get("kind") == "RayService" and \
         str(doc.get("apiVersion", "")).startswith("ray.io/")
+
+
+_KIND_LINE = re.compile(r"^kind:[ \t]*[\"']?RayService[\"']?[ \t]*(#.*)?\r?$", re.MULTILINE)
+
+
+def is_rayservice_file(path: str | Path) -> bool:
+    """Whether the file at ``path`` (if any) holds a top-level ``kind: RayService`` document: the action
+    then writes a build into its serveConfigV2 (``--rayservice``) instead of replacing the manifest."""
+    try:
+        return bool(_KIND_LINE.search(Path(path).read_bytes()[:10 * 1024 * 1024].decode("utf-8", "replace")))
+    except OSError:
+        return False
 
 
 def looks_like_manifest(docs: list[Document]) -> bool:
@@ -75,10 +93,16 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
                        f"a Kubernetes manifest without a RayService (found: {kinds or 'nothing'})",
                        "give the RayService manifest (kind: RayService, apiVersion: ray.io/v1), or the Serve "
                        "config file itself")
+    if len(services) > 1:
+        names = ", ".join(_name(d.data) or "(unnamed)" for _, d in services)
+        raise _located(file, services[1][1].positions.locate(("kind",)), "kind",
+                       f"{len(services)} RayService documents in one file ({names}); ci-serve reads one "
+                       "Serve config per run",
+                       "give each RayService its own file, and run ci-serve once per file")
     index, doc = services[0]
     data = doc.data
     api = str(data.get("apiVersion"))
-    name = str((data.get("metadata") or {}).get("name", "")) if isinstance(data.get("metadata"), dict) else ""
+    name = _name(data)
     if api not in API_VERSIONS:
         raise _located(file, doc.positions.locate(("apiVersion",)), "apiVersion",
                        f"RayService apiVersion {api!r} is not one ci-serve reads",
@@ -102,12 +126,23 @@ def find_serve_config(docs: list[Document], text: str, file: str) -> ServeConfig
     line, column = doc.positions.values.get(("spec", SERVE_KEY), (1, 1))
     if not isinstance(value, str) or node is None:
         raise _located(file, (line, column), f"spec.{SERVE_KEY}",
-                       f"spec.{SERVE_KEY} must be a YAML string (a `|` block), found {type(value).__name__}",
+                       f"spec.{SERVE_KEY} must be a YAML string (a `|` block), found "
+                       f"{_TYPES.get(type(value).__name__, type(value).__name__)}",
                        f"write `{SERVE_KEY}: |` and the Serve config indented under it")
     style = getattr(node, "style", None)
     first_line, indent = _block_layout(text, node.start_mark.line)
+    explicit = re.match(r"[|>](?:([1-9])[+-]?|[+-]([1-9]))", text[node.start_mark.index:])
+    if explicit:  # `|2`: the content is indented 2 more than the key, whatever its first line looks like
+        key_column = doc.positions.keys.get(("spec", SERVE_KEY), (1, 1))[1] - 1
+        indent = key_column + int(explicit.group(1) or explicit.group(2))
     return ServeConfigBlock(index, name, api, value, line, column, style, first_line, indent,
-                            node.start_mark.index, node.end_mark.index)
+                            node.start_mark.index, node.end_mark.index,
+                            str(spec.get("serveConfigType", "")).upper() == "SINGLE_APP")
+
+
+def _name(data: dict[str, Any]) -> str:
+    metadata = data.get("metadata")
+    return str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
 
 
 def _located(file: str, pos: tuple[int, int] | None, path: str, message: str, hint: str) -> ConfigError:

@@ -121,6 +121,9 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     head.extra_env["PYTHONPATH"] = os.pathsep.join(target.python_path)
     for notice in target.notices:
         say(f"note: {notice}")
+    for warning in target.warnings:  # keys Ray ignores: as `ci-serve validate` shows them
+        say(f"WARN  {warning}")
+    run.data["warnings"] = list(target.warnings)
     run.data["target"] = target.source
     outcomes = [checks.Outcome(p.name, p.app.name, p.method, p.url_path, False, None, 0.0,
                                error="not run", skipped=True) for p in planned]

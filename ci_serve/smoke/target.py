@@ -50,6 +50,8 @@ class SmokeTarget:
     apps: list[AppTarget]
     python_path: list[str]
     notices: list[str] = field(default_factory=list)
+    #: keys Ray accepts and ignores, rendered as validate prints them (file:line: path: message / fix)
+    warnings: list[str] = field(default_factory=list)
 
     def app(self, name: str) -> AppTarget:
         return next(a for a in self.apps if a.name == name)
@@ -91,6 +93,7 @@ def resolve_target(target: str, args: list[str], app_dir: str | Path) -> SmokeTa
 
 def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
     loaded = load_config(path)
+    warnings = _validate(loaded)  # first, on what the user wrote: every problem at its file:line
     data = loaded.data
     apps_raw = loaded.applications
     if not apps_raw:
@@ -120,7 +123,6 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
             local_code = False
         route_prefix = raw.get("route_prefix", "/")
         apps.append(AppTarget(str(name), import_path, route_prefix, dict(raw.get("args") or {}), local_code))
-    _validate(loaded)
     seen = [a.name for a in apps]
     dupes = sorted({n for n in seen if seen.count(n) > 1})
     if dupes:
@@ -128,12 +130,12 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
     prefixes = [a.route_prefix for a in apps if a.route_prefix is not None]
     if len(set(prefixes)) != len(prefixes):
         raise ConfigError(f"{path}: two applications share a route prefix", "give each application its own")
-    smoke = SmokeTarget(str(path), data, apps, list(dict.fromkeys(python_path)), loaded.notices)
+    smoke = SmokeTarget(str(path), data, apps, list(dict.fromkeys(python_path)), loaded.notices, warnings)
     check_modules(smoke)
     return smoke
 
 
-def _validate(loaded: LoadedConfig) -> None:
+def _validate(loaded: LoadedConfig) -> list[str]:
     """``ci-serve validate --no-import``'s checks (structure, types, what the controller would
     reject), so a bad config is exit 2 with file:line before a head starts. Ray is not imported here:
     that would put ~1.5 s in front of the head's launch instead of beside its boot."""
@@ -146,6 +148,7 @@ def _validate(loaded: LoadedConfig) -> None:
         raise ConfigError(f"{path}: {len(result.problems)} {noun} in the Serve config",
                           "`ci-serve validate` checks a config on its own",
                           problems=result.problems, details="\n".join(p.render() for p in result.problems))
+    return [w.render().removeprefix("warning: ") for w in result.warnings]
 
 
 def check_modules(target: SmokeTarget) -> None:
