@@ -69,7 +69,8 @@ def test_wrong_answer_on_the_preview_prefix_removes_the_candidate(head, cli_env,
     data = json.loads(report.read_text())
     assert data["result"] == "rolled-back"
     assert data["requests"][0]["passed"] is False and "/cart--blue/" in data["requests"][0]["path"]
-    assert "candidate was removed, live is unchanged: cart-green" in proc.stderr
+    assert "undone: remove cart-blue" in proc.stderr
+    assert "the previous version serves: cart: cart-green serves /cart (HTTP 200)" in proc.stderr
     assert set(cart_apps(head)) == {"cart-green"}
     assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
 
@@ -84,7 +85,8 @@ def test_failed_check_after_the_switch_swaps_back(head, cli_env, tmp_path):
     data = json.loads(report.read_text())
     steps = [s["name"] for s in data["steps"]]
     assert "switch" in steps and "restore previous" in steps and "remove old" not in steps
-    assert data["result"] == "rolled-back" and "previous version was restored: cart-green" in proc.stderr
+    assert data["result"] == "rolled-back"
+    assert "the previous version serves: cart: cart-green serves /cart (HTTP 200)" in proc.stderr
     assert set(cart_apps(head)) == {"cart-green"}
     assert cart_apps(head)["cart-green"]["route_prefix"] == "/cart"
     assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"

@@ -29,7 +29,7 @@ from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import checks
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
 from ci_serve.deploy.gate import Goal, wait_ready
-from ci_serve.deploy.naming import with_version
+from ci_serve.deploy.ownership import with_marker
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
 
@@ -76,7 +76,7 @@ class TwoClusterRelease:
             if not isinstance(name, str) or not name:
                 raise InputError("every application in the config needs a name",
                                  "add `name: my-app` to each entry under `applications`")
-            app = with_version({k: v for k, v in app.items() if k != "name"}, self.opts.version)
+            app = with_marker({k: v for k, v in app.items() if k != "name"}, name, self.opts.version)
             app.setdefault("route_prefix", "/")
             out[name] = app
         return out
