@@ -254,3 +254,21 @@ def test_config_and_status_show_the_live_version(head, cli_env):
     proc = subprocess.run(ci_serve_cmd("config", "--address", head.dashboard_url, "--app", "nope"),
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no application 'nope'" in proc.stderr
+
+
+def test_fastapi_app_without_a_root_route_passes_the_default_check(head, client, bystander, cli_env, tmp_path):
+    """No requests file: the app's own 404 at the prefix root is an answer, not a missing route (issue 11)."""
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "items", "route_prefix": "/items-api", "import_path": "fastapi_app:app",
+                                "deployments": [{"name": "Items", "user_config": {"greeting": "hi"}}]}]}
+    path = tmp_path / "items.yaml"
+    path.write_text(json.dumps(config))
+    proc, report = deploy(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
+    assert proc.returncode == 0, proc.stderr
+    assert requests.get(head.serve_url + "/items-api/", timeout=10).status_code == 404
+    config["applications"][0]["deployments"][0]["user_config"] = {"greeting": "yo"}
+    path.write_text(json.dumps(config))
+    proc, report = deploy(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
+    assert proc.returncode == 0, proc.stderr
+    assert report["strategy"] == "in-place" and report["result"] == "deployed"
+    assert requests.get(head.serve_url + "/items-api/items", timeout=10).json()["greeting"] == "yo"

@@ -22,6 +22,7 @@ from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.packages import upload_directory
+from ci_serve.deploy.cluster_config import build_body
 from tests.conftest import REPO, ci_serve_cmd
 from tests.support import ray_versions
 
@@ -190,12 +191,8 @@ def test_release_whose_checks_fail_leaves_live_serving(head, client, bystander, 
 def test_look_alike_foreign_app_is_never_touched(head, client, bystander, cli_env, tmp_path):
     """Another team's `shop-blue` at /payments: our next candidate would need its name. Exit 2, nothing written."""
     uri, _ = upload_directory(client, APPS / "deploy_v1")
-    snapshot = client.get_applications()
-    body = {"http_options": snapshot.get("http_options"),
-            "applications": [a["deployed_app_config"] for a in snapshot["applications"].values()]
-            + [{"name": "shop-blue", "route_prefix": "/payments", "import_path": "deploy_app:app",
-                "runtime_env": {"working_dir": uri}}]}
-    client.put_applications(body)
+    client.put_applications(build_body(client.get_applications(), put={"shop-blue": {
+        "route_prefix": "/payments", "import_path": "deploy_app:app", "runtime_env": {"working_dir": uri}}}))
     wait_for(lambda: (apps(client).get("shop-blue") or {}).get("status") == "RUNNING", "foreign shop-blue RUNNING")
     foreign = apps(client)["shop-blue"]["deployed_app_config"]
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head, greeting="bonjour"), "deploy_v1")
@@ -204,9 +201,7 @@ def test_look_alike_foreign_app_is_never_touched(head, client, bystander, cli_en
     assert not any(s["name"].startswith(("write", "switch", "remove")) for s in report["steps"])
     assert apps(client)["shop-blue"]["deployed_app_config"] == foreign
     assert answer(head, "/payments")["version"] == "v1" and answer(head)["version"] == "v2"
-    snapshot = client.get_applications()
-    client.put_applications({"http_options": snapshot.get("http_options"), "applications": [
-        a["deployed_app_config"] for n, a in snapshot["applications"].items() if n != "shop-blue"]})
+    client.put_applications(build_body(client.get_applications(), remove={"shop-blue"}))
     wait_for(lambda: "shop-blue" not in apps(client), "foreign shop-blue removed")
 
 

@@ -315,3 +315,17 @@ def test_ship_working_dirs_passes_remote_uris_through(tmp_path):
     out, shipped = ship_working_dirs(None, config, base_dir=tmp_path)  # no client needed: nothing to upload
     assert out == config and shipped == [{"app": "a", "source": "s3://bucket/code.zip",
                                           "uri": "s3://bucket/code.zip", "uploaded": False}]
+
+
+def test_deploy_validates_first_exit_2_no_traceback(tmp_path, cli_env):
+    """`runtime_env: [oops]`: the validator's exit 2 before any cluster is contacted (the address is dead)."""
+    import subprocess
+
+    from tests.conftest import ci_serve_cmd
+
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("applications:\n  - name: shop\n    import_path: m:app\n    runtime_env: [oops]\n")
+    proc = subprocess.run(ci_serve_cmd("deploy", str(bad), "--address", "http://127.0.0.1:9"), env=cli_env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "runtime_env" in proc.stderr and "nothing was written" in proc.stderr

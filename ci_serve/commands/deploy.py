@@ -131,5 +131,6 @@ def run_two_clusters(args: argparse.Namespace, run: Run, live, config, reqs, wor
         standby_url=normalize_address(args.standby_url), switch_command=args.switch_command,
         verify_url=normalize_address(args.verify_url) if args.verify_url else None, keep_standby=args.keep_standby,
         requests=reqs, working_dir=working_dir, timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
-        version=version, verify_timeout=args.verify_timeout)
+        version=version, verify_timeout=args.verify_timeout,
+        live_url=normalize_address(args.serve_url) if args.serve_url else None)
     return TwoClusterRelease(live, standby, run, config, options).execute()

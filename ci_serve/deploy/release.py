@@ -257,7 +257,7 @@ class Release:
             if isinstance(cause, Cancelled):
                 cause.message = f"{cause.message}; " + "; ".join(lines)
                 raise cause
-            what = f"{'; '.join(undone.says)} done" if undone is not None else "nothing was written"
+            what = f"undone: {'; '.join(undone.says)}" if undone is not None else "nothing was written"
             raise DeployFailed(f"{_what(cause)}; {what}; the previous version serves: " + "; ".join(lines),
                                getattr(cause, "hint", None), details=_details(cause)) from None
         left = "" if nothing_written else "this deploy's candidate(s) stay where they are; "
