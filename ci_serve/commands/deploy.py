@@ -53,7 +53,7 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
                         help="release version shown by `status` (default: $GITHUB_SHA)")
     parser.add_argument("--serve-url", metavar="URL",
                         help="the cluster's Serve HTTP address for checks and the proxy's route table "
-                             "(default: dashboard host, Serve port)")
+                             "(default: dashboard host, Serve port); across two clusters, the live one's")
 
 
 def validated_config(path: str, run: Run) -> ConfigFile:
