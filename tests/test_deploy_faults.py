@@ -146,6 +146,51 @@ def test_someone_elses_write_meanwhile_stops_the_deploy_without_writing(head, cl
     client.put_applications(build_body(client.get_applications(), remove={"intruder"}))
 
 
+def start_waiting_deploy(head, cli_env, tmp_path):
+    """A deploy whose candidate can never be scheduled: it waits in the gate until something happens."""
+    config = config_file(tmp_path, head, ray_actor_options={"num_cpus": 64})
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                         str(APPS / "deploy_v1"), "--serve-url", head.serve_url, "--report",
+                                         str(report)),
+                            env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "write candidate" in line:
+            break
+    return proc, report, seen
+
+
+def test_a_candidate_removed_during_the_gate_fails_it_at_once(head, cli_env, tmp_path):
+    proc, report, seen = start_waiting_deploy(head, cli_env, tmp_path)
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    client.put_applications(build_body(client.get_applications(), remove={"cart-blue"}))
+    _, rest = proc.communicate(timeout=120)  # not the 600 s timeout, nor the 60 s unschedulable grace
+    assert proc.returncode == 1, seen + rest
+    assert "cart-blue disappeared during the gate" in rest
+    assert "the previous version serves: cart: cart-green serves /cart" in rest
+    assert set(cart_apps(head)) == {"cart-green"}
+
+
+def test_a_change_to_another_app_during_the_gate_stops_without_writing(head, cli_env, tmp_path):
+    proc, report, seen = start_waiting_deploy(head, cli_env, tmp_path)
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    snapshot = client.get_applications()
+    other = dict(snapshot["applications"]["cart-green"]["deployed_app_config"], route_prefix="/other")
+    other["runtime_env"] = {k: v for k, v in other["runtime_env"].items() if k != "env_vars"}
+    client.put_applications(build_body(snapshot, put={"other": other}))
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 3, seen + rest
+    assert "the cluster changed while this deploy ran (applications: other)" in rest
+    assert "stopped without writing more" in rest
+    assert json.loads(report.read_text())["steps"][-1]["name"] == "gate candidate"  # no write after the change
+    apps = cart_apps(head)
+    assert set(apps) == {"cart-green", "cart-blue"}  # the candidate stays where it was, the live one untouched
+    assert apps["cart-green"]["status"] == "RUNNING"
+    client.put_applications(build_body(client.get_applications(), remove={"other", "cart-blue"}))
+
+
 def test_dead_address_exit_2_within_a_minute(cli_env, tmp_path):
     address = dead_address()
     config = tmp_path / "serve.yaml"
