@@ -272,3 +272,28 @@ def test_fastapi_app_without_a_root_route_passes_the_default_check(head, client,
     assert proc.returncode == 0, proc.stderr
     assert report["strategy"] == "in-place" and report["result"] == "deployed"
     assert requests.get(head.serve_url + "/items-api/items", timeout=10).json()["greeting"] == "yo"
+
+
+def test_plan_shows_exactly_what_deploy_does(head, client, bystander, cli_env, tmp_path):
+    """`plan` takes deploy's inputs (--working-dir included): same decision, same writes, same effects."""
+    env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
+
+    def plan(config: Path, code: str) -> dict:
+        report = tmp_path / f"plan-{time.monotonic_ns()}.json"
+        proc = subprocess.run(ci_serve_cmd("plan", str(config), "--address", head.dashboard_url, "--working-dir",
+                                           str(APPS / code), "--app-dir", str(APPS / code), "--report", str(report)),
+                              env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(report.read_text())["plan"]
+
+    same = plan(write_config(tmp_path, head, greeting="bonjour"), "deploy_v2")
+    assert same["verdict"] == "none" and same["strategy"] == "none" and same["writes"] == []
+    config = write_config(tmp_path, head, greeting="bonjour")
+    planned = plan(config, "deploy_v1")
+    assert planned["strategy"] == "blue-green"
+    assert [w["effect"] for w in planned["writes"]] == ["create shop-blue", "change shop-blue, shop-green",
+                                                        "remove shop-green"]
+    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"))
+    assert proc.returncode == 0, proc.stderr
+    assert report["plan"]["writes"] == planned["writes"]
+    assert answer(head) == {"version": "v1", "greeting": "bonjour"}
