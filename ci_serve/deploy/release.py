@@ -197,6 +197,7 @@ class Release:
         if not prefixes:
             return
         targets = {a.logical: a.target for a in plan.changed if a.target}
+        self.refresh_serve_url()
         with console.step(self.run, name) as st:
             self.outcomes.clear()
             try:
@@ -291,10 +292,16 @@ class Release:
         """Is the previous version (or, ``previous=False``, whatever holds the route) seen serving?"""
         apps = plan.apps if every_app else plan.changed
         try:
+            self.refresh_serve_url()
             return checks.serving(self.client, self.serve, [(a.logical, a.route_prefix, _expect(a, previous))
                                                             for a in apps], budget=budget)
         except CiServeError as err:
             return False, [f"the cluster could not be read ({err.message})"]
+
+    def refresh_serve_url(self) -> None:
+        """The Serve port is the cluster's: on a first start, only known once our first write started Serve."""
+        if not self.opts.serve_url:
+            self.serve = serve_url(self.client.address, self.client.get_applications())
 
     def live_after(self, plan: ReleasePlan) -> dict[str, str]:
         out = {}
