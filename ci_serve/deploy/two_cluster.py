@@ -248,10 +248,14 @@ class TwoClusterRelease:
         try:
             with console.step(self.run, "remove candidate") as st:
                 now = self.standby.get_applications()
-                body = build_body(now, put=declarative_apps(self.standby_before),
-                                  remove=set(declarative_apps(now)) - set(declarative_apps(self.standby_before)),
+                ours = set(self.prefixes())  # our candidates only: an app someone else added meanwhile stays
+                removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & ours
+                body = build_body(now, put=declarative_apps(self.standby_before), remove=removed,
                                   first_start=self.config.data)
                 self.standby.put_applications(body)
+                if removed and not isinstance(cause, Cancelled):  # seen gone before "removed" is said
+                    wait_ready(self.standby.get_applications, [Goal(n, None) for n in sorted(removed)],
+                               timeout=120.0, run=self.run, step_name="gate removal")
                 st.detail = f"standby {self.standby.address} back to its previous config"
         except CiServeError as err:
             raise RestoreFailed(f"{_what(cause)}; removing the candidate from the standby cluster then failed: "
