@@ -174,7 +174,7 @@ def test_blue_green_under_load_no_failed_request(head, client, bystander, cli_en
                             timeout=60)
     assert status.returncode == 0, status.stderr
     shop = json.loads(status.stdout)["managed"]["shop"]
-    assert shop["live"] == "shop-green" and shop["colour"] == "green" and shop["version"] == "v2sha"
+    assert shop["live"] == "shop-green" and shop["version"] == "v2sha"
 
 
 def test_in_place_user_config_change(head, client, bystander, cli_env, tmp_path):
@@ -195,7 +195,7 @@ def test_in_place_failure_writes_the_previous_config_back(head, client, bystande
     assert proc.returncode == 1, proc.stderr
     assert report["strategy"] == "in-place" and report["result"] == "rolled-back"
     assert "greeting 'explode' is not allowed" in proc.stderr
-    assert "previous version was restored: shop-green" in proc.stderr
+    assert "the previous version serves: shop: shop-green serves /shop (HTTP 200)" in proc.stderr
     assert answer(head) == {"version": "v2", "greeting": "bonjour"}
     assert shop_apps(client)["shop-green"]["status"] == "RUNNING"
 
@@ -250,8 +250,51 @@ def test_config_and_status_show_the_live_version(head, cli_env):
     proc = subprocess.run(ci_serve_cmd("status", "--address", head.dashboard_url), env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "shop: live shop-green (green), version v2sha, RUNNING at /shop" in proc.stdout
+    assert "shop: live shop-green, version v2sha, RUNNING at /shop" in proc.stdout
     assert "bystander: RUNNING route_prefix=/by" in proc.stdout
     proc = subprocess.run(ci_serve_cmd("config", "--address", head.dashboard_url, "--app", "nope"),
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no application 'nope'" in proc.stderr
+
+
+def test_fastapi_app_without_a_root_route_passes_the_default_check(head, client, bystander, cli_env, tmp_path):
+    """No requests file: the app's own 404 at the prefix root is an answer, not a missing route (issue 11)."""
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "items", "route_prefix": "/items-api", "import_path": "fastapi_app:app",
+                                "deployments": [{"name": "Items", "user_config": {"greeting": "hi"}}]}]}
+    path = tmp_path / "items.yaml"
+    path.write_text(json.dumps(config))
+    proc, report = deploy(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
+    assert proc.returncode == 0, proc.stderr
+    assert requests.get(head.serve_url + "/items-api/", timeout=10).status_code == 404
+    config["applications"][0]["deployments"][0]["user_config"] = {"greeting": "yo"}
+    path.write_text(json.dumps(config))
+    proc, report = deploy(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
+    assert proc.returncode == 0, proc.stderr
+    assert report["strategy"] == "in-place" and report["result"] == "deployed"
+    assert requests.get(head.serve_url + "/items-api/items", timeout=10).json()["greeting"] == "yo"
+
+
+def test_plan_shows_exactly_what_deploy_does(head, client, bystander, cli_env, tmp_path):
+    """`plan` takes deploy's inputs (--working-dir included): same decision, same writes, same effects."""
+    env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
+
+    def plan(config: Path, code: str) -> dict:
+        report = tmp_path / f"plan-{time.monotonic_ns()}.json"
+        proc = subprocess.run(ci_serve_cmd("plan", str(config), "--address", head.dashboard_url, "--working-dir",
+                                           str(APPS / code), "--app-dir", str(APPS / code), "--report", str(report)),
+                              env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(report.read_text())["plan"]
+
+    same = plan(write_config(tmp_path, head, greeting="bonjour"), "deploy_v2")
+    assert same["verdict"] == "none" and same["strategy"] == "none" and same["writes"] == []
+    config = write_config(tmp_path, head, greeting="bonjour")
+    planned = plan(config, "deploy_v1")
+    assert planned["strategy"] == "blue-green"
+    assert [w["effect"] for w in planned["writes"]] == ["create shop-blue", "change shop-blue, shop-green",
+                                                        "remove shop-green"]
+    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"))
+    assert proc.returncode == 0, proc.stderr
+    assert report["plan"]["writes"] == planned["writes"]
+    assert answer(head) == {"version": "v1", "greeting": "bonjour"}

@@ -69,7 +69,8 @@ def test_wrong_answer_on_the_preview_prefix_removes_the_candidate(head, cli_env,
     data = json.loads(report.read_text())
     assert data["result"] == "rolled-back"
     assert data["requests"][0]["passed"] is False and "/cart--blue/" in data["requests"][0]["path"]
-    assert "candidate was removed, live is unchanged: cart-green" in proc.stderr
+    assert "undone: remove cart-blue" in proc.stderr
+    assert "the previous version serves: cart: cart-green serves /cart (HTTP 200)" in proc.stderr
     assert set(cart_apps(head)) == {"cart-green"}
     assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
 
@@ -84,7 +85,8 @@ def test_failed_check_after_the_switch_swaps_back(head, cli_env, tmp_path):
     data = json.loads(report.read_text())
     steps = [s["name"] for s in data["steps"]]
     assert "switch" in steps and "restore previous" in steps and "remove old" not in steps
-    assert data["result"] == "rolled-back" and "previous version was restored: cart-green" in proc.stderr
+    assert data["result"] == "rolled-back"
+    assert "the previous version serves: cart: cart-green serves /cart (HTTP 200)" in proc.stderr
     assert set(cart_apps(head)) == {"cart-green"}
     assert cart_apps(head)["cart-green"]["route_prefix"] == "/cart"
     assert requests.get(head.serve_url + "/cart", timeout=10).json()["version"] == "v2"
@@ -142,6 +144,51 @@ def test_someone_elses_write_meanwhile_stops_the_deploy_without_writing(head, cl
     assert set(apps) == {"cart-green"}  # no candidate was written
     assert apps["cart-green"]["deployed_app_config"]["deployments"][0].get("user_config") != {"greeting": "race"}
     client.put_applications(build_body(client.get_applications(), remove={"intruder"}))
+
+
+def start_waiting_deploy(head, cli_env, tmp_path):
+    """A deploy whose candidate can never be scheduled: it waits in the gate until something happens."""
+    config = config_file(tmp_path, head, ray_actor_options={"num_cpus": 64})
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
+                                         str(APPS / "deploy_v1"), "--serve-url", head.serve_url, "--report",
+                                         str(report)),
+                            env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "write candidate" in line:
+            break
+    return proc, report, seen
+
+
+def test_a_candidate_removed_during_the_gate_fails_it_at_once(head, cli_env, tmp_path):
+    proc, report, seen = start_waiting_deploy(head, cli_env, tmp_path)
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    client.put_applications(build_body(client.get_applications(), remove={"cart-blue"}))
+    _, rest = proc.communicate(timeout=120)  # not the 600 s timeout, nor the 60 s unschedulable grace
+    assert proc.returncode == 1, seen + rest
+    assert "cart-blue disappeared during the gate" in rest
+    assert "the previous version serves: cart: cart-green serves /cart" in rest
+    assert set(cart_apps(head)) == {"cart-green"}
+
+
+def test_a_change_to_another_app_during_the_gate_stops_without_writing(head, cli_env, tmp_path):
+    proc, report, seen = start_waiting_deploy(head, cli_env, tmp_path)
+    client = DashboardClient(Target(head.dashboard_url, head.token))
+    snapshot = client.get_applications()
+    other = dict(snapshot["applications"]["cart-green"]["deployed_app_config"], route_prefix="/other")
+    other["runtime_env"] = {k: v for k, v in other["runtime_env"].items() if k != "env_vars"}
+    client.put_applications(build_body(snapshot, put={"other": other}))
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 3, seen + rest
+    assert "the cluster changed while this deploy ran (applications: other)" in rest
+    assert "stopped without writing more" in rest
+    assert json.loads(report.read_text())["steps"][-1]["name"] == "gate candidate"  # no write after the change
+    apps = cart_apps(head)
+    assert set(apps) == {"cart-green", "cart-blue"}  # the candidate stays where it was, the live one untouched
+    assert apps["cart-green"]["status"] == "RUNNING"
+    client.put_applications(build_body(client.get_applications(), remove={"other", "cart-blue"}))
 
 
 def test_dead_address_exit_2_within_a_minute(cli_env, tmp_path):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ci_serve.config.plan import FROM_CODE, UNSET, plan_changes
+from ci_serve.deploy.ownership import MARKER_VARS
 
 BASE_APP = {"name": "shop", "route_prefix": "/shop", "import_path": "shop.main:app",
             "runtime_env": {"working_dir": "gcs://_ray_pkg_aaa.zip", "env_vars": {"API_KEY": "k1"}},
@@ -127,7 +128,7 @@ def flatten(plan) -> list[tuple]:
 
 @pytest.mark.parametrize("want, live, code, verdict, rows", CASES.values(), ids=CASES.keys())
 def test_plan_changes(want: dict, live: dict, code: dict | None, verdict: str, rows: list[tuple]) -> None:
-    plan = plan_changes(want, live, code)
+    plan = plan_changes(want, live, code, ignore_env=MARKER_VARS)
     assert flatten(plan) == rows
     assert plan.verdict == verdict
     assert plan.as_dict()["verdict"] == verdict
@@ -150,10 +151,12 @@ def test_empty_cluster_and_nothing_desired() -> None:
     assert plan_changes({"applications": [BASE_APP]}, {}).applications[0].action == "added"
 
 
-def test_blue_green_physical_name_matches_the_live_colour() -> None:
+def test_the_caller_names_the_live_application() -> None:
+    """Which incarnation is live is the deploy view's answer (ClusterView.live_of), not the diff's."""
     live = live_answer(name="shop-green")
     live["applications"]["shop-blue"] = {**live["applications"]["shop-green"], "route_prefix": "/shop-candidate"}
-    plan = plan_changes(desired(), live)
+    assert plan_changes(desired(), live).applications[0].action == "added"  # no name match, no guess
+    plan = plan_changes(desired(), live, live_names={"shop": "shop-green"})
     assert plan.applications[0].live_name == "shop-green"
     assert plan.verdict == "none"
     assert plan.left_alone == ["shop-blue"]

@@ -264,9 +264,11 @@ def test_two_deploys_at_once_one_proceeds_the_other_stops_cleanly(head, cli_env,
     logs = "\n----\n".join(r.log for r in runs)
     print(codes, logs)
     assert "Traceback" not in logs
-    assert 0 in codes and all(code in (0, 1) for code in codes), logs
+    # the loser stops at its re-read (exit 1: nothing of it written, the previous version seen serving) or,
+    # when both writes slipped through, at its gate (exit 3: it stops without writing more)
+    assert 0 in codes and all(code in (0, 1, 3) for code in codes), logs
     for code, run in zip(codes, runs, strict=True):
-        if code == 1:
+        if code != 0:
             assert "ERROR" in run.log, run.log
     apps = apps_of(head)
     assert len(apps) == 1, f"expected exactly one shop application, found {sorted(apps)}"

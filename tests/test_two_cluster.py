@@ -165,3 +165,18 @@ def test_failed_verification_switches_back(clusters, cli_env, tmp_path):
         lines = (tmp_path / "switch.log").read_text().splitlines()
         assert lines == [f"pretending to switch to {blue.serve_url}", f"pretending to switch to {green.serve_url}"]
         assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v2"
+
+
+def test_no_proof_that_traffic_moved_keeps_the_old_cluster(clusters, cli_env, tmp_path):
+    """`--switch-command true` without --verify-url: exit 0, but the old cluster, which still takes the
+    traffic, keeps its applications, and the run says so (issue 11)."""
+    green, blue = clusters[1], clusters[0]
+    with HAProxy(tmp_path / "proxy", green.serve_url, free_port()) as proxy:
+        proc, report = run(cli_env, green.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                           "--address", green.dashboard_url, "--serve-url", green.serve_url,
+                           "--standby-address", blue.dashboard_url, "--standby-url", blue.serve_url,
+                           "--switch-command", "true")
+        assert proc.returncode == 0, proc.stderr
+        assert "keeps its applications" in proc.stderr and "nothing proves the traffic moved" in proc.stderr
+        assert "shop" in DashboardClient(Target(green.dashboard_url, green.token)).get_applications()["applications"]
+        assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v2"

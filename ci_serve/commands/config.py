@@ -22,14 +22,14 @@ def run(args: argparse.Namespace, run: Run) -> int:
 
     from ci_serve.cluster.address import resolve_target
     from ci_serve.cluster.dashboard import DashboardClient
-    from ci_serve.deploy.view import cluster_config
+    from ci_serve.deploy.view import read_view
 
     client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
     client.get_version()
-    snapshot = client.get_applications()
-    configs = cluster_config(snapshot, args.app)
+    view = read_view(client)
+    configs = view.configs(args.app)
     if args.app and not configs:
-        names = ", ".join(sorted(snapshot["applications"])) or "none"
+        names = ", ".join(sorted(view.apps)) or "none"
         raise InputError(f"no application {args.app!r} on the cluster", f"applications there: {names}")
     run.data["applications"] = configs
     run.result = "passed"

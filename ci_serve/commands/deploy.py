@@ -6,8 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from ci_serve import console
 from ci_serve.cli import add_cluster_arguments, add_ray_pin_arguments, add_report_argument
-from ci_serve.errors import InputError
+from ci_serve.config.loader import ConfigFile
+from ci_serve.errors import ConfigError, InputError
 from ci_serve.report import Run
 
 STRATEGIES = ("auto", "in-place", "blue-green")
@@ -18,19 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="auto (default): in-place for lightweight changes, blue-green otherwise")
-    parser.add_argument("--requests", metavar="FILE", help="smoke requests to check the new version with")
-    parser.add_argument("--working-dir", metavar="DIR",
-                        help="folder to upload as every application's runtime_env.working_dir")
+    add_release_arguments(parser)
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="how long the gate waits for RUNNING (default 600)")
     parser.add_argument("--unschedulable-grace", type=float, metavar="SECONDS",
                         default=float(os.environ.get("CI_SERVE_UNSCHEDULABLE_GRACE_S") or 60.0),
                         help="fail this long after replicas are reported unschedulable "
                              "(default 60, or $CI_SERVE_UNSCHEDULABLE_GRACE_S)")
-    parser.add_argument("--version", dest="release_version", metavar="TEXT",
-                        help="release version shown by `status` (default: $GITHUB_SHA)")
-    parser.add_argument("--serve-url", metavar="URL",
-                        help="the cluster's Serve HTTP address for checks (default: dashboard host, Serve port)")
     two = parser.add_argument_group(
         "blue-green across two clusters",
         "deploy the whole config to a standby cluster, check it, run --switch-command to move the traffic, "
@@ -49,15 +45,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_report_argument(parser)
 
 
-def run(args: argparse.Namespace, run: Run) -> int:
-    from ci_serve.cluster.address import resolve_target
-    from ci_serve.cluster.dashboard import DashboardClient
-    from ci_serve.config.loader import load_config
-    from ci_serve.deploy.release import Options, Release
+def add_release_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs that decide what a deploy writes: shared by `deploy` and `plan`."""
+    parser.add_argument("--requests", metavar="FILE", help="smoke requests to check the new version with")
+    parser.add_argument("--working-dir", metavar="DIR",
+                        help="folder to upload as every application's runtime_env.working_dir")
+    parser.add_argument("--version", dest="release_version", metavar="TEXT",
+                        help="release version shown by `status` (default: $GITHUB_SHA)")
+    parser.add_argument("--serve-url", metavar="URL",
+                        help="the cluster's Serve HTTP address for checks and the proxy's route table "
+                             "(default: dashboard host, Serve port); across two clusters, the live one's")
 
-    if args.timeout <= 0 or args.unschedulable_grace < 0:
-        raise InputError("--timeout must be positive and --unschedulable-grace not negative")
-    config = load_config(args.config)
+
+def validated_config(path: str, run: Run) -> ConfigFile:
+    """The config, checked exactly as `ci-serve validate --no-import` checks it: any problem is exit 2
+    before anything is read from or written to a cluster. (The one call to the validator on the deploy path.)"""
+    from ci_serve.config.validate import validate_config
+
+    with console.step(run, f"validate {path}") as st:
+        checked = validate_config(path, None, check_imports=False)
+        run.data["problems"] = [p.as_dict() for p in checked.problems]
+        for problem in checked.problems:
+            console.say(problem.render())
+        if checked.problems or checked.config is None:
+            st.detail = f"{len(checked.problems)} problem(s)"
+            raise ConfigError(f"{path}: {len(checked.problems)} problem(s); nothing was written",
+                              f"run `ci-serve validate {path}` and fix them", problems=checked.problems)
+        for notice in checked.config.notices:
+            console.say(f"NOTE  {notice}")
+        run.data["warnings"] = [w.as_dict() for w in checked.warnings]  # as validate prints them
+        for warning in checked.warnings:
+            console.say(f"WARN  {warning.render().removeprefix('warning: ')}")
+        st.detail = f"{len(checked.config.applications)} application(s)"
+    return checked.config
+
+
+def release_inputs(args: argparse.Namespace) -> tuple[list | None, Path | None, str | None]:
+    """(requests, working_dir, version) from the flags, checked."""
     reqs = None
     if args.requests:
         from ci_serve.smoke.requests_file import load_requests
@@ -65,6 +89,19 @@ def run(args: argparse.Namespace, run: Run) -> int:
     working_dir = Path(args.working_dir) if args.working_dir else None
     if working_dir is not None and not working_dir.is_dir():
         raise InputError(f"--working-dir {working_dir} is not a folder", "pass the folder that holds your app code")
+    version = args.release_version or os.environ.get("GITHUB_SHA") or None
+    return reqs, working_dir, version
+
+
+def run(args: argparse.Namespace, run: Run) -> int:
+    from ci_serve.cluster.address import resolve_target
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.deploy.release import Options, Release
+
+    if args.timeout <= 0 or args.unschedulable_grace < 0:
+        raise InputError("--timeout must be positive and --unschedulable-grace not negative")
+    config = validated_config(args.config, run)
+    reqs, working_dir, version = release_inputs(args)
     target = resolve_target(args.address)
     client = DashboardClient(target, ca_cert=args.ca_cert, insecure=args.insecure)
     if args.requirements or args.ray_version or args.require_same_ray:  # Ray version skew: warn, or exit 2
@@ -72,7 +109,6 @@ def run(args: argparse.Namespace, run: Run) -> int:
         to = DashboardClient(resolve_target(args.standby_address), ca_cert=args.ca_cert,
                              insecure=args.insecure) if args.standby_address else client
         check_skew(run, to.get_version(), args.requirements, args.ray_version, args.require_same_ray)
-    version = args.release_version or os.environ.get("GITHUB_SHA") or None
     if args.standby_address or args.standby_url or args.switch_command:
         return run_two_clusters(args, run, client, config, reqs, working_dir, version)
     options = Options(strategy=args.strategy, timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
@@ -104,5 +140,6 @@ def run_two_clusters(args: argparse.Namespace, run: Run, live, config, reqs, wor
         standby_url=normalize_address(args.standby_url), switch_command=args.switch_command,
         verify_url=normalize_address(args.verify_url) if args.verify_url else None, keep_standby=args.keep_standby,
         requests=reqs, working_dir=working_dir, timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
-        version=version, verify_timeout=args.verify_timeout)
+        version=version, verify_timeout=args.verify_timeout,
+        live_url=normalize_address(args.serve_url) if args.serve_url else None)
     return TwoClusterRelease(live, standby, run, config, options).execute()

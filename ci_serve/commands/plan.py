@@ -1,15 +1,17 @@
-"""`ci-serve plan CONFIG --address URL [--app-dir DIR] [--report FILE]`: what a deploy would change.
+"""`ci-serve plan CONFIG --address URL [deploy's inputs] [--app-dir DIR] [--report FILE]`: what `deploy` would do.
 
-Reads the config (problems -> exit 2, as `validate --no-import`), imports each application's code
-from ``--app-dir`` when it can (to see deployments added to or removed from the code; an app that does
-not import here is compared on its config alone, with a warning), reads the cluster's applications
-and prints :func:`ci_serve.config.plan.plan_changes`'s verdict. Changes nothing on the cluster.
+Takes the same inputs as `deploy` (``--working-dir``, ``--version``, ``--strategy``, ``--serve-url``,
+``--requests``) and runs the same steps up to the decision: the same validation (exit 2), the same
+package URIs (computed, not uploaded), the same cluster view and the same planner. It prints the
+planner's writes with their declared effects and the field-by-field diff. It also imports each
+application's code from ``--app-dir`` when it can, to show deployments added to or removed from the code
+(an app that does not import here is compared on its config alone, with a warning). It changes nothing
+on the cluster.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +20,10 @@ from typing import Any
 
 from ci_serve import console
 from ci_serve.cli import add_cluster_arguments, add_ray_pin_arguments
+from ci_serve.commands.deploy import add_release_arguments, release_inputs, validated_config
 from ci_serve.config.loader import ConfigFile
-from ci_serve.config.plan import Plan, plan_changes
-from ci_serve.config.validate import IMPORT_WORKERS, code_dir, validate_config
-from ci_serve.errors import ConfigError
+from ci_serve.config.plan import Plan
+from ci_serve.config.validate import IMPORT_WORKERS, code_dir
 from ci_serve.report import Run
 
 
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help="folder the import paths are imported from (default: each application's local "
                              "runtime_env.working_dir, relative to CONFIG, else the current folder)")
+    parser.add_argument("--strategy", choices=("auto", "in-place", "blue-green"), default="auto",
+                        help="as for deploy (default auto)")
+    add_release_arguments(parser)
     parser.add_argument("--report", metavar="FILE", help="write the plan as JSON (under \"plan\") to FILE")
     add_ray_pin_arguments(parser)
 
@@ -39,54 +44,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, run: Run) -> int:
     from ci_serve.cluster.address import resolve_target
     from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.cluster.packages import ship_working_dirs
+    from ci_serve.deploy.planner import PlanOptions, plan_release
+    from ci_serve.deploy.view import read_view
 
-    with console.step(run, f"read {args.config}"):
-        checked = validate_config(args.config, args.app_dir, check_imports=False)
-        run.data["problems"] = [p.as_dict() for p in checked.problems]
-        for problem in checked.problems:
-            console.say(problem.render())
-        if checked.problems or checked.config is None:
-            raise ConfigError(f"{args.config}: {len(checked.problems)} problem(s); nothing was compared",
-                              f"run `ci-serve validate {args.config}` and fix them", problems=checked.problems)
-        for notice in checked.config.notices:
-            console.say(f"NOTE  {notice}")
-        run.data["warnings"] = [w.as_dict() for w in checked.warnings]  # as validate prints them
-        for warning in checked.warnings:
-            console.say(f"WARN  {warning.render().removeprefix('warning: ')}")
-    config = checked.config
-    desired = with_package_uris(config.data, config.path.resolve().parent)
+    config = validated_config(args.config, run)
+    _, working_dir, version = release_inputs(args)
     with console.step(run, f"import the code from {args.app_dir or 'each working_dir or .'}") as st:
         code = import_graphs(config, args.app_dir)
         st.detail = f"{len(code)} of {len(config.applications)} application(s) imported"
     client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
     with console.step(run, f"read the applications on {client.address}") as st:
-        version = client.get_version()
-        live = client.get_applications()
-        st.detail = f"Ray {version}, {len(live['applications'])} application(s) live"
+        ray_version = client.get_version()
+        view = read_view(client, args.serve_url)
+        st.detail = f"Ray {ray_version}, {len(view.apps)} application(s)" + "".join(f"; {n}" for n in view.notes)
     from ci_serve.cluster.versions import check_skew  # Ray version skew: warn, or exit 2 when required
-    check_skew(run, version, args.requirements, args.ray_version, args.require_same_ray)
-    plan = plan_changes(desired, live, code)
-    run.data["plan"] = plan.as_dict()
-    for line in render(plan, config.path, client.address):  # the plan is the output: stdout
+    check_skew(run, ray_version, args.requirements, args.ray_version, args.require_same_ray)
+    desired, _ = ship_working_dirs(_NoUpload(client), config.data, base_dir=config.path.resolve().parent,
+                                   override=working_dir)
+    release = plan_release(view, desired, PlanOptions(strategy=args.strategy, version=version))
+    if code:  # the code's deployments refine the diff (deployments added to or removed from the code)
+        from ci_serve.config.plan import plan_changes
+        from ci_serve.deploy.ownership import MARKER_VARS
+
+        release.diff = plan_changes({"applications": [{**a.desired, "name": a.logical} for a in release.apps]},
+                                    view.snapshot, code, ignore_env=MARKER_VARS,
+                                    live_names={a.logical: a.live.name if a.live else None for a in release.apps})
+    run.data["plan"] = release.as_dict()
+    for line in render(release.diff, config.path, client.address):  # the plan is the output: stdout
+        console.say(line, stream=sys.stdout)
+    for line in render_writes(release):
         console.say(line, stream=sys.stdout)
     run.result = "planned"
     return 0
 
 
-def with_package_uris(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Local ``working_dir`` folders as the ``gcs://`` URI a deploy would upload them under (no upload),
-    so unchanged code compares equal to what runs."""
-    from ci_serve.cluster.packages import directory_uri, is_remote_uri
+class _NoUpload:
+    """The package URIs a deploy would use, without uploading anything."""
 
-    data = copy.deepcopy(data)
-    for app in data.get("applications") or []:
-        env = app.get("runtime_env") if isinstance(app, dict) else None
-        source = env.get("working_dir") if isinstance(env, dict) else None
-        if isinstance(source, str) and not is_remote_uri(source):
-            folder = (base_dir / Path(source).expanduser()).resolve()
-            if folder.is_dir():
-                env["working_dir"] = directory_uri(folder, env.get("excludes"))
-    return data
+    def __init__(self, client: Any):
+        self.address = client.address
+
+    def package_exists(self, uri: str) -> bool:
+        return True
+
+    def upload_package(self, uri: str, data: bytes) -> None:  # pragma: no cover - never called
+        raise AssertionError("plan never uploads")
+
+
+def render_writes(release: Any) -> list[str]:
+    lines = [f"deploy would: strategy {release.strategy}"]
+    for app in release.apps:
+        live = app.live.name if app.live else "nothing"
+        lines.append(f"  {app.logical}: {app.kind} ({', '.join(app.reasons) or 'no change'}), live {live}, "
+                     f"{app.strategy}")
+    writes = release.writes()
+    if not writes:
+        lines.append("  no write" + ("" if release.strategy == "none" else ""))
+    for n, w in enumerate(writes, 1):
+        lines.append(f"  {n}. {w.step}: {'; '.join(w.says)}  [effect: {w.effect}]")
+    for w in (release.undo_first, release.undo_switch):
+        if w is not None:
+            lines.append(f"  on failure, {w.step}: {'; '.join(w.says)}")
+    return lines
 
 
 def import_graphs(config: ConfigFile, app_dir: str | None) -> dict[str, dict[str, dict[str, Any]]]:

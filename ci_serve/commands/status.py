@@ -1,4 +1,4 @@
-"""`ci-serve status`: the applications on a cluster (like `serve status`) and which colour/version is live."""
+"""`ci-serve status`: the applications on a cluster (like `serve status`) and which incarnation is live."""
 
 from __future__ import annotations
 
@@ -13,19 +13,23 @@ from ci_serve.report import Run
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
+    parser.add_argument("--serve-url", metavar="URL",
+                        help="the cluster's Serve HTTP address, for the proxy's route table "
+                             "(default: dashboard host, Serve port)")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
 
 
 def run(args: argparse.Namespace, run: Run) -> int:
     from ci_serve.cluster.address import resolve_target
     from ci_serve.cluster.dashboard import DashboardClient
-    from ci_serve.deploy.view import managed_view, ray_view
+    from ci_serve.deploy.view import read_view
 
     client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
     version = client.get_version()
-    snapshot = client.get_applications()
-    data = {"address": client.address, "ray_version": version, "managed": managed_view(snapshot),
-            "applications": ray_view(snapshot)}
+    view = read_view(client, args.serve_url)
+    data = {"address": client.address, "ray_version": version, "managed": view.managed(),
+            "applications": view.ray_apps(), "routes": view.routes,
+            "notes": list(view.notes) + view.disagreements()}
     run.data.update(data)
     run.result = "passed"
     if args.json:
@@ -34,14 +38,17 @@ def run(args: argparse.Namespace, run: Run) -> int:
     out = sys.stdout
     console.say(f"Ray {version} at {client.address}: {len(data['applications'])} application(s)", stream=out)
     for logical, m in data["managed"].items():
-        extra = f", candidate {', '.join(m['candidates'])}" if m["candidates"] else ""
-        console.say(f"  {logical}: live {m['live'] or '-'} ({m['colour'] or '-'}), version {m['version'] or '-'}, "
+        extra = f", also {', '.join(m['candidates'])}" if m["candidates"] else ""
+        console.say(f"  {logical}: live {m['live'] or '-'}, version {m['version'] or '-'}, "
                     f"{m['status'] or '-'} at {m['route_prefix'] or '-'}{extra}", stream=out)
     for name, app in data["applications"].items():
-        console.say(f"{name}: {app['status']} route_prefix={app['route_prefix']}", stream=out)
+        owner = f" (ci-serve: {app['owner']})" if app["owner"] else ""
+        console.say(f"{name}: {app['status']} route_prefix={app['route_prefix']}{owner}", stream=out)
         if app["message"]:
             console.say("    " + app["message"].strip().splitlines()[-1][:300], stream=out)
         for dname, dep in app["deployments"].items():
             msg = f"  {dep['message'][:200]}" if dep["message"] else ""
             console.say(f"    {dname}: {dep['status']} ({dep['replicas']} replicas){msg}", stream=out)
+    for note in data["notes"]:
+        console.say(f"NOTE  {note}", stream=out)
     return 0

@@ -15,17 +15,19 @@ The verdict is the heaviest class present (``none`` when nothing changes). The c
 Only what a config *sets* is compared: a live ``deployed_app_config`` holds exactly what was sent,
 so a field set on one side only is compared with the other side's effective value (the live
 ``deployment_config`` Serve reports, or the options set in code when the caller imported the code).
-Live applications are matched by name, a blue/green physical name (``shop-blue``) counting as its
-logical one; the release marker variable is ignored. Applications live on the cluster but absent
-from the config are listed as left alone: our deploy never touches them.
+Which live application a desired one is compared with is the caller's decision (``live_names``:
+the deploy's :meth:`ClusterView.live_of`); without it, applications are matched by exact name. The
+environment variables named in ``ignore_env`` (the deploy's ownership markers) are not compared.
+Applications live on the cluster but absent from the comparison are listed as left alone.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ci_serve.deploy.naming import split_name, without_version
 from ci_serve.secrets import MASK
 
 Verdict = Literal["none", "lightweight", "heavyweight"]
@@ -117,7 +119,9 @@ def _heaviest(kinds: Any) -> Verdict:
 
 
 def plan_changes(desired: dict[str, Any], live: dict[str, Any],
-                 code: dict[str, dict[str, dict[str, Any]]] | None = None) -> Plan:
+                 code: dict[str, dict[str, dict[str, Any]]] | None = None, *,
+                 live_names: Mapping[str, str | None] | None = None,
+                 ignore_env: frozenset[str] = frozenset()) -> Plan:
     """Compare ``desired`` (multi-application config) with ``live`` (the applications answer).
 
     ``code``, when given, maps an application name to ``{deployment: options set in code}`` (from
@@ -131,27 +135,18 @@ def plan_changes(desired: dict[str, Any], live: dict[str, Any],
         if not isinstance(app, dict):
             continue
         name = str(app.get("name", "default"))
-        live_name = _match_live(name, app, live_apps)
+        live_name = live_names.get(name) if live_names is not None else (name if name in live_apps else None)
+        if live_name is not None and live_name not in live_apps:
+            live_name = None
         graph = (code or {}).get(name)
         if live_name is None:
             plan.applications.append(AppPlan(name, "added", deployments=[
                 DeploymentPlan(d, "added") for d in _desired_deployment_names(app, graph)]))
             continue
         matched.add(live_name)
-        plan.applications.append(_app_plan(name, live_name, app, live_apps[live_name], graph))
+        plan.applications.append(_app_plan(name, live_name, app, live_apps[live_name], graph, ignore_env))
     plan.left_alone = sorted(n for n in live_apps if n not in matched)
     return plan
-
-
-def _match_live(name: str, app: dict[str, Any], live_apps: dict[str, Any]) -> str | None:
-    if name in live_apps:
-        return name
-    coloured = [n for n in live_apps if n != name and split_name(n)[0] == name]
-    prefix = app.get("route_prefix", "/")
-    for candidate in coloured:  # while a blue-green deploy is in flight, the live one holds the route
-        if (live_apps[candidate] or {}).get("route_prefix") == prefix:
-            return candidate
-    return sorted(coloured)[0] if coloured else None
 
 
 def _desired_deployment_names(app: dict[str, Any], graph: dict[str, Any] | None) -> list[str]:
@@ -162,11 +157,25 @@ def _desired_deployment_names(app: dict[str, Any], graph: dict[str, Any] | None)
     return names
 
 
+def _without_env(app_config: Any, ignore_env: frozenset[str]) -> dict[str, Any]:
+    """The app config without its name and without the ``ignore_env`` variables."""
+    app = copy.deepcopy(app_config) if isinstance(app_config, dict) else {}
+    app.pop("name", None)
+    runtime_env = app.get("runtime_env")
+    if isinstance(runtime_env, dict) and isinstance(runtime_env.get("env_vars"), dict):
+        for var in ignore_env:
+            runtime_env["env_vars"].pop(var, None)
+        if not runtime_env["env_vars"]:
+            del runtime_env["env_vars"]
+        if not runtime_env:
+            del app["runtime_env"]
+    return app
+
+
 def _app_plan(name: str, live_name: str, app: dict[str, Any], live_app: dict[str, Any],
-              graph: dict[str, Any] | None) -> AppPlan:
-    live_config = live_app.get("deployed_app_config")
-    live_config = without_version(live_config) if isinstance(live_config, dict) else {}
-    new = without_version(app)
+              graph: dict[str, Any] | None, ignore_env: frozenset[str] = frozenset()) -> AppPlan:
+    live_config = _without_env(live_app.get("deployed_app_config"), ignore_env)
+    new = _without_env(app, ignore_env)
     result = AppPlan(name, "unchanged", live_name=live_name)
     for key in sorted((set(new) | set(live_config)) - NOT_COMPARED_APP_FIELDS):
         old_value = live_config.get(key, APP_DEFAULTS.get(key, UNSET))

@@ -1,3 +1,3 @@
-"""The deploy stage: gate (pure verdicts + a small poll loop), naming (logical <-> physical + colour),
-cluster config merge, and the strategies (blue-green, in-place, auto) that write, gate, check and
-roll back."""
+"""The deploy stage: one typed view of the cluster (view, ownership), a pure release planner, a pure write
+guard, the gate (pure verdicts + a small poll loop), checks, and a short executor (release) that
+writes, gates, checks and rolls back; plus the two-cluster mode."""

@@ -1,9 +1,14 @@
-"""Smoke requests against a deployed application (preview prefix before the switch, live after).
+"""Requests against a deployed application, and the question "what serves this route right now?".
 
 The requests file, the sending and the judging are the smoke stage's (:mod:`ci_serve.smoke`); this
-adds only what a cluster deploy needs: the URL of a route prefix on the cluster's Serve proxy, and a
-few retries of a 404/503 or refused connection right after a write (the proxies pick up a new route
-table a moment after the application is RUNNING).
+adds what a cluster deploy needs: the URL of a route prefix on the cluster's Serve proxy, a few
+retries right after a write (the proxies pick up a new route table a moment after RUNNING), the
+default check without a requests file, and :func:`serving` (the proof behind exit 1).
+
+Default check (no requests file): the proxy's route table (``GET <serve>/-/routes``) must route the
+prefix to the application we wrote (a route the proxy does not know fails), and a GET of the prefix
+must get an answer from the app that is not a 5xx: its own 404 (a FastAPI app with no ``/`` route)
+passes.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from typing import Any
 import requests
 
 from ci_serve import secrets
+from ci_serve.deploy.view import read_routes, read_view
 from ci_serve.errors import CheckFailed
 from ci_serve.smoke.checks import Answer, Outcome, compare, default_check, send
 from ci_serve.smoke.requests_file import SmokeRequest
 
 RETRY_STATUSES = (404, 503)
+#: how long the proxy may take to list a route after the application is RUNNING
+ROUTE_WAIT_S = 15.0
+PROXY_NOT_FOUND = b"-/routes"
 
 
 def join_path(prefix: str | None, path: str) -> str:
@@ -39,28 +48,58 @@ def _send_settled(session: requests.Session, base_url: str, url_path: str, req: 
     return answer
 
 
-def probe(serve_url: str, prefix: str, app: str, *, attempts: int = 5, timeout: float = 30.0) -> Outcome:
-    """Without a requests file: the route prefix must answer, and not with a 5xx (or a 404: no route)."""
+def route_holder(serve_url: str, prefix: str, physical: str | None, wait: float = ROUTE_WAIT_S
+                 ) -> tuple[bool | None, str]:
+    """Does the proxy route ``prefix`` to ``physical``? (None: the table could not be read.)"""
+    deadline = time.monotonic() + wait
+    while True:
+        routes, why = read_routes(serve_url)
+        if routes is None:
+            return None, why or "route table not read"
+        holder = routes.get(prefix)
+        if holder is not None and (physical is None or holder == physical):
+            return True, f"the proxy routes {prefix} to {holder}"
+        if time.monotonic() >= deadline:
+            return False, (f"the proxy routes {prefix} to {holder}, not {physical}" if holder
+                           else f"the proxy has no route {prefix}")
+        time.sleep(0.5)
+
+
+def probe(serve_url: str, prefix: str, app: str, physical: str | None = None, *, attempts: int = 5,
+          timeout: float = 30.0) -> Outcome:
+    """Without a requests file: the proxy knows the route, and the app answers it without a 5xx."""
     req = SmokeRequest(name=f"{app} answers")
     path = join_path(prefix, "/")
-    with requests.Session() as session:
-        answer = _send_settled(session, serve_url, path, req, attempts, timeout)
-    problems = default_check(answer)
-    if not problems and answer.status == 404:
-        problems = ["status: 404, the proxy has no route to the application"]
+    known, why = route_holder(serve_url, prefix, physical)
+    problems: list[str] = [] if known is not False else [why]
+    answer = Answer(None, error="not sent")
+    if not problems:
+        with requests.Session() as session:
+            session.trust_env = False
+            for attempt in range(attempts):
+                answer = send(session, serve_url, path, req, timeout)
+                proxy_404 = answer.status == 404 and PROXY_NOT_FOUND in (answer.body or b"")
+                if not (answer.error is not None or answer.status == 503 or proxy_404) or attempt == attempts - 1:
+                    break
+                time.sleep(1.0)
+        problems = default_check(answer)
+        if not problems and answer.status == 404 and known is None and PROXY_NOT_FOUND in (answer.body or b""):
+            problems = ["status: 404 from the proxy: it has no route to the application"]
     return Outcome(req.name, app, "GET", path, not problems, answer.status, answer.elapsed_ms,
                    error=secrets.scrub("; ".join(problems)) or None, mismatches=problems)
 
 
 def run_checks(reqs: list[SmokeRequest] | None, serve_url: str, prefixes: dict[str, str],
-               outcomes: list[Outcome], *, attempts: int = 3, timeout: float = 30.0) -> None:
+               outcomes: list[Outcome], *, attempts: int = 3, timeout: float = 30.0,
+               physical: dict[str, str] | None = None) -> None:
     """Send every request to the prefix of the app it names (or the only app); probe each app when
     there is no requests file. Raise :class:`CheckFailed` if any fails."""
     if not reqs:
-        outcomes.extend(probe(serve_url, prefix, app) for app, prefix in prefixes.items())
+        outcomes.extend(probe(serve_url, prefix, app, (physical or {}).get(app)) for app, prefix in prefixes.items())
     else:
         default = next(iter(prefixes)) if len(prefixes) == 1 else None
         with requests.Session() as session:
+            session.trust_env = False
             for req in reqs:
                 app = req.app or default
                 if app not in prefixes:
@@ -78,6 +117,69 @@ def run_checks(reqs: list[SmokeRequest] | None, serve_url: str, prefixes: dict[s
         raise CheckFailed(f"{len(failed)} of {len(outcomes)} check(s) failed: "
                           + "; ".join(f"{o.name}: {o.error}" for o in failed[:5]),
                           "the new version does not answer as expected; fix it or the requests file")
+
+
+def serving(client: Any, serve_url: str, expected: list[tuple[str, str | None, str | None]], *,
+            budget: float = 20.0) -> tuple[bool, list[str]]:
+    """Is each ``(logical, route_prefix, physical)`` seen serving: ``physical`` RUNNING, holding the
+    route in the proxy's table, and answering a GET without a 5xx (a route-less app: RUNNING)?
+    ``physical`` None means nothing of ours may run for ``logical``. Waits up to ``budget`` seconds
+    for it to become true; returns (all true, one line per application saying what is where)."""
+    deadline = time.monotonic() + budget
+    while True:
+        view = read_view(client, serve_url)
+        ok, lines = True, []
+        for logical, prefix, physical in expected:
+            members = [m.name for m in view.members(logical) if m.status != "DELETING"]
+            if physical is None:
+                if members:
+                    ok = False
+                    lines.append(f"{logical}: {', '.join(members)} still on the cluster")
+                else:
+                    lines.append(f"{logical}: nothing of ours runs (it had no live version)")
+                continue
+            app = view.apps.get(physical)
+            if app is None:
+                ok = False
+                lines.append(f"{logical}: {physical} is not on the cluster"
+                             + (f" ({', '.join(members)} are)" if members else ""))
+                continue
+            if app.status != "RUNNING":
+                ok = False
+                lines.append(f"{logical}: {physical} is {app.status}: {_last_line(app.message)}")
+                continue
+            if prefix is None:
+                lines.append(f"{logical}: {physical} RUNNING (no HTTP route)")
+                continue
+            holder = view.serving(prefix)
+            if holder != physical:
+                ok = False
+                lines.append(f"{logical}: {prefix} is served by {holder or 'no application'}, not {physical}")
+                continue
+            status, error = _get(serve_url + join_path(prefix, "/"))
+            if status is None or status >= 500 or (status == 404 and view.routes is None and error == "proxy"):
+                ok = False
+                lines.append(f"{logical}: {physical} holds {prefix} but answered {status or error}")
+                continue
+            lines.append(f"{logical}: {physical} serves {prefix} (HTTP {status})")
+        if ok or time.monotonic() >= deadline:
+            return ok, lines
+        time.sleep(0.5)
+
+
+def _get(url: str) -> tuple[int | None, str | None]:
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            resp = session.get(url, timeout=10, allow_redirects=False)
+    except requests.RequestException as exc:
+        return None, type(exc).__name__
+    return resp.status_code, "proxy" if PROXY_NOT_FOUND in resp.content else None
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no message"
 
 
 def as_dicts(outcomes: list[Outcome]) -> list[dict[str, Any]]:

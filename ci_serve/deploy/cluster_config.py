@@ -6,6 +6,8 @@ app's ``deployed_app_config``, the cluster-wide options) and changes only the ph
 this deploy owns. Applications deployed imperatively (``serve.run``) have no ``deployed_app_config``
 and are left out of the body; Ray leaves them alone.
 
+Whether a body does only what a write declared is :mod:`ci_serve.deploy.guard`'s check.
+
 Measured on Ray 2.60: Ray stamps a new ``last_deployed_time_s`` on every application named in a
 PUT, even one whose config is byte-for-byte unchanged (its replicas keep running, untouched). So
 "unchanged" for an unrelated application means: same config, same replicas, never left RUNNING.
@@ -14,10 +16,7 @@ PUT, even one whose config is byte-for-byte unchanged (its replicas keep running
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
-
-from ci_serve.errors import DeployFailed
 
 #: cluster-wide options read back from the status answer and sent again unchanged
 CLUSTER_KEYS = ("proxy_location", "http_options", "grpc_options", "target_capacity")
@@ -61,28 +60,3 @@ def build_body(snapshot: dict[str, Any], *, put: dict[str, dict[str, Any]] | Non
         apps[name] = config
     body["applications"] = [apps[name] for name in sorted(apps)]
     return body
-
-
-def fingerprint(snapshot: dict[str, Any]) -> dict[str, str]:
-    """What must not change between our read and our write: every app's goal and deploy time."""
-    out = {}
-    for name, raw in (snapshot.get("applications") or {}).items():
-        raw = raw if isinstance(raw, dict) else {}
-        out[name] = json.dumps([raw.get("last_deployed_time_s"), raw.get("deployed_app_config")],
-                               sort_keys=True, default=str)
-    return out
-
-
-class ClusterChanged(DeployFailed):
-    """Someone else changed the cluster between our read and our write; we did not write."""
-
-
-def check_unchanged(before: dict[str, Any], now: dict[str, Any]) -> None:
-    """Raise :class:`ClusterChanged` naming the applications whose goal changed meanwhile."""
-    a, b = fingerprint(before), fingerprint(now)
-    changed = sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
-    if changed:
-        raise ClusterChanged(
-            f"the cluster changed while this deploy ran (applications: {', '.join(changed)}); "
-            "stopped without writing so as not to overwrite that change",
-            "another deploy or a person changed the Serve config; re-run this deploy when it has finished")

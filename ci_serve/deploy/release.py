@@ -1,48 +1,42 @@
-"""One deploy of a Serve config to a cluster: read, ship code, decide, write, gate, check, switch or roll back.
+"""The executor: carry out a :class:`~ci_serve.deploy.planner.ReleasePlan`; decide nothing itself.
 
-Strategies (see docs/deploy.md):
+Read the cluster once into a :class:`ClusterView`, ship the code, ask the planner, then for each
+write: re-read, :mod:`guard` (nothing changed since our last read or write; the body does what the
+write declares, to our applications only), PUT, gate, check. On failure the plan's undo write runs
+(guarded the same way, as a clean-up), and the exit code is verified, not assumed:
 
-- **blue-green**: each changed application gets a candidate ``<name>-<colour>`` on a preview route
-  prefix beside the live one; gate; smoke requests against the preview; then ONE write moves the
-  live route prefix to the candidate and removes the old application; the switch is checked with a
-  request. Any failure before the switch removes the candidate and leaves the live version as it was.
-  A first deploy is the same with nothing to remove.
-- **in-place**: the changed applications are rewritten under their live physical names; gate; smoke
-  against the live prefix; on failure the previous configs are written back and gated again.
-- **auto**: in-place when every change is lightweight, blue-green when any is heavyweight or new,
-  and no write at all when nothing changed.
+- exit 1 only after the previous version was seen serving: its route in the proxy's table, and a
+  request answered (a route-less app: RUNNING);
+- anything else is exit 3, saying what is where.
 
-Before every write the cluster is re-read and compared with what the decision was based on; if
-someone else changed it meanwhile, the deploy stops without writing.
+A change to any application between our read and our write, or during a gate, stops the deploy
+without writing. Strategies and guarantees: docs/deploy.md.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 from ci_serve import console
-from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.dashboard import DashboardClient, SchemaRejected
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
-from ci_serve.deploy.changes import Change, classify_all, verdict
-from ci_serve.deploy.cluster_config import ClusterChanged, build_body, check_unchanged
+from ci_serve.deploy.cluster_config import build_body
 from ci_serve.deploy.gate import GateFailed, Goal, Superseded, wait_ready
-from ci_serve.deploy.naming import (
-    COLOURS,
-    Incarnation,
-    find_live,
-    incarnations,
-    other_colour,
-    physical_name,
-    preview_prefix,
-    with_version,
-    without_version,
+from ci_serve.deploy.guard import (
+    ClusterChanged,
+    Expected,
+    WriteRefused,
+    after_write,
+    check_drift,
+    check_effect,
+    expected_from,
 )
+from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, Write, plan_release
+from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
 from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
 from ci_serve.smoke.checks import Outcome
@@ -60,21 +54,16 @@ class Options:
 
 
 @dataclass
-class AppPlan:
-    logical: str
-    route_prefix: str
-    desired: dict[str, Any]
-    live: Incarnation | None
-    change: Change
-    leftovers: list[str] = field(default_factory=list)
-    candidate: str = ""
-    preview: str = ""
+class ReleaseResult:
+    result: str  # "deployed" | "unchanged"
+    strategy: str
+    #: logical -> physical application now live
+    live: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.logical, "change": self.change.kind,
-                "reason": ", ".join(self.change.reasons), "live": self.live.physical if self.live else None,
-                "live_version": self.live.version if self.live else None, "candidate": self.candidate or None,
-                "route_prefix": self.route_prefix}
+
+class NotRestored(RestoreFailed):
+    """The deploy stopped and the previous version was not seen serving (or ours is half-done): exit 3."""
 
 
 class Release:
@@ -84,17 +73,21 @@ class Release:
         self.config = config
         self.opts = options
         self.outcomes: list[Outcome] = []
-        self.seen: dict[str, Any] = {}  # the latest snapshot our decisions are based on
-        self.full_plan: Any = None
-        self.put_attempted = False
+        self.expected: dict[str, Expected] = {}
+        self.written = False  # a PUT of ours may have reached the cluster
+        self.serve = ""
+        self.logicals: set[str] = set()
 
     # -- the whole deploy ----------------------------------------------------------------------
-    def execute(self) -> int:
+    def read_and_plan(self) -> ReleasePlan:
         with console.step(self.run, "connect") as st:
             st.detail = f"Ray {self.client.get_version()} at {self.client.address}"
         with console.step(self.run, "read cluster") as st:
-            self.seen = self.client.get_applications()
-            st.detail = f"{len(self.seen['applications'])} application(s) on the cluster"
+            first = self.client.get_applications()
+            self.serve = serve_url(self.client.address, first, self.opts.serve_url)
+            view = read_view(_Fixed(self.client, first), self.opts.serve_url)
+            self.expected = expected_from(view)
+            st.detail = f"{len(view.apps)} application(s) on the cluster" + "".join(f"; {n}" for n in view.notes)
         with console.step(self.run, "ship code") as st:
             shipped_config, shipped = ship_working_dirs(
                 self.client, self.config.data, base_dir=self.config.path.resolve().parent,
@@ -102,249 +95,251 @@ class Release:
             self.run.data["packages"] = shipped
             st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
                                   for s in shipped) or "no working_dir"
-        plans = self.plan(shipped_config)
-        changed = [p for p in plans if p.change.kind != "none"]
-        report_plan = self.full_plan.as_dict()
-        report_plan["verdict"] = verdict([p.change.kind for p in plans])
-        ours = {p.logical: p.as_dict() for p in plans}
-        for entry in report_plan["applications"]:
-            entry.update({k: v for k, v in ours.get(entry["name"], {}).items() if k not in entry})
-            entry["change"] = ours.get(entry["name"], {}).get("change")
-        self.run.data["plan"] = report_plan
+        plan = plan_release(view, {**shipped_config},
+                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version))  # type: ignore[arg-type]
+        self.logicals = {a.logical for a in plan.apps}
+        self._check_requests_target(plan)
+        self.run.data["plan"] = plan.as_dict()
         self.run.data["version"] = self.opts.version
-        if not changed:
-            self.run.data["strategy"] = "none"
-            self.run.data["live_app"] = ",".join(p.live.physical for p in plans if p.live)
-            self.run.result = "unchanged"
-            console.say("nothing changed (same config, same code): no write")
-            return 0
-        strategy = self.opts.strategy
-        if strategy == "auto":
-            light = all(p.change.kind == "lightweight" for p in changed)
-            strategy = "in-place" if light else "blue-green"
-        self.run.data["strategy"] = strategy
-        if strategy == "blue-green":
-            self.blue_green(changed)
-        else:
-            self.in_place(changed)
-        self.run.data["live_app"] = ",".join(p.candidate if p in changed else p.live.physical
-                                             for p in plans if p in changed or p.live)
-        self.run.result = "deployed"
+        self.run.data["strategy"] = plan.strategy
+        return plan
+
+    def execute(self) -> int:
+        plan = self.read_and_plan()
+        result = self.carry_out(plan)
+        self.run.data["live_app"] = ",".join(result.live[a.logical] for a in plan.apps if a.logical in result.live)
+        self.run.result = result.result
         return 0
 
-    def plan(self, shipped_config: dict[str, Any]) -> list[AppPlan]:
-        apps = self.seen.get("applications") or {}
-        plans: list[AppPlan] = []
-        entries = [a for a in shipped_config.get("applications") or [] if isinstance(a, dict)]
-        if not entries:
-            raise InputError(f"{self.config.path} has no applications to deploy",
-                             "list them under `applications:` (see `ci-serve validate`)")
-        for app in entries:
-            logical = app.get("name")
-            if not isinstance(logical, str) or not logical:
-                raise InputError("every application in the config needs a name",
-                                 "add `name: my-app` to each entry under `applications`")
-            if any(p.logical == logical for p in plans):
-                raise InputError(f"application name {logical!r} is used twice in {self.config.path}",
-                                 "give each application its own name")
-            desired = copy.deepcopy(app)
-            desired.pop("name", None)
-            desired.setdefault("route_prefix", "/")
-            route_prefix = desired["route_prefix"]
-            desired = with_version(desired, self.opts.version)
-            live = find_live(apps, logical, route_prefix)
-            plan = AppPlan(logical, route_prefix, desired, live, Change("none"))
-            plan.leftovers = [i.physical for i in incarnations(apps, logical)
-                              if not live or i.physical != live.physical]
-            plans.append(plan)
-        kinds, full = classify_all({"applications": [{**p.desired, "name": p.logical} for p in plans]},
-                                   self.seen, {p.logical: p.live is not None for p in plans})
-        for p in plans:
-            p.change = kinds.get(p.logical, Change("new"))
-        self.full_plan = full
-        return plans
+    def carry_out(self, plan: ReleasePlan) -> ReleaseResult:
+        if plan.strategy == "none":
+            return self.unchanged(plan)
+        assert plan.first is not None and plan.undo_first is not None
+        try:
+            before = self.write(plan.first)
+        except SchemaRejected:
+            raise  # Ray refused the body: nothing changed (exit 2)
+        except (ClusterChanged, WriteRefused) as exc:
+            self.fail(plan, exc, nothing_written=True)
+        except BaseException as exc:
+            if not self.written:
+                raise
+            self.undo(plan, plan.undo_first, exc)
+        try:
+            self.gate(plan.first.step.replace("write", "gate"), self.goals(plan.first, before))
+            self.smoke("check candidate" if plan.switch else "check", plan.checks_before_switch(), plan)
+        except (ClusterChanged, Superseded) as exc:
+            self.fail(plan, exc, nothing_written=False)
+        except BaseException as exc:
+            self.undo(plan, plan.undo_first, exc)
+        if plan.switch is None:
+            return ReleaseResult("deployed", plan.strategy, self.live_after(plan))
+        assert plan.undo_switch is not None
+        sent = False
+        try:
+            before = self.write(plan.switch)
+            sent = True
+            self.gate("gate switch", self.goals(plan.switch, before))
+            self.smoke("check switch", plan.checks_after_switch(), plan)
+        except SchemaRejected as exc:
+            self.undo(plan, plan.undo_first, exc)
+        except (ClusterChanged, WriteRefused, Superseded) as exc:
+            self.fail(plan, exc, nothing_written=False)
+        except Cancelled as exc:
+            if sent:
+                self.cancelled_after_switch(plan, exc)
+            self.undo(plan, plan.undo_first, exc)
+        except BaseException as exc:
+            self.undo(plan, plan.undo_switch, exc)
+        warnings = self.retire(plan.retire) if plan.retire else []
+        return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
 
-    # -- writes --------------------------------------------------------------------------------
-    def write(self, name: str, *, put: dict[str, dict[str, Any]] | None = None, remove: set[str] | None = None,
-              check: bool = True) -> dict[str, Any]:
-        """Re-read, make sure nobody else changed the cluster, write. Returns the snapshot written over."""
-        with console.step(self.run, name) as st:
-            now = self.client.get_applications()
-            if check:
-                check_unchanged(self.seen, now)
-            body = build_body(now, put=put, remove=remove or set(), first_start=self.config.data)
-            self.put_attempted = True  # from here on the cluster may hold our write, even if the call fails
+    # -- writes and gates ----------------------------------------------------------------------
+    def write(self, w: Write) -> ClusterView:
+        """Re-read; guard (drift unless a clean-up; the declared effect always); PUT. Returns the read."""
+        with console.step(self.run, w.step) as st:
+            fresh = parse(self.client.get_applications())
+            if not w.cleanup:
+                check_drift(self.expected, fresh)
+            body = build_body(fresh.snapshot, put=dict(w.put), remove=set(w.remove), first_start=self.config.data)
+            check_effect(fresh, body, w, self.logicals)
+            self.written = True  # from here on the cluster may hold our write, even if the call fails
             self.client.put_applications(body)
-            st.detail = ", ".join([*(put or {}), *(f"-{r}" for r in sorted(remove or ()))])
-        return now
-
-    def gate(self, name: str, goals: list[Goal], timeout: float | None = None) -> None:
-        result = wait_ready(self.client.get_applications, goals, timeout=timeout or self.opts.timeout,
-                            unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name,
-                            capacity=lambda: capacity.observe(self.client))
-        self.seen = result.snapshot
+            self.expected = after_write(expected_from(fresh) if w.cleanup else self.expected, body)
+            st.detail = "; ".join(w.says)
+        return fresh
 
     @staticmethod
-    def _time(snapshot: dict[str, Any], name: str) -> float | None:
-        app = (snapshot.get("applications") or {}).get(name)
-        return app.get("last_deployed_time_s") if isinstance(app, dict) else None
+    def goals(w: Write, before: ClusterView) -> list[Goal]:
+        def when(name: str) -> float | None:
+            app = before.apps.get(name)
+            return app.last_deployed_time_s if app else None
 
-    def serve_url(self) -> str:
-        if self.opts.serve_url:
-            return self.opts.serve_url.rstrip("/")
-        http = self.seen.get("http_options") or {}
-        port = http.get("port") or 8000
-        host = urlsplit(self.client.address).hostname or "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}"
+        return [Goal(n, {**c, "name": n}, when(n)) for n, c in w.put.items()] + [Goal(n, None) for n in w.remove]
 
-    def smoke(self, name: str, prefixes: dict[str, str]) -> None:
+    def gate(self, name: str, goals: list[Goal], timeout: float | None = None) -> None:
+        must_exist = {g.name for g in goals if g.config is not None}
+
+        def read() -> dict[str, Any]:
+            snapshot = self.client.get_applications()
+            fresh = parse(snapshot)
+            gone = sorted(n for n in must_exist if n not in fresh.apps or fresh.apps[n].status == "DELETING")
+            if gone:
+                raise GateFailed(f"application {gone[0]} disappeared during the gate (removed by someone else)",
+                                 "another deploy or a person removed it; `ci-serve status` shows what runs")
+            check_drift(self.expected, fresh)
+            return snapshot
+
+        wait_ready(read, goals, timeout=timeout or self.opts.timeout,
+                   unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name,
+                   capacity=lambda: capacity.observe(self.client))
+
+    def smoke(self, name: str, prefixes: dict[str, str], plan: ReleasePlan) -> None:
+        if not prefixes:
+            return
+        targets = {a.logical: a.target for a in plan.changed if a.target}
+        self.refresh_serve_url()
         with console.step(self.run, name) as st:
             self.outcomes.clear()
             try:
-                checks.run_checks(self.opts.requests, self.serve_url(), prefixes, self.outcomes)
+                checks.run_checks(self.opts.requests, self.serve, prefixes, self.outcomes, physical=targets)
             finally:
                 self.run.data["requests"] = checks.as_dicts(self.outcomes)
                 for outcome in self.outcomes:
                     console.say("    " + outcome.line())
             st.detail = (f"{len(self.outcomes)} request(s) passed" if self.opts.requests
-                         else "answered (no --requests: any answer but 404/5xx passes)")
+                         else "answered (no --requests: the route is in the proxy's table and the app answers "
+                              "without a 5xx)")
 
-    # -- blue-green ----------------------------------------------------------------------------
-    def blue_green(self, plans: list[AppPlan]) -> None:
-        for p in plans:
-            colour = other_colour(p.live.colour) if p.live and p.live.colour in COLOURS else "blue"
-            p.candidate = physical_name(p.logical, colour)
-            p.preview = preview_prefix(p.route_prefix, p.logical, colour)
-        put = {p.candidate: {**p.desired, "route_prefix": p.preview} for p in plans}
-        leftovers = {name for p in plans for name in p.leftovers if name != p.candidate}
-        self.put_attempted = False
-        try:
-            before = self.write("write candidate", put=put, remove=leftovers)
-            self.gate("gate candidate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate))
-                                         for p in plans] + [Goal(n, None) for n in leftovers])
-            self.smoke("check candidate", {p.logical: p.preview for p in plans})
-        except Superseded:
-            raise  # another deploy wrote the same candidate after us: it is theirs now
-        except BaseException as exc:
-            if not self.put_attempted:
-                raise  # nothing was written (bad config, credentials, someone else's change)
-            self.remove_candidates(plans, exc)
-        # The switch: the candidate takes the live route prefix and the old version steps aside to a preview
-        # prefix of its own, still running, in one write. Only after the switch is checked is the old one
-        # removed; a failed check swaps back at once, to replicas that never stopped.
-        switched = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
-        for p in plans:
-            if p.live:
-                switched[p.live.physical] = {**p.live.config, "route_prefix": _aside(p)}
-        self.put_attempted = False
-        written = False
-        try:
-            before = self.write("switch", put=switched)
-            written = True
-            self.gate("gate switch", [Goal(n, c, self._time(before, n)) for n, c in switched.items()])
-            self.smoke("check switch", {p.logical: p.route_prefix for p in plans})
-        except (ClusterChanged, Superseded) as exc:
-            # Someone else wrote meanwhile: touch nothing (our candidate may even share a name with theirs).
-            exc.hint = ("the live version was not touched; the candidate stays on its preview prefix until the "
-                        "next deploy removes it. " + (exc.hint or ""))
-            raise
-        except BaseException as exc:
-            if not self.put_attempted:
-                self.remove_candidates(plans, exc)  # the switch was never sent: live untouched
-            if written and isinstance(exc, Cancelled):
-                raise  # switched to a candidate that passed the gate and the checks: it stays live
-            self.restore(plans, exc, switched=True)  # swap back to the old version, still running
-        old = {p.live.physical for p in plans if p.live}
-        if old:
-            self.remove_old(old)
-
-    def remove_old(self, old: set[str]) -> None:
+    def retire(self, w: Write) -> list[str]:
         """The new version is live and checked; the old one goes. A failure here is only a warning."""
         try:
-            self.write("remove old", remove=old, check=False)
-            self.gate("gate removal", [Goal(n, None) for n in old])
+            before = self.write(w)
+            self.gate("gate removal", self.goals(w, before))
         except Cancelled:
             raise
         except CiServeError as err:
-            console.say(f"WARN  the new version is live, but removing {', '.join(sorted(old))} failed: "
-                        f"{err.message}; the next deploy removes it")
-            self.run.data.setdefault("warnings", []).append(err.message)
+            message = (f"the new version is live, but removing {', '.join(sorted(w.remove))} failed: {err.message}; "
+                       "the next deploy removes it")
+            console.say(f"WARN  {message}")
+            self.run.data.setdefault("warnings", []).append(message)
+            return [message]
+        return []
 
-    def cleanup_gate(self, name: str, goals: list[Goal], cause: BaseException) -> None:
-        """Gate a clean-up write. After a cancellation the runner sends SIGKILL 10 s after SIGINT, so the
-        write must go out at once (short retries) and the wait for Ray to finish it is brief."""
-        if not isinstance(cause, Cancelled):
-            self.gate(name, goals)
-            return
-        try:
-            self.gate(name, goals, timeout=3.0)
-        except GateFailed:
-            console.say(f"... {name}: written; Ray is still carrying it out")
-
-    def remove_candidates(self, plans: list[AppPlan], cause: BaseException) -> None:
-        names = {p.candidate for p in plans}
-        if isinstance(cause, Cancelled):
+    # -- endings -------------------------------------------------------------------------------
+    def undo(self, plan: ReleasePlan, w: Write, cause: BaseException) -> NoReturn:
+        """Write the plan's undo, gate it, then verify the previous version serves: exit 1, else 3."""
+        cancelled = isinstance(cause, Cancelled)
+        if cancelled:
             self.client.retry_budget = min(self.client.retry_budget, 3.0)
         try:
-            self.write("remove candidate", remove=names, check=False)
-            self.cleanup_gate("gate removal", [Goal(n, None) for n in names], cause)
+            before = self.write(w)
+            goals = self.goals(w, before)
+            if cancelled:  # the runner sends SIGKILL 10 s after SIGINT: do not wait long for Ray
+                try:
+                    self.gate(w.step.replace("remove", "gate removal").replace("restore", "gate restore"), goals,
+                              timeout=3.0)
+                except GateFailed:
+                    console.say(f"... {w.step}: written; Ray is still carrying it out")
+            else:
+                self.gate("gate " + w.step, goals)
         except CiServeError as err:
-            raise RestoreFailed(
-                f"{_what(cause)}; removing the candidate(s) {', '.join(sorted(names))} then failed: {err.message}",
-                "the live version was not touched, but the candidate may still run on its preview prefix; "
-                "check with `ci-serve status` and re-run the deploy", details=_details(cause)) from None
-        if isinstance(cause, Cancelled):
-            raise cause
-        live = ", ".join(p.live.physical for p in plans if p.live) or "nothing (first deploy)"
-        raise DeployFailed(f"{_what(cause)}; the candidate was removed, live is unchanged: {live}",
-                           getattr(cause, "hint", None), details=_details(cause)) from None
+            raise NotRestored(f"{_what(cause)}; then {w.step} failed: {err.message}",
+                              "a person must look: `ci-serve status` shows what runs now; re-run the deploy",
+                              details=_details(cause)) from None
+        self.fail(plan, cause, nothing_written=True, undone=w, short=cancelled)
 
-    # -- in-place ------------------------------------------------------------------------------
-    def in_place(self, plans: list[AppPlan]) -> None:
-        for p in plans:
-            p.candidate = p.live.physical if p.live else physical_name(p.logical, "blue")
-            if p.live:  # the version marker is part of Ray's code version: changing it would restart replicas
-                p.desired = with_version(without_version(p.desired), p.live.version)
-        put = {p.candidate: {**p.desired, "route_prefix": p.route_prefix} for p in plans}
-        self.put_attempted = False
-        try:
-            before = self.write("write config", put=put)
-            self.gate("gate", [Goal(p.candidate, put[p.candidate], self._time(before, p.candidate)) for p in plans])
-            self.smoke("check", {p.logical: p.route_prefix for p in plans})
-        except Superseded:
-            raise  # another deploy wrote these applications after us: writing ours back would undo theirs
-        except BaseException as exc:
-            if not self.put_attempted:
+    def fail(self, plan: ReleasePlan, cause: BaseException, *, nothing_written: bool,
+             undone: Write | None = None, short: bool = False) -> NoReturn:
+        """Stop. Exit 1 when nothing of ours remains written (or it was undone) and the previous version is
+        seen serving; otherwise exit 3, saying what is where."""
+        where = self.where(plan, budget=3.0 if short else 20.0)
+        serving, lines = where
+        if nothing_written and serving:
+            if isinstance(cause, Cancelled):
+                cause.message = f"{cause.message}; " + "; ".join(lines)
+                raise cause
+            what = f"undone: {'; '.join(undone.says)}" if undone is not None else "nothing was written"
+            raise DeployFailed(f"{_what(cause)}; {what}; the previous version serves: " + "; ".join(lines),
+                               getattr(cause, "hint", None), details=_details(cause)) from None
+        left = "" if nothing_written else "this deploy's candidate(s) stay where they are; "
+        raise NotRestored(f"{_what(cause)}; stopped without writing more; {left}now: " + "; ".join(lines),
+                          "a person must look (`ci-serve status`); the next deploy removes leftovers of ours",
+                          details=_details(cause)) from None
+
+    def cancelled_after_switch(self, plan: ReleasePlan, cause: Cancelled) -> NoReturn:
+        _, lines = self.where(plan, budget=2.0, previous=False)
+        raise NotRestored(f"{cause.message} after the switch was written; now: " + "; ".join(lines),
+                          "the new version holds the route; the old one waits aside and the next deploy removes it")
+
+    def unchanged(self, plan: ReleasePlan) -> ReleaseResult:
+        """Nothing to write (but leftovers of earlier runs); still check, read-only, that live runs and answers."""
+        if plan.tidy is not None:
+            try:
+                before = self.write(plan.tidy)
+                self.gate("gate removal", self.goals(plan.tidy, before))
+            except (ClusterChanged, WriteRefused):
                 raise
-            self.restore(plans, exc, switched=False)
+        serving, lines = self.where(plan, budget=20.0, every_app=True)
+        if not serving:
+            raise NotRestored("nothing was written (the cluster already runs this config), but the live version "
+                              "is not serving: " + "; ".join(lines),
+                              "a person must look: `ci-serve status` shows each application's message")
+        console.say("nothing changed (same config, same code): no write; " + "; ".join(lines))
+        return ReleaseResult("unchanged", "none", self.live_after(plan))
 
-    def restore(self, plans: list[AppPlan], cause: BaseException, *, switched: bool) -> None:
-        """Write back the previous config of our applications and gate it; exit 1 if that worked, 3 if not."""
-        put = {p.live.physical: p.live.config for p in plans if p.live}
-        remove = {p.candidate for p in plans if p.candidate not in put}
-        if isinstance(cause, Cancelled):
-            self.client.retry_budget = min(self.client.retry_budget, 3.0)
+    def where(self, plan: ReleasePlan, *, budget: float, previous: bool = True,
+              every_app: bool = False) -> tuple[bool, list[str]]:
+        """Is the previous version (or, ``previous=False``, whatever holds the route) seen serving?"""
+        apps = plan.apps if every_app else plan.changed
         try:
-            before = self.write("restore previous", put=put, remove=remove, check=False)
-            self.cleanup_gate("gate restore", [Goal(n, c, self._time(before, n)) for n, c in put.items()]
-                              + [Goal(n, None) for n in remove], cause)
+            self.refresh_serve_url()
+            return checks.serving(self.client, self.serve, [(a.logical, a.route_prefix, _expect(a, previous))
+                                                            for a in apps], budget=budget)
         except CiServeError as err:
-            raise RestoreFailed(f"{_what(cause)}; restoring the previous version then failed: {err.message}",
-                                "a person must look: `ci-serve status` shows what runs now",
-                                details=_details(cause)) from None
-        if isinstance(cause, Cancelled):
-            raise cause
-        restored = ", ".join(sorted(put)) or "nothing (first deploy, candidate removed)"
-        raise DeployFailed(f"{_what(cause)}; the previous version was restored: {restored}",
-                           getattr(cause, "hint", None), details=_details(cause)) from None
+            return False, [f"the cluster could not be read ({err.message})"]
+
+    def refresh_serve_url(self) -> None:
+        """The Serve port is the cluster's: on a first start, only known once our first write started Serve."""
+        if not self.opts.serve_url:
+            self.serve = serve_url(self.client.address, self.client.get_applications())
+
+    def live_after(self, plan: ReleasePlan) -> dict[str, str]:
+        out = {}
+        for a in plan.apps:
+            if a.strategy != "none" and a.target:
+                out[a.logical] = a.target
+            elif a.live:
+                out[a.logical] = a.live.name
+        return out
+
+    def _check_requests_target(self, plan: ReleasePlan) -> None:
+        routed = {a.logical for a in plan.apps if a.route_prefix is not None}
+        default = next(iter(routed)) if len(routed) == 1 else None
+        for req in self.opts.requests or []:
+            app = getattr(req, "app", None) or default
+            if app not in routed:
+                raise InputError(f"request {req.name!r} names application {app!r}, which this deploy does not ship "
+                                 "on an HTTP route", f"use one of: {', '.join(sorted(routed)) or '(none)'} "
+                                 "(field `app` in the requests file); route-less apps are checked by the gate only")
 
 
-def _aside(plan: AppPlan) -> str:
-    """Where the old version waits, still running, between the switch and its removal."""
-    assert plan.live is not None
-    colour = plan.live.colour if plan.live.colour in COLOURS else "old"
-    return preview_prefix(plan.route_prefix, plan.logical, colour)
+class _Fixed:
+    """A client whose first ``get_applications`` answer is one already read."""
+
+    def __init__(self, client: DashboardClient, snapshot: dict[str, Any]):
+        self.address = client.address
+        self._snapshot = snapshot
+
+    def get_applications(self) -> dict[str, Any]:
+        return self._snapshot
+
+
+def _expect(a: AppDecision, previous: bool) -> str | None:
+    """The physical app that should serve ``a`` now: the previous live one (None: nothing of ours)."""
+    if previous:
+        return a.live.name if a.live else None
+    return a.target
 
 
 def _what(cause: BaseException) -> str:

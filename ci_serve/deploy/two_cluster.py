@@ -4,12 +4,20 @@ The whole config goes to the standby cluster (the live one is not touched), is g
 smoke-checked there through ``--standby-url``; then the user's ``--switch-command`` moves the
 traffic (a load balancer API, a Kubernetes Service patch, a proxy reload) and the public entry
 (``--verify-url``) must answer the smoke requests from the new version. If it does not, the switch
-command runs again with the roles reversed: exit 1 when the old cluster answers again, 3 when not.
+command runs again with the roles reversed (``CI_SERVE_NEW_URL`` is then the old cluster's Serve
+address: ``--serve-url`` when given, else the dashboard's host and the Serve port it reports): exit 1
+when the public entry answers again, 3 when not.
 
-The standby cluster is dedicated to this release: its Serve config is replaced as a whole, and on
-failure its previous config is written back. After a successful switch the old cluster keeps its
-applications only with ``--keep-standby`` (a warm standby to switch back to); otherwise they are
-removed once the public entry answers from the new cluster.
+On the standby, this release replaces only applications of ours (the ownership marker, or the plain
+logical name); others are left alone. On failure its previous config is written back.
+
+The old cluster's applications of ours are removed only after a positive proof that public traffic
+moved: the public entry passed the smoke requests and the old cluster, asked the same requests at its
+own Serve address, fails at least one (so they tell the versions apart). Without ``--verify-url``, or
+when the old version passes the same requests, there is no proof: they are kept, and the run says so.
+``--keep-standby`` keeps them in any case. A switch command that moves nothing thus never empties the
+cluster that still takes the traffic. Which applications of the old cluster are ours is
+:meth:`ClusterView.members`'s answer, as for a one-cluster deploy.
 """
 
 from __future__ import annotations
@@ -20,16 +28,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ci_serve import console, secrets
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
-from ci_serve.deploy import checks
+from ci_serve.deploy import capacity, checks, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
 from ci_serve.deploy.gate import Goal, wait_ready
-from ci_serve.deploy.naming import with_version
+from ci_serve.deploy.ownership import with_marker
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
 
@@ -50,6 +57,8 @@ class TwoClusterOptions:
     timeout: float = 600.0
     unschedulable_grace: float = 60.0
     version: str | None = None
+    #: the live (old) cluster's real Serve address (``--serve-url``), for the switch-back and the proof
+    live_url: str | None = None
     switch_timeout: float = 300.0
     verify_timeout: float = VERIFY_TIMEOUT_S
 
@@ -76,7 +85,7 @@ class TwoClusterRelease:
             if not isinstance(name, str) or not name:
                 raise InputError("every application in the config needs a name",
                                  "add `name: my-app` to each entry under `applications`")
-            app = with_version({k: v for k, v in app.items() if k != "name"}, self.opts.version)
+            app = with_marker({k: v for k, v in app.items() if k != "name"}, name, self.opts.version)
             app.setdefault("route_prefix", "/")
             out[name] = app
         return out
@@ -103,11 +112,36 @@ class TwoClusterRelease:
         self.run.data.update(live_address=self.standby.address, standby_address=self.live.address,
                              live_url=self.opts.standby_url, live_app=",".join(self.prefixes()))
         if not self.opts.keep_standby:
-            self.retire_old()
+            proven, why = self.proof_of_switch()
+            self.run.data["switch_proof"] = why
+            if proven:
+                self.retire_old()
+            else:
+                message = (f"the old cluster {self.live.address} keeps its applications: {why}. Remove them by "
+                           "hand once you have checked that traffic reaches the new cluster")
+                console.say(f"WARN  {message}")
+                self.run.data.setdefault("warnings", []).append(message)
         self.run.result = "deployed"
         console.say(f"live is now {self.standby.address}; deploy the next release with "
                     f"--address {self.standby.address} --standby-address {self.live.address}")
         return 0
+
+    def old_url(self) -> str:
+        return self.opts.live_url.rstrip("/") if self.opts.live_url else view.serve_url(self.live.address,
+                                                                                          self.live_snapshot)
+
+    def proof_of_switch(self) -> tuple[bool, str]:
+        """Positive proof that the public entry no longer reaches the old cluster (see the module docstring)."""
+        if not self.opts.verify_url:
+            return False, "no --verify-url, so nothing proves the traffic moved"
+        outcomes: list[checks.Outcome] = []
+        try:
+            checks.run_checks(self.opts.requests, self.old_url(), self.prefixes(), outcomes, attempts=1)
+        except CheckFailed:
+            return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({self.old_url()}) fails: "
+                          "the traffic moved")
+        return False, (f"the old cluster ({self.old_url()}) passes the same checks as {self.opts.verify_url}, so "
+                       "they cannot tell the versions apart (use a requests file that expects the new version)")
 
     def deploy_standby(self) -> None:
         with console.step(self.run, "ship code") as st:
@@ -117,17 +151,19 @@ class TwoClusterRelease:
             self.run.data["packages"] = records
             st.detail = ", ".join(r["uri"] for r in records) or "no working_dir"
         put = self.apps(shipped)
+        before = view.parse(self.standby_before)
+        ours = {m.name for logical in put for m in before.members(logical)} - set(put)
         with console.step(self.run, "write standby") as st:
-            body = build_body(self.standby_before, put=put, remove=set(declarative_apps(self.standby_before)),
-                              first_start=self.config.data)
+            body = build_body(self.standby_before, put=put, remove=ours, first_start=self.config.data)
             self.standby.put_applications(body)
             st.detail = ", ".join(put)
         previous = {n: (a or {}).get("last_deployed_time_s")
                     for n, a in (self.standby_before.get("applications") or {}).items()}
         goals = [Goal(name, config, previous.get(name)) for name, config in put.items()]
-        goals += [Goal(name, None) for name in declarative_apps(self.standby_before) if name not in put]
+        goals += [Goal(name, None) for name in sorted(ours)]
         wait_ready(self.standby.get_applications, goals, timeout=self.opts.timeout,
-                   unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name="gate standby")
+                   unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name="gate standby",
+                   capacity=lambda: capacity.observe(self.standby))
 
     def check(self, base_url: str, step: str, *, requests: list[Any] | None = None, attempts: int = 3) -> None:
         outcomes: list[checks.Outcome] = []
@@ -194,7 +230,7 @@ class TwoClusterRelease:
             raise AssertionError("unreachable") from None
 
     def switch_back(self, cause: BaseException) -> None:
-        live_url = serve_url(self.live.address, self.live_snapshot)
+        live_url = self.old_url()
         try:
             self.switch("switch back", new_address=self.live.address, old_address=self.standby.address,
                         new_url=live_url)
@@ -213,10 +249,14 @@ class TwoClusterRelease:
         try:
             with console.step(self.run, "remove candidate") as st:
                 now = self.standby.get_applications()
-                body = build_body(now, put=declarative_apps(self.standby_before),
-                                  remove=set(declarative_apps(now)) - set(declarative_apps(self.standby_before)),
+                ours = set(self.prefixes())  # our candidates only: an app someone else added meanwhile stays
+                removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & ours
+                body = build_body(now, put=declarative_apps(self.standby_before), remove=removed,
                                   first_start=self.config.data)
                 self.standby.put_applications(body)
+                if removed and not isinstance(cause, Cancelled):  # seen gone before "removed" is said
+                    wait_ready(self.standby.get_applications, [Goal(n, None) for n in sorted(removed)],
+                               timeout=120.0, run=self.run, step_name="gate removal")
                 st.detail = f"standby {self.standby.address} back to its previous config"
         except CiServeError as err:
             raise RestoreFailed(f"{_what(cause)}; removing the candidate from the standby cluster then failed: "
@@ -230,26 +270,19 @@ class TwoClusterRelease:
                            getattr(cause, "hint", None), details=_details(cause)) from None
 
     def retire_old(self) -> None:
-        """Remove our applications from the old live cluster; they no longer get traffic."""
-        ours = set(self.prefixes())
+        """Remove our applications (marked, or under the plain logical name) from the old live cluster."""
         try:
             with console.step(self.run, "retire old cluster") as st:
                 time.sleep(DRAIN_S)
                 now = self.live.get_applications()
-                gone = ours & set(declarative_apps(now))
+                old = view.parse(now)
+                members = {m.name for logical in self.prefixes() for m in old.members(logical)}
+                gone = members & set(declarative_apps(now))
                 if gone:
                     self.live.put_applications(build_body(now, remove=gone))
                 st.detail = f"removed {', '.join(sorted(gone)) or 'nothing'} from {self.live.address}"
         except CiServeError as err:  # traffic already moved: a leftover is a warning, not a failure
             console.say(f"WARNING the old cluster keeps its applications: {err.message}")
-
-
-def serve_url(dashboard_address: str, snapshot: dict[str, Any]) -> str:
-    """A cluster's Serve HTTP address: the dashboard's host, the Serve port it reports."""
-    port = (snapshot.get("http_options") or {}).get("port") or 8000
-    host = urlsplit(dashboard_address).hostname or "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}"
 
 
 def _what(cause: BaseException) -> str:

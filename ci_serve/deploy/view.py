@@ -1,71 +1,248 @@
-"""Ray's view of a cluster's Serve applications, plus ours: logical name, live colour, version.
+"""One typed view of a cluster's Serve applications, parsed once, and which incarnation is live.
 
-Pure functions over one ``/api/serve/applications/`` snapshot, shared by ``status`` and ``config``.
+``GET /api/serve/applications/`` differs between Ray releases. Up to 2.46 (measured on 2.9.3, 2.20,
+2.30, 2.40, 2.46), after a PUT that only moves an application's route prefix, its top-level
+``route_prefix`` keeps the OLD value while ``deployed_app_config.route_prefix`` and the proxy have the
+new one; from 2.50 both agree. So the prefix an application *claims* is read from its
+``deployed_app_config`` (what was sent, on every release), the top-level field only for applications
+deployed without one; and which application a prefix *serves* is read from the Serve proxy's own
+table (``GET <serve>/-/routes``: prefix -> application), the claim only when the table cannot be read.
+
+:meth:`ClusterView.live_of` is the one answer to "which incarnation of logical application X is
+live"; ``plan``, ``deploy``, ``status``, ``config`` and the two-cluster mode all ask it.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+import requests
 
 from ci_serve import secrets
-from ci_serve.deploy.naming import COLOURS, preview_prefix, split_name, version_of
+from ci_serve.deploy.ownership import COLOURS, adoptable, owner_of, version_of
+
+NO_ROUTE = "(no route)"
 
 
-def ray_view(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Per physical application: status, message, route prefix, deployments (like `serve status`)."""
-    apps = {}
-    for name, raw in sorted((snapshot.get("applications") or {}).items()):
-        raw = raw if isinstance(raw, dict) else {}
-        deployments = raw.get("deployments") if isinstance(raw.get("deployments"), dict) else {}
-        apps[name] = {
-            "status": raw.get("status"), "message": raw.get("message") or "",
-            "route_prefix": raw.get("route_prefix"), "last_deployed_time_s": raw.get("last_deployed_time_s"),
-            "deployments": {d: {"status": (v or {}).get("status"), "message": (v or {}).get("message") or "",
-                                "replicas": len((v or {}).get("replicas") or [])}
-                            for d, v in sorted(deployments.items())},
-        }
-    return apps
+def preview_prefix(route_prefix: str | None, logical: str, colour: str) -> str:
+    """A candidate's own route prefix, beside the live one: ``/shop`` -> ``/shop--green``."""
+    base = (route_prefix or f"/{logical}").rstrip("/")
+    return f"{base}--{colour}" if base else f"/--{logical}-{colour}"
 
 
-def managed_view(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Per logical application: which physical app is live (holds a non-preview prefix), its colour and
-    version, and any candidate on a preview prefix."""
-    groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-    for name, raw in sorted((snapshot.get("applications") or {}).items()):
-        logical, colour = split_name(name)
-        groups.setdefault(logical, []).append((name, colour, raw if isinstance(raw, dict) else {}))
-    out = {}
-    for logical, members in groups.items():
-        if all(colour == "none" for _, colour, _ in members):
-            continue  # not deployed by ci-serve (or adopted later)
-        live = None
-        candidates = []
-        for name, colour, raw in members:
-            prefix = str(raw.get("route_prefix") or "")
-            is_preview = colour in COLOURS and (prefix.endswith(f"--{colour}")
-                                                or prefix == preview_prefix("/", logical, colour))
-            if is_preview:
-                candidates.append(name)
-            if not is_preview and live is None:
-                live = (name, colour, raw)
-        entry: dict[str, Any] = {"live": None, "colour": None, "version": None, "status": None,
-                                 "route_prefix": None, "candidates": candidates}
-        if live:
-            name, colour, raw = live
-            entry.update(live=name, colour=colour, version=version_of(raw.get("deployed_app_config")),
-                         status=raw.get("status"), route_prefix=raw.get("route_prefix"))
-        out[logical] = entry
-    return out
+def is_preview(prefix: str | None, logical: str) -> bool:
+    if not prefix:
+        return False
+    return any(prefix.endswith(f"--{c}") or prefix == f"/--{logical}-{c}" for c in (*COLOURS, "old"))
 
 
-def cluster_config(snapshot: dict[str, Any], app: str | None = None) -> list[dict[str, Any]]:
-    """The declarative config of each application (``serve config``), env_vars redacted.
+@dataclass(frozen=True)
+class DeploymentView:
+    name: str
+    status: str
+    message: str
+    replicas: int
 
-    ``app`` may be a physical name or a logical one (then its live incarnation)."""
-    apps = snapshot.get("applications") or {}
-    names = sorted(apps)
-    if app is not None:
-        live = (managed_view(snapshot).get(app) or {}).get("live")
-        names = [n for n in names if n == app or n == live]
-    return [secrets.redact_config(apps[n].get("deployed_app_config") or {"name": n, "note": "deployed imperatively"})
-            for n in names]
+
+@dataclass(frozen=True)
+class AppView:
+    """One physical application as Ray reports it, plus ours: owner (logical name) and version."""
+
+    name: str
+    status: str
+    message: str
+    #: the top-level ``route_prefix`` Ray reports (stale after a route change on Ray <= 2.46)
+    reported_prefix: str | None
+    #: ``deployed_app_config`` (None: deployed imperatively with ``serve.run``)
+    config: dict[str, Any] | None
+    last_deployed_time_s: float | None
+    deployments: dict[str, DeploymentView]
+    owner: str | None
+    version: str | None
+
+    @property
+    def declarative(self) -> bool:
+        return self.config is not None
+
+    @property
+    def claimed_prefix(self) -> str | None:
+        """The route prefix the app was given: its config's (reliable on every Ray), else the report."""
+        if self.config is not None and "route_prefix" in self.config:
+            return self.config["route_prefix"]
+        return self.reported_prefix
+
+
+def _parse_app(name: str, raw: Any) -> AppView:
+    raw = raw if isinstance(raw, dict) else {}
+    config = raw.get("deployed_app_config")
+    config = copy.deepcopy(config) if isinstance(config, dict) else None
+    deps = raw.get("deployments") if isinstance(raw.get("deployments"), dict) else {}
+    deployments = {}
+    for dname, d in sorted(deps.items()):
+        d = d if isinstance(d, dict) else {}
+        replicas = d.get("replicas")
+        deployments[dname] = DeploymentView(dname, str(d.get("status") or "UNKNOWN"), str(d.get("message") or ""),
+                                            len(replicas) if isinstance(replicas, list) else 0)
+    when = raw.get("last_deployed_time_s")
+    prefix = raw.get("route_prefix")
+    return AppView(name=name, status=str(raw.get("status") or "UNKNOWN"), message=str(raw.get("message") or ""),
+                   reported_prefix=prefix if isinstance(prefix, str) else None, config=config,
+                   last_deployed_time_s=float(when) if isinstance(when, (int, float)) else None,
+                   deployments=deployments, owner=owner_of(name, config), version=version_of(config))
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    apps: dict[str, AppView]
+    #: the Serve proxy's route table (prefix -> application), None when it could not be read
+    routes: dict[str, str] | None
+    #: the raw answer (bodies are built from it: cluster-wide options are sent back unchanged)
+    snapshot: dict[str, Any] = field(repr=False, default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    # -- routes ------------------------------------------------------------------------------
+    def serving(self, prefix: str) -> str | None:
+        """The application the proxy routes ``prefix`` to (the route table; the claims without it)."""
+        if self.routes is not None:
+            return self.routes.get(prefix)
+        claims = [a.name for a in self.apps.values() if a.claimed_prefix == prefix]
+        return claims[0] if len(claims) == 1 else None
+
+    def route_of(self, name: str) -> str | None:
+        """The prefix application ``name`` serves: from the route table when it lists the app, else its claim."""
+        if self.routes is not None:
+            held = sorted(p for p, n in self.routes.items() if n == name)
+            if len(held) == 1:
+                return held[0]
+        app = self.apps.get(name)
+        return app.claimed_prefix if app else None
+
+    def disagreements(self) -> list[str]:
+        """Where Ray's status fields and the proxy disagree (shown by ``status``; decided by the proxy)."""
+        out = []
+        for app in self.apps.values():
+            if app.config is not None and "route_prefix" in app.config and app.reported_prefix != app.claimed_prefix:
+                out.append(f"{app.name}: Ray reports route_prefix {app.reported_prefix}, its config says "
+                           f"{app.claimed_prefix} (stale field of Ray <= 2.46); the config's is used")
+        if self.routes is not None:
+            for prefix, name in sorted(self.routes.items()):
+                claim = self.apps[name].claimed_prefix if name in self.apps else None
+                if name in self.apps and claim != prefix:
+                    out.append(f"the proxy routes {prefix} to {name}, which claims {claim}")
+        return out
+
+    # -- ownership ---------------------------------------------------------------------------
+    def members(self, logical: str) -> list[AppView]:
+        """Every physical application that is an incarnation of ``logical``: marked ours, or adoptable."""
+        return [a for _, a in sorted(self.apps.items())
+                if a.owner == logical or adoptable(a.name, a.config, logical)]
+
+    def live_of(self, logical: str, route_prefix: str | None | type[Ellipsis] = ...) -> AppView | None:
+        """THE answer to "which incarnation of ``logical`` is live".
+
+        ``route_prefix`` is the config's (None: a route-less app; omitted: not known, as in ``status``).
+        The live one is the member the proxy serves the route prefix with; failing that (the app is not
+        RUNNING, or the table was not read), the only member claiming it; failing that, the only member
+        not on a preview prefix (the config moved the app to another prefix).
+        """
+        members = self.members(logical)
+        if not members:
+            return None
+        if route_prefix is None:
+            plain = [m for m in members if m.name == logical]
+            return plain[0] if plain else None
+        names = {m.name for m in members}
+        if route_prefix is not ...:
+            holder = self.serving(route_prefix)
+            if holder in names:
+                return self.apps[holder]
+            claims = [m for m in members if m.claimed_prefix == route_prefix]
+            if len(claims) == 1:
+                return claims[0]
+        settled = [m for m in members if not is_preview(self.route_of(m.name), logical)]
+        return settled[0] if len(settled) == 1 else None
+
+    def logical_names(self) -> list[str]:
+        return sorted({a.owner for a in self.apps.values() if a.owner})
+
+    def declarative_configs(self) -> dict[str, dict[str, Any]]:
+        return {n: copy.deepcopy(a.config) for n, a in self.apps.items() if a.config is not None}
+
+    # -- for people ------------------------------------------------------------------------
+    def managed(self) -> dict[str, Any]:
+        """Per logical application of ours: live physical app, version, status, route, other incarnations."""
+        out = {}
+        for logical in self.logical_names():
+            live = self.live_of(logical)
+            others = [m.name for m in self.members(logical) if not live or m.name != live.name]
+            out[logical] = {"live": live.name if live else None, "version": live.version if live else None,
+                            "status": live.status if live else None,
+                            "route_prefix": self.route_of(live.name) if live else None, "candidates": others}
+        return out
+
+    def ray_apps(self) -> dict[str, Any]:
+        """Per physical application: status, message, route prefix, deployments (like ``serve status``)."""
+        return {a.name: {"status": a.status, "message": a.message, "route_prefix": self.route_of(a.name),
+                         "reported_route_prefix": a.reported_prefix, "owner": a.owner,
+                         "last_deployed_time_s": a.last_deployed_time_s,
+                         "deployments": {d.name: {"status": d.status, "message": d.message, "replicas": d.replicas}
+                                         for d in a.deployments.values()}}
+                for _, a in sorted(self.apps.items())}
+
+    def configs(self, app: str | None = None) -> list[dict[str, Any]]:
+        """The declarative config of each application (``serve config``), env_vars redacted; ``app`` may
+        be a physical name or a logical one (then its live incarnation)."""
+        names = sorted(self.apps)
+        if app is not None:
+            live = self.live_of(app)
+            names = [n for n in names if n == app or (live is not None and n == live.name)]
+        return [secrets.redact_config(self.apps[n].config or {"name": n, "note": "deployed imperatively"})
+                for n in names]
+
+
+def parse(snapshot: dict[str, Any], routes: dict[str, str] | None = None, notes: tuple[str, ...] = ()) -> ClusterView:
+    apps = snapshot.get("applications") if isinstance(snapshot.get("applications"), dict) else {}
+    return ClusterView({str(n): _parse_app(str(n), raw) for n, raw in apps.items()}, routes, snapshot, notes)
+
+
+def serve_url(dashboard_address: str, snapshot: dict[str, Any], override: str | None = None) -> str:
+    """A cluster's Serve HTTP address: ``override``, else the dashboard's host and the Serve port it reports."""
+    if override:
+        return override.rstrip("/")
+    http = snapshot.get("http_options") if isinstance(snapshot.get("http_options"), dict) else {}
+    port = http.get("port") or 8000
+    host = urlsplit(dashboard_address).hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+def read_routes(serve_base: str, timeout: float = 5.0) -> tuple[dict[str, str] | None, str | None]:
+    """The proxy's route table, or (None, why not). No credential is ever sent to the proxy."""
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            resp = session.get(serve_base + "/-/routes", timeout=timeout)
+    except requests.RequestException as exc:
+        return None, f"the Serve proxy at {serve_base} did not answer /-/routes ({type(exc).__name__})"
+    if resp.status_code != 200:
+        return None, f"the Serve proxy at {serve_base} answered /-/routes with HTTP {resp.status_code}"
+    try:
+        data = resp.json()
+    except (ValueError, json.JSONDecodeError):
+        return None, f"the Serve proxy at {serve_base} answered /-/routes with something that is not JSON"
+    if not isinstance(data, dict):
+        return None, f"the Serve proxy at {serve_base} answered /-/routes with a {type(data).__name__}"
+    return {str(k): str(v) for k, v in data.items()}, None
+
+
+def read_view(client: Any, serve_override: str | None = None, *, with_routes: bool = True) -> ClusterView:
+    """Read the cluster once: the applications answer, then (when Serve runs) the proxy's route table."""
+    snapshot = client.get_applications()
+    if not with_routes or not snapshot.get("applications"):
+        return parse(snapshot, {} if with_routes and not snapshot.get("applications") else None)
+    routes, note = read_routes(serve_url(client.address, snapshot, serve_override))
+    return parse(snapshot, routes, (note,) if note else ())

@@ -1,0 +1,91 @@
+"""What makes an application on a cluster ours: a marker in its ``runtime_env.env_vars``.
+
+Every application this tool writes carries ``CI_SERVE_APP`` (the logical name: the config's
+application name) and ``CI_SERVE_VERSION`` (the release, ``--version`` or ``$GITHUB_SHA``, when one is
+given). Names prove nothing: another team's ``api-green`` is not our candidate of ``api``. So:
+
+- an application with ``CI_SERVE_APP: X`` belongs to logical application ``X``;
+- an application without the marker is never changed or removed, with one documented exception:
+  an application under the exact plain logical name ``X`` (deployed by hand, or by ``serve deploy``)
+  is *adopted*: it is taken as X's live version and replaced by a marked one on the next deploy;
+- applications written before the marker existed (``X-blue``/``X-green`` with only
+  ``CI_SERVE_VERSION``) are recognised by that variable, which only this tool writes.
+
+The markers are ignored when comparing configs (a new commit with the same code writes nothing); in
+place they are kept as the running app has them, since ``runtime_env`` is part of Ray's code version.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+APP_VAR = "CI_SERVE_APP"
+VERSION_VAR = "CI_SERVE_VERSION"
+MARKER_VARS = frozenset({APP_VAR, VERSION_VAR})
+COLOURS = ("blue", "green")
+
+
+def _env_vars(app_config: Any) -> dict[str, Any]:
+    runtime_env = app_config.get("runtime_env") if isinstance(app_config, dict) else None
+    env = runtime_env.get("env_vars") if isinstance(runtime_env, dict) else None
+    return env if isinstance(env, dict) else {}
+
+
+def version_of(app_config: Any) -> str | None:
+    value = _env_vars(app_config).get(VERSION_VAR)
+    return str(value) if value is not None else None
+
+
+def marker_of(app_config: Any) -> str | None:
+    """The logical name in the marker, or None."""
+    value = _env_vars(app_config).get(APP_VAR)
+    return str(value) if isinstance(value, str) and value else None
+
+
+def owner_of(physical: str, app_config: Any) -> str | None:
+    """The logical application a physical one belongs to, or None: not ours, never touched.
+
+    Adoption of a plain-named app is NOT decided here (see :func:`adoptable`)."""
+    marked = marker_of(app_config)
+    if marked:
+        return marked
+    if version_of(app_config) is not None:  # written by ci-serve before CI_SERVE_APP existed
+        for colour in COLOURS:
+            if physical.endswith(f"-{colour}") and len(physical) > len(colour) + 1:
+                return physical[: -len(colour) - 1]
+    return None
+
+
+def adoptable(physical: str, app_config: Any, logical: str) -> bool:
+    """An unmarked application under the exact plain logical name: ours to replace (documented)."""
+    return physical == logical and owner_of(physical, app_config) is None
+
+
+def with_marker(app_config: dict[str, Any], logical: str, version: str | None) -> dict[str, Any]:
+    app = copy.deepcopy(app_config)
+    runtime_env = dict(app.get("runtime_env") or {})
+    env_vars = dict(runtime_env.get("env_vars") or {})
+    env_vars[APP_VAR] = logical
+    if version:
+        env_vars[VERSION_VAR] = version
+    else:
+        env_vars.pop(VERSION_VAR, None)
+    runtime_env["env_vars"] = env_vars
+    app["runtime_env"] = runtime_env
+    return app
+
+
+def without_marker(app_config: Any) -> dict[str, Any]:
+    """The app config as the user wrote it: the markers and the physical name removed."""
+    app = copy.deepcopy(app_config) if isinstance(app_config, dict) else {}
+    app.pop("name", None)
+    runtime_env = app.get("runtime_env")
+    if isinstance(runtime_env, dict) and isinstance(runtime_env.get("env_vars"), dict):
+        for var in MARKER_VARS:
+            runtime_env["env_vars"].pop(var, None)
+        if not runtime_env["env_vars"]:
+            del runtime_env["env_vars"]
+        if not runtime_env:
+            del app["runtime_env"]
+    return app

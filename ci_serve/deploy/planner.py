@@ -1,0 +1,357 @@
+"""The release planner: pure. (cluster view, desired config, options) -> a plan of ordered writes.
+
+Every write carries its declared effect (which physical applications it creates, changes, removes),
+checked by :mod:`ci_serve.deploy.guard` against a fresh read before it is sent. The planner decides
+everything; the executor (:mod:`ci_serve.deploy.release`) only carries the plan out.
+
+Per logical application (the config's name):
+
+- its **live** incarnation is :meth:`ClusterView.live_of`'s answer; other incarnations of ours
+  (marked, see :mod:`ci_serve.deploy.ownership`) are leftovers of earlier runs;
+- its **change** is ``config.plan.plan_changes``'s verdict against that live one (``new`` when nothing
+  is live): ``none``, ``lightweight`` or ``heavyweight``;
+- its **strategy**: ``none`` when unchanged; ``in-place`` when every change of the run is lightweight
+  (``--strategy auto``), or when the app is *name-bound*: it has no HTTP route (``route_prefix: null``,
+  reached by handle) or the cluster serves gRPC (clients pick an app by name), so a blue-green rename
+  would take it away from its clients; ``blue-green`` otherwise.
+
+Refused before any write (exit 2, :class:`~ci_serve.errors.InputError`), naming the app and the fix:
+a foreign application (not ours, not adoptable) under a name we need, or serving or claiming a route
+prefix we need; ``--strategy blue-green`` for a name-bound app.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ci_serve.config.plan import Plan, plan_changes
+from ci_serve.deploy.ownership import COLOURS, MARKER_VARS, with_marker, without_marker
+from ci_serve.deploy.view import AppView, ClusterView, preview_prefix
+from ci_serve.errors import InputError
+
+Kind = Literal["none", "lightweight", "heavyweight", "new"]
+Strategy = Literal["none", "in-place", "blue-green"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a write does to the cluster's physical applications (nothing else may change)."""
+
+    created: frozenset[str] = frozenset()
+    changed: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+
+    def is_within(self, declared: Effect) -> bool:
+        return (self.created <= declared.created and self.changed <= declared.changed
+                and self.removed <= declared.removed)
+
+    def __str__(self) -> str:
+        parts = [f"{verb} {', '.join(sorted(names))}" for verb, names in
+                 (("create", self.created), ("change", self.changed), ("remove", self.removed)) if names]
+        return "; ".join(parts) or "nothing"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One PUT: ``put`` (physical name -> app config) added or replaced, ``remove`` left out; the rest of
+    the body is the cluster's own config as read right before the write."""
+
+    step: str
+    put: Mapping[str, dict[str, Any]]
+    remove: frozenset[str]
+    effect: Effect
+    #: what it does, in words ("add candidate shop-green on /shop--green")
+    says: tuple[str, ...]
+    #: a clean-up write: its actual effect may be a part of the declared one (a candidate already gone)
+    cleanup: bool = False
+
+
+@dataclass
+class AppDecision:
+    logical: str
+    route_prefix: str | None
+    desired: dict[str, Any]
+    live: AppView | None
+    kind: Kind
+    reasons: tuple[str, ...] = ()
+    strategy: Strategy = "none"
+    #: the physical app the new version is written to (a candidate, or the live one in place)
+    target: str | None = None
+    #: where the new version is checked before the switch
+    check_prefix: str | None = None
+    leftovers: tuple[str, ...] = ()
+
+    @property
+    def name_bound(self) -> bool:
+        return self.route_prefix is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.logical, "change": self.kind, "reason": ", ".join(self.reasons),
+                "strategy": self.strategy, "live": self.live.name if self.live else None,
+                "live_version": self.live.version if self.live else None,
+                "candidate": self.target if self.strategy == "blue-green" else None,
+                "route_prefix": self.route_prefix, "leftovers": list(self.leftovers)}
+
+
+@dataclass
+class ReleasePlan:
+    apps: list[AppDecision]
+    diff: Plan
+    strategy: Strategy
+    #: the first write (candidates on preview prefixes, in-place configs), None when nothing changes
+    first: Write | None = None
+    #: undoes ``first`` before any switch
+    undo_first: Write | None = None
+    #: moves live route prefixes to the candidates; the old versions step aside, still running
+    switch: Write | None = None
+    #: undoes ``switch`` (and ``first``): the old versions back on their prefixes, candidates removed
+    undo_switch: Write | None = None
+    #: removes the old versions once the switch is checked
+    retire: Write | None = None
+    #: removes leftovers of earlier runs when nothing else changes
+    tidy: Write | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[AppDecision]:
+        return [a for a in self.apps if a.strategy != "none"]
+
+    def checks_before_switch(self) -> dict[str, str]:
+        return {a.logical: a.check_prefix for a in self.changed if a.check_prefix is not None}
+
+    def checks_after_switch(self) -> dict[str, str]:
+        return {a.logical: a.route_prefix for a in self.changed
+                if a.strategy == "blue-green" and a.route_prefix is not None}
+
+    def writes(self) -> list[Write]:
+        return [w for w in (self.tidy, self.first, self.switch, self.retire) if w is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.diff.as_dict()
+        ours = {a.logical: a.as_dict() for a in self.apps}
+        for entry in data["applications"]:
+            entry.update({k: v for k, v in ours.get(entry["name"], {}).items() if k not in entry})
+            entry["change"] = ours.get(entry["name"], {}).get("change")
+        data["strategy"] = self.strategy
+        data["verdict"] = verdict([a.kind for a in self.apps])
+        data["writes"] = [{"step": w.step, "effect": str(w.effect), "says": list(w.says)} for w in self.writes()]
+        if self.undo_first or self.undo_switch:
+            data["rollback"] = [{"step": w.step, "effect": str(w.effect), "says": list(w.says)}
+                                for w in (self.undo_first, self.undo_switch) if w is not None]
+        return data
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    strategy: Literal["auto", "in-place", "blue-green"] = "auto"
+    version: str | None = None
+
+
+def verdict(kinds: list[Kind]) -> str:
+    if any(k in ("heavyweight", "new") for k in kinds):
+        return "heavyweight"
+    return "lightweight" if "lightweight" in kinds else "none"
+
+
+def grpc_enabled(view: ClusterView, config: Mapping[str, Any]) -> bool:
+    """gRPC clients pick an application by name: true when the cluster (or, on a first start, the file)
+    registers servicer functions."""
+    for source in (view.snapshot.get("grpc_options"), config.get("grpc_options")):
+        if isinstance(source, dict) and source.get("grpc_servicer_functions"):
+            return True
+    return False
+
+
+def desired_apps(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(logical name, app config without the name) per application; names must be present and unique."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    entries = [a for a in config.get("applications") or [] if isinstance(a, dict)]
+    if not entries:
+        raise InputError("the config has no applications to deploy",
+                         "list them under `applications:` (see `ci-serve validate`)")
+    for app in entries:
+        logical = app.get("name")
+        if not isinstance(logical, str) or not logical:
+            raise InputError("every application in the config needs a name",
+                             "add `name: my-app` to each entry under `applications`")
+        if any(n == logical for n, _ in out):
+            raise InputError(f"application name {logical!r} is used twice in the config", "give each its own name")
+        desired = copy.deepcopy(app)
+        desired.pop("name", None)
+        desired.setdefault("route_prefix", "/")
+        out.append((logical, desired))
+    return out
+
+
+def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOptions = PlanOptions()) -> ReleasePlan:
+    """The whole release, decided: raises :class:`InputError` (exit 2) for what must not be written."""
+    wanted = desired_apps(config)
+    grpc = grpc_enabled(view, config)
+    decisions = []
+    for logical, desired in wanted:
+        route_prefix = desired.get("route_prefix")
+        live = view.live_of(logical, route_prefix)
+        leftovers = tuple(m.name for m in view.members(logical) if live is None or m.name != live.name)
+        decisions.append(AppDecision(logical, route_prefix, with_marker(desired, logical, options.version),
+                                     live, "none", leftovers=leftovers))
+    diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
+                        live_names={d.logical: d.live.name if d.live else None for d in decisions},
+                        ignore_env=MARKER_VARS)
+    by_name = {a.name: a for a in diff.applications}
+    for d in decisions:
+        entry = by_name[d.logical]
+        if d.live is None:
+            d.kind, d.reasons = "new", ("nothing live yet",)
+        else:
+            d.kind = entry.verdict
+            d.reasons = tuple([c.field for c in entry.changes]
+                              + [f"{x.name}.{c.field}" for x in entry.deployments for c in x.changes]
+                              + [f"{x.name} {x.action}" for x in entry.deployments if x.action in ("added", "removed")])
+    changed = [d for d in decisions if d.kind != "none"]
+    all_light = all(d.kind == "lightweight" for d in changed)
+    for d in changed:
+        bound = d.name_bound or grpc
+        if options.strategy == "blue-green" and bound:
+            why = "has no HTTP route (route_prefix: null): clients reach it by its name" if d.name_bound else \
+                "is on a cluster that serves gRPC, whose clients pick an application by its name"
+            raise InputError(f"application {d.logical} {why}; blue-green would rename it behind their backs",
+                             "deploy it with --strategy auto or in-place (updated in place, gated, checked, and "
+                             "rolled back on failure)")
+        if bound or options.strategy == "in-place" or (options.strategy == "auto" and all_light):
+            d.strategy = "in-place"
+        else:
+            d.strategy = "blue-green"
+    plan = ReleasePlan(decisions, diff, "none")
+    for d in decisions:
+        _refuse_collisions(view, d, grpc)
+    if not changed:
+        leftovers = frozenset(n for d in decisions for n in d.leftovers)
+        if leftovers:
+            plan.tidy = Write("remove leftovers", {}, leftovers, Effect(removed=leftovers),
+                              tuple(f"remove leftover {n} of an earlier run" for n in sorted(leftovers)))
+        return plan
+    plan.strategy = "blue-green" if any(d.strategy == "blue-green" for d in changed) else "in-place"
+    _plan_writes(plan, changed)
+    return plan
+
+
+def _candidate_name(d: AppDecision) -> str:
+    colour = "blue"
+    if d.live is not None:
+        for c in COLOURS:
+            if d.live.name.endswith(f"-{c}"):
+                colour = "green" if c == "blue" else "blue"
+    return f"{d.logical}-{colour}"
+
+
+def _refuse_collisions(view: ClusterView, d: AppDecision, grpc: bool) -> None:
+    """A foreign application under a name or on a route prefix this release needs: exit 2, nothing written."""
+    members = {m.name for m in view.members(d.logical)}
+    if d.strategy == "blue-green":
+        d.target = _candidate_name(d)
+        colour = d.target.rsplit("-", 1)[1]
+        d.check_prefix = preview_prefix(d.route_prefix, d.logical, colour)
+    elif d.strategy == "in-place":
+        d.target = d.live.name if d.live else (d.logical if d.name_bound or grpc else f"{d.logical}-blue")
+        d.check_prefix = d.route_prefix
+    needed_names = [d.target] if d.target else []
+    for name in needed_names:
+        app = view.apps.get(name)
+        if app is not None and name not in members:
+            owner = f"it belongs to ci-serve application {app.owner!r}" if app.owner else "it has no ci-serve marker"
+            raise InputError(
+                f"application {name} on the cluster is not ours ({owner}), but this deploy of {d.logical} needs "
+                "that name", f"remove or rename {name} (it was left untouched), or give your application another "
+                "name in the config")
+    prefixes = [p for p in (d.route_prefix, d.check_prefix) if p is not None] if d.strategy != "none" else \
+        [d.route_prefix] if d.route_prefix is not None else []
+    for prefix in dict.fromkeys(prefixes):
+        holders = {view.serving(prefix)} | {a.name for a in view.apps.values() if a.claimed_prefix == prefix}
+        foreign = sorted(h for h in holders if h is not None and h not in members)
+        if foreign:
+            raise InputError(
+                f"route prefix {prefix} is held by application {foreign[0]}, which is not ours; this deploy of "
+                f"{d.logical} needs it", f"move {foreign[0]} to another prefix or give {d.logical} another "
+                "route_prefix in the config (nothing was written)")
+
+
+def _aside(d: AppDecision) -> str:
+    """Where the old version waits, still running, between the switch and its removal."""
+    assert d.live is not None
+    colour = next((c for c in COLOURS if d.live.name.endswith(f"-{c}")), "old")
+    return preview_prefix(d.route_prefix, d.logical, colour)
+
+
+def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
+    put: dict[str, dict[str, Any]] = {}
+    created: set[str] = set()
+    updated: set[str] = set()
+    removed: set[str] = set()
+    says: list[str] = []
+    undo_put: dict[str, dict[str, Any]] = {}
+    for d in changed:
+        assert d.target is not None
+        if d.strategy == "blue-green":
+            put[d.target] = {**d.desired, "route_prefix": d.check_prefix}
+            created.add(d.target)
+            says.append(f"add candidate {d.target} on {d.check_prefix}")
+        else:
+            desired = d.desired
+            if d.live is not None and d.kind == "lightweight":
+                # the version marker is part of Ray's code version: a new one would restart the replicas
+                desired = with_marker(without_marker(desired), d.logical, d.live.version)
+            put[d.target] = desired
+            if d.live is not None:
+                updated.add(d.target)
+                undo_put[d.target] = {k: v for k, v in (d.live.config or {}).items() if k != "name"}
+                says.append(f"update {d.target} in place ({d.kind})")
+            else:
+                created.add(d.target)
+                says.append(f"add {d.target} on {d.route_prefix or '(no route)'}")
+        for name in d.leftovers:
+            if name != d.target:
+                removed.add(name)
+                says.append(f"remove leftover {name} of an earlier run")
+    # A leftover under the candidate's own name (a killed earlier run) is replaced: declared as changed.
+    reused = {d.target for d in changed if d.strategy == "blue-green" and d.target in d.leftovers}
+    created -= reused
+    updated |= reused
+    plan.first = Write("write candidate" if plan.strategy == "blue-green" else "write config", put,
+                       frozenset(removed), Effect(frozenset(created), frozenset(updated), frozenset(removed)),
+                       tuple(says))
+    undo_remove = frozenset(created | reused)
+    plan.undo_first = Write("remove candidate" if plan.strategy == "blue-green" else "restore previous", undo_put,
+                            undo_remove, Effect(changed=frozenset(undo_put), removed=undo_remove),
+                            tuple([f"remove {n}" for n in sorted(undo_remove)]
+                                  + [f"write back the previous config of {n}" for n in sorted(undo_put)]),
+                            cleanup=True)
+    green = [d for d in changed if d.strategy == "blue-green"]
+    if not green:
+        return
+    switch: dict[str, dict[str, Any]] = {}
+    back: dict[str, dict[str, Any]] = dict(undo_put)
+    s_says: list[str] = []
+    for d in green:
+        assert d.target is not None
+        switch[d.target] = {**d.desired, "route_prefix": d.route_prefix}
+        if d.live is not None:
+            live_config = {k: v for k, v in (d.live.config or {}).items() if k != "name"}
+            switch[d.live.name] = {**live_config, "route_prefix": _aside(d)}
+            back[d.live.name] = live_config
+            s_says.append(f"move route {d.route_prefix} from {d.live.name} to {d.target}; {d.live.name} waits, "
+                          f"still running, on {_aside(d)}")
+        else:
+            s_says.append(f"move {d.target} to its route {d.route_prefix}")
+    plan.switch = Write("switch", switch, frozenset(), Effect(changed=frozenset(switch)), tuple(s_says))
+    back_remove = frozenset(undo_remove)
+    plan.undo_switch = Write("restore previous", back, back_remove,
+                             Effect(changed=frozenset(back), removed=back_remove),
+                             tuple([f"put {n} back on its route" for n in sorted(back)]
+                                   + [f"remove {n}" for n in sorted(back_remove)]), cleanup=True)
+    old = frozenset(d.live.name for d in green if d.live is not None)
+    if old:
+        plan.retire = Write("remove old", {}, old, Effect(removed=old),
+                            tuple(f"remove the old version {n}" for n in sorted(old)), cleanup=True)
