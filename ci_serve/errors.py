@@ -1,7 +1,7 @@
 """Typed errors, raised deep and rendered once at the edge (the CLI or the action).
 
 Every error carries what happened (``message``), what to do about it (``hint``) and the exit
-code the brief assigns to its class of failure:
+code its class of failure has, the same for every command:
 
 - 0 done
 - 1 a check or a deploy failed and the previous version is serving

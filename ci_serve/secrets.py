@@ -24,10 +24,6 @@ def register(value: str | None) -> None:
         _secrets.add(value)
 
 
-def registered() -> frozenset[str]:
-    return frozenset(_secrets)
-
-
 def clear() -> None:
     """For tests."""
     _secrets.clear()
@@ -99,9 +95,6 @@ def mask_data(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [mask_data(v) for v in data]
     return data
-
-
-_ENV_VARS_KEYS = ("env_vars",)
 
 
 def redact_config(config: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Where the dashboard is and which token to send, by the rules the brief and Ray share.
+"""Where the dashboard is and which token to send, by the rules Ray's own clients follow.
 
 Address: ``--address/-a``, else ``RAY_DASHBOARD_ADDRESS``, else ``RAY_ADDRESS`` when it is an http(s)
 URL, else ``http://127.0.0.1:8265``.

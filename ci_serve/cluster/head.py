@@ -81,7 +81,8 @@ class TemporaryHead:
         self.keep_temp = keep_temp
         # A short path: Ray puts unix sockets under it (108-byte limit).
         self.temp_dir = Path(tempfile.mkdtemp(prefix="cis-", dir="/tmp"))
-        self.cwd = Path(cwd) if cwd else self.temp_dir  # never a folder holding the app (see RAY-NOTES)
+        # Never a folder holding the app: its copy would shadow the uploaded working_dir.
+        self.cwd = Path(cwd) if cwd else self.temp_dir
         self.token = pysecrets.token_hex(16)
         secrets.register(self.token)
         self.gcs_port = free_port()

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, run: Run) -> int:
             console.say(problem.render())
         if result.problems:
             st.detail = f"{len(result.problems)} problem(s)"
-            raise ConfigError(f"{args.config}: {_count(result.problems)} found", _hint(result.problems),
+            raise ConfigError(f"{args.config}: {_count(result.problems)} found", FIX_HINT,
                               problems=result.problems)
         apps = result.config.applications if result.config else []
         deployments = sum(len(a.get("deployments") or []) for a in apps)
@@ -46,9 +46,8 @@ def run(args: argparse.Namespace, run: Run) -> int:
     return 0
 
 
+FIX_HINT = "fix each problem at the line shown (the `fix:` line says how), then run validate again"
+
+
 def _count(problems: list) -> str:
     return "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
-
-
-def _hint(problems: list) -> str:
-    return "fix each problem at the line shown (the `fix:` line says how), then run validate again"

@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,16 +50,10 @@ class AppGraph:
     ingress: str
     #: deployment name -> options set in code (config field names; only what the code set)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    args: dict[str, Any] = field(default_factory=dict)
-    elapsed_s: float = 0.0
 
     @property
     def deployment_names(self) -> list[str]:
         return list(self.deployments)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"import_path": self.import_path, "ingress": self.ingress,
-                "deployments": [{"name": n, **o} for n, o in self.deployments.items()]}
 
 
 def inspect_app(import_path: str, app_dir: str | Path = ".", args: dict[str, Any] | None = None,
@@ -71,7 +64,6 @@ def inspect_app(import_path: str, app_dir: str | Path = ".", args: dict[str, Any
         raise AppImportError(f"app dir {app_dir} is not a folder", "pass --app-dir the folder that holds the "
                              "application's module", import_path=import_path)
     request = json.dumps({"import_path": import_path, "app_dir": app_dir_abs, "args": args or {}})
-    t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ci-serve-inspect-") as tmp:
         result_path = Path(tmp) / "graph.json"
         stderr = _run_worker(request, result_path, import_path, timeout)
@@ -86,8 +78,7 @@ def inspect_app(import_path: str, app_dir: str | Path = ".", args: dict[str, Any
         raise _import_error(import_path, app_dir, result["error"])
     return AppGraph(import_path=import_path, app_dir=app_dir_abs, ingress=result["ingress"],
                     deployments={d["name"]: {k: v for k, v in d.items() if k != "name"}
-                                 for d in result["deployments"]},
-                    args=dict(args or {}), elapsed_s=round(time.monotonic() - t0, 3))
+                                 for d in result["deployments"]})
 
 
 def _run_worker(request: str, result_path: Path, import_path: str, timeout: float) -> str:
