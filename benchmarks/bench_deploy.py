@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 
 from benchmarks.common import REPO, ci_serve, median, run_cmd
-from benchmarks.counting_proxy import CountingProxy
+from tests.support.dashboard_proxy import DashboardProxy
 
 APPS = REPO / "tests" / "apps"
 #: report steps of a blue-green deploy, grouped as the issue names them
@@ -125,7 +125,7 @@ def bench(rounds: int = 3) -> dict:
 
     out: dict = {"name": "deploy", "noop": [], "blue_green": []}
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp_name, \
-            TemporaryHead(dashboard=True, num_cpus=2) as head, CountingProxy(head.dashboard_url) as proxy:
+            TemporaryHead(dashboard=True, num_cpus=2) as head, DashboardProxy(head.dashboard_url) as proxy:
         tmp = Path(tmp_name)
         direct = DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
         config, reqs = write_files(tmp, head.serve_port)

@@ -24,7 +24,7 @@ import threading
 import time
 
 from benchmarks.common import REPO, median
-from benchmarks.counting_proxy import CountingProxy
+from tests.support.dashboard_proxy import DashboardProxy
 
 APP_DIR = REPO / "tests" / "apps" / "deploy_v1"
 FAST_POLL_S = 0.05
@@ -77,7 +77,7 @@ def wait_steady(client, names: list[str], timeout: float = 300) -> None:
     raise SystemExit(f"applications {names} did not reach RUNNING within {timeout:.0f}s")
 
 
-def one_gate(head, direct, proxy: CountingProxy, uri: str, steady: list[str], name: str) -> dict:
+def one_gate(head, direct, proxy: DashboardProxy, uri: str, steady: list[str], name: str) -> dict:
     from ci_serve.cluster.address import Target
     from ci_serve.cluster.dashboard import DashboardClient
     from ci_serve.deploy.gate import Goal, judge, wait_ready
@@ -117,7 +117,7 @@ def bench(app_counts: tuple[int, ...] = (1, 10), rounds: int = 3) -> dict:
     from ci_serve.cluster.packages import upload_directory
 
     runs: list[dict] = []
-    with TemporaryHead(dashboard=True, num_cpus=4) as head, CountingProxy(head.dashboard_url) as proxy:
+    with TemporaryHead(dashboard=True, num_cpus=4) as head, DashboardProxy(head.dashboard_url) as proxy:
         direct = DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
         uri, _ = upload_directory(direct, APP_DIR)
         for n in app_counts:

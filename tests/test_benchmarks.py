@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from benchmarks import run_all
-from benchmarks.counting_proxy import CountingProxy
 from tests.conftest import REPO
+from tests.support.dashboard_proxy import DashboardProxy
 
 
 @pytest.mark.parametrize("module", ["run_all", "bench_deploy", "bench_gate", "bench_image", "bench_env",
@@ -51,7 +51,7 @@ def test_render_table_marks_each_target():
     assert "serve run exited with 1" in text and "was loaded" in text and "--quick" in text
 
 
-def test_counting_proxy_forwards_and_counts():
+def test_dashboard_proxy_forwards_and_records_every_request():
     class Echo(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -68,7 +68,7 @@ def test_counting_proxy_forwards_and_counts():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with CountingProxy(f"http://127.0.0.1:{server.server_address[1]}") as proxy:
+        with DashboardProxy(f"http://127.0.0.1:{server.server_address[1]}") as proxy:
             assert requests.put(proxy.url + "/api/x", data=b"abc", timeout=10).content == b"abc"
             requests.get(proxy.url + "/api/y", data=b"", timeout=10)
             assert [e[1:] for e in proxy.entries()] == [("PUT", "/api/x"), ("GET", "/api/y")]

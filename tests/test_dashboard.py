@@ -14,7 +14,7 @@ from ci_serve import console
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient, DashboardUnavailable, package_path, parse_version
 from ci_serve.errors import CredentialsError, DashboardError
-from tests.support.flaky_proxy import FlakyProxy, dead_address
+from tests.support.dashboard_proxy import DashboardProxy, dead_address
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -134,7 +134,7 @@ class TestRealHead:
         assert client.package_exists(uri)
 
     def test_flaky_proxy_reads_survive(self, ray_head):
-        with FlakyProxy(ray_head.dashboard_url, fail_ratio=0.3) as proxy:
+        with DashboardProxy(ray_head.dashboard_url, fail_ratio=0.3) as proxy:
             client = DashboardClient(Target(proxy.url, ray_head.token), min_interval=0.0)
             for _ in range(10):
                 assert client.get_version()

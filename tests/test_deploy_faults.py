@@ -17,7 +17,7 @@ from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.deploy.cluster_config import build_body
 from tests.conftest import REPO, ci_serve_cmd
-from tests.support.flaky_proxy import FlakyProxy, dead_address
+from tests.support.dashboard_proxy import DashboardProxy, dead_address
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
@@ -46,7 +46,7 @@ def cart_apps(head):
 def test_blue_green_through_a_proxy_failing_30_percent(head, cli_env, tmp_path):
     config = config_file(tmp_path, head)
     env = dict(cli_env, RAY_AUTH_TOKEN=head.token)
-    with FlakyProxy(head.dashboard_url, fail_ratio=0.3, modes=("503", "drop", "drop-after")) as proxy:
+    with DashboardProxy(head.dashboard_url, fail_ratio=0.3, modes=("503", "drop", "drop-after")) as proxy:
         for version in ("deploy_v1", "deploy_v2"):
             proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", proxy.url, "--working-dir",
                                                str(APPS / version), "--serve-url", head.serve_url),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ci_serve_cmd
-from tests.support.flaky_proxy import FlakyProxy
+from tests.support.dashboard_proxy import DashboardProxy
 
 pytestmark = pytest.mark.ray
 
@@ -44,7 +44,7 @@ def tls_dashboard(ray_head, tmp_path_factory):
     ca, cert, key = make_certificates(folder)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    proxy = FlakyProxy(ray_head.dashboard_url, fail_ratio=0.0)
+    proxy = DashboardProxy(ray_head.dashboard_url, fail_ratio=0.0)
     proxy.server.socket = context.wrap_socket(proxy.server.socket, server_side=True)
     with proxy:
         yield proxy.url.replace("http://", "https://"), ca, ray_head

@@ -1,4 +1,4 @@
-"""The fault injector itself: it must fault about as often as asked and forward the rest untouched."""
+"""The dashboard proxy itself: it must fault about as often as asked and forward the rest untouched."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from tests.support.flaky_proxy import FlakyProxy
+from tests.support.dashboard_proxy import DashboardProxy
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -26,7 +26,7 @@ def test_proxy_faults_and_forwards():
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     try:
-        with FlakyProxy(f"http://127.0.0.1:{upstream.server_address[1]}", fail_ratio=0.3) as proxy:
+        with DashboardProxy(f"http://127.0.0.1:{upstream.server_address[1]}", fail_ratio=0.3) as proxy:
             ok = faults = 0
             for _ in range(200):
                 try:

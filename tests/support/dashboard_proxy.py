@@ -1,8 +1,10 @@
-"""A reverse proxy in front of a real dashboard that misbehaves on purpose.
+"""A reverse proxy in front of a real dashboard: it records every request, and misbehaves on purpose.
 
-A real dashboard will not answer 503 or drop a connection on demand; this proxy does, for a chosen
-share of requests, and forwards everything else untouched (headers included, so token auth still
-applies end to end). Faults are drawn from a seeded random generator so a failing run can be replayed.
+The benchmarks put it between ci-serve and the dashboard to count writes (a no-op deploy must send no
+PUT) and to measure a gate's request rate. A real dashboard will not answer 503 or drop a connection
+on demand; with ``fail_ratio`` above 0 this proxy does, for that share of requests. Everything else is
+forwarded untouched (headers included, so token auth still applies end to end). Faults are drawn from
+a seeded random generator so a failing run can be replayed.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
 
-class FlakyProxy:
-    """``with FlakyProxy(upstream, fail_ratio=0.3) as proxy: use proxy.url``.
+class DashboardProxy:
+    """``with DashboardProxy(upstream, fail_ratio=0.3) as proxy: use proxy.url``; ``proxy.entries("PUT")``.
 
     ``modes`` picks what a fault is: ``"503"`` answers Service Unavailable without forwarding;
     ``"drop"`` closes the connection without an answer (before forwarding, so a dropped write never
@@ -24,7 +27,7 @@ class FlakyProxy:
     "unclear write" case a client must resolve by re-reading.
     """
 
-    def __init__(self, upstream: str, *, fail_ratio: float = 0.3, modes: tuple[str, ...] = ("503", "drop"),
+    def __init__(self, upstream: str, *, fail_ratio: float = 0.0, modes: tuple[str, ...] = ("503", "drop"),
                  seed: int = 1234, paths: tuple[str, ...] = ("/api/",)):
         self.upstream = upstream.rstrip("/")
         self.fail_ratio = fail_ratio
@@ -34,6 +37,8 @@ class FlakyProxy:
         self.lock = threading.Lock()
         self.counts = {"forwarded": 0, "503": 0, "drop": 0, "drop-after": 0}
         self.enabled = True
+        #: every request received: (monotonic time, method, path)
+        self.log: list[tuple[float, str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -41,6 +46,16 @@ class FlakyProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def clear(self) -> None:
+        with self.lock:
+            self.log.clear()
+
+    def entries(self, method: str | None = None, since: float = 0.0, until: float = float("inf"),
+                prefix: str = "/api/") -> list[tuple[float, str, str]]:
+        with self.lock:
+            return [e for e in self.log if since <= e[0] <= until and e[2].startswith(prefix)
+                    and (method is None or e[1] == method)]
 
     def _fault(self, path: str) -> str | None:
         if not self.enabled or not path.startswith(self.paths):
@@ -71,6 +86,8 @@ class FlakyProxy:
                 self.close_connection = True
 
             def _proxy(self) -> None:
+                with proxy.lock:
+                    proxy.log.append((time.monotonic(), self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 fault = proxy._fault(self.path)
@@ -89,7 +106,7 @@ class FlakyProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 try:
                     resp = requests.request(self.command, proxy.upstream + self.path, headers=headers, data=body,
-                                            timeout=60, allow_redirects=False)
+                                            timeout=120, allow_redirects=False)
                 except requests.RequestException:
                     self.send_response(502)
                     self.send_header("Content-Length", "0")
@@ -112,7 +129,7 @@ class FlakyProxy:
 
         return Handler
 
-    def __enter__(self) -> FlakyProxy:
+    def __enter__(self) -> DashboardProxy:
         self.thread.start()
         return self
 
