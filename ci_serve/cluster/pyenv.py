@@ -197,7 +197,7 @@ def _summary(output: str, requirements: str) -> str:
             return " ".join(cause)
     for text in lines:
         if re.search(r"(not found|no version|no solution|could not find|conflict|no matching|no space left|"
-                     r"read-only file|permission denied)", text, re.I):
+                     r"read-only file|permission denied|failed to fetch)", text, re.I):
             return text
     names = [re.split(r"[=<>!~; ]", line.strip())[0] for line in requirements.splitlines()
              if line.strip() and not line.strip().startswith(("#", "-"))]

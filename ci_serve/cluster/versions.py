@@ -173,6 +173,16 @@ def compare(cluster: str, app: str, source: str) -> Skew:
     return Skew(cluster, app, source, differences)
 
 
+def _in_range(version: str, line: str) -> bool:
+    """Whether ``version`` satisfies the requirement line (``ray[serve]>=2.40,<2.41``); True when unknown."""
+    try:
+        from packaging.requirements import Requirement
+
+        return Requirement(line.split("#")[0].strip()).specifier.contains(version, prereleases=True)
+    except Exception:  # noqa: BLE001 - packaging missing or a line it cannot read: do not claim a skew
+        return True
+
+
 def check_skew(run, cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
                require_same: bool) -> Skew | None:
     """``plan``/``deploy``: compare the cluster's Ray with the app's pin, warn (log and report's
@@ -182,12 +192,22 @@ def check_skew(run, cluster_version: str | None, requirements_file: str | None, 
 
     pinned, source = app_ray_pin(requirements_file, ray_version)
     if not pinned:
-        if requirements_file and not ray_version:  # say why nothing is compared
+        if requirements_file and not ray_version:  # say why nothing is compared, or that the range misses
             text = read_requirements(requirements_file)
             line = next((x.strip() for x in text.splitlines() if _RAY_LINE.match(x)), None)
+            if line and cluster_version and not _in_range(cluster_version, line):
+                raise_or_warn = (f"the cluster runs Ray {cluster_version}, outside the range {requirements_file} "
+                                 f"allows (`{line}`)")
+                run.data["ray_skew"] = {"cluster": cluster_version, "app": line, "source": requirements_file,
+                                        "same": False, "differences": []}
+                if require_same:
+                    raise InputError(f"{raise_or_warn}; --require-same-ray refuses to go on",
+                                     f"pin ray[serve]=={cluster_version} in {requirements_file}")
+                say(f"WARN  Ray version skew: {raise_or_warn}")
+                return None
             say(f"WARN  {requirements_file} " + (f"allows a range of Ray (`{line}`), not one release" if line
-                else "pins no Ray") + f": the cluster's Ray ({cluster_version or 'unknown'}) is not compared; "
-                "pin ray[serve]==X to test and deploy on one Ray")
+                else "pins no Ray") + f": the cluster's Ray ({cluster_version or 'unknown'}) is not compared "
+                "release for release; pin ray[serve]==X to test and deploy on one Ray")
         if require_same:
             raise InputError("--require-same-ray needs the app's Ray version",
                              "pass --requirements FILE (with `ray[serve]==X`) or --ray-version X")
