@@ -212,3 +212,14 @@ def test_a_full_disk_during_the_build_leaves_nothing(tmp_path: Path, fake_uv: Pa
         ensure_env("six\n", root=root)
     assert err.value.exit_code == 2
     assert not (root / pyenv.env_key("six\n")).exists()
+
+
+@pytest.mark.parametrize("line,added", [
+    ('ray==2.40.0 ; python_version >= "3.9"', True), ("ray[default]==2.40.0", True),
+    ("ray[serve]==2.40.0", False), ("ray[serve,default]>=2.40,<2.41", False), ("Ray[Serve] == 2.40.0", False),
+])
+def test_a_ray_pin_without_the_serve_extra_gets_it(tmp_path: Path, line: str, added: bool) -> None:
+    (tmp_path / "requirements.txt").write_text(f"{line}\nfastapi==0.115.6\n")
+    text, _ = _requirements(SmokeOptions(target="app:app", args=[], requirements=str(tmp_path / "requirements.txt")))
+    assert (versions.SERVE_EXTRA_LINE in text) is added
+    assert versions.pinned_ray(text) == versions.pinned_ray(line)  # the pin still names the release

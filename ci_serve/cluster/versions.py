@@ -65,6 +65,17 @@ _INCLUDE = re.compile(r"^\s*(-r|--requirement)(\s+|=)(?P<file>\S+)\s*(#.*)?$")
 _CONSTRAINT = re.compile(r"^\s*(-c|--constraint)(\s|=)")
 
 
+#: the line ``smoke`` adds when the Ray line has no ``serve`` extra (``ray==2.40.0``)
+SERVE_EXTRA_LINE = "ray[serve]  # added by ci-serve: the smoke test needs Ray Serve's packages"
+
+
+def lacks_serve_extra(requirements: str) -> bool:
+    """A Ray line is there, but none asks for the ``serve`` extra (Serve would not import)."""
+    lines = [_RAY_LINE.match(line) for line in requirements.splitlines()]
+    extras = [m.group(1) or "" for m in lines if m]
+    return bool(extras) and not any(re.search(r"\bserve\b", e, re.I) for e in extras)
+
+
 def read_requirements(path: str, _seen: tuple[Path, ...] = ()) -> str:
     """The text of a requirements file, its ``-r other.txt`` includes inlined (relative to the file
     that includes them, as pip reads them), so the cache key covers them and the environment is

@@ -93,6 +93,8 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     cpus = machine_cpus()
     requirements, where = _requirements(opts)
     say(_ray_line(requirements, where))  # the first line: which Ray this smoke test runs
+    if requirements and versions.SERVE_EXTRA_LINE in requirements:
+        say(f"note: {where} pins Ray without the [serve] extra; its packages are added (`ray[serve]`)")
     # Serve reports replicas that cannot be scheduled after this many seconds (default 30). Worker
     # prestart: the raylet starts one idle worker per CPU while the head boots, so the Serve controller
     # and proxy get a worker at once (measured: Serve start about 0.5 s sooner; docs/benchmarks.md).
@@ -197,6 +199,8 @@ def _requirements(opts: SmokeOptions) -> tuple[str | None, str]:
         text, where = versions.read_requirements(opts.requirements), opts.requirements
         if not versions.mentions_ray(text):
             text = "ray[serve]\n" + text  # the newest, as `pip install ray[serve]` would
+        elif versions.lacks_serve_extra(text):  # `ray==2.40.0`: the same Ray, with Serve's packages
+            text += versions.SERVE_EXTRA_LINE + "\n"
     else:
         return None, ""
     versions.check_smoke_supported(versions.pinned_ray(text), f"pinned by {where}")
