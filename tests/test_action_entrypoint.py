@@ -169,3 +169,22 @@ def test_a_broken_requirements_file_is_exit_2_before_anything_runs(tmp_path: Pat
     assert got.code == 2 and got.outputs["result"] == "error"
     assert "installing the requirements file requirements.txt failed" in got.log
     assert "ci-serve validate" not in got.log
+
+
+def test_index_url_credentials_in_requirements_are_masked_and_never_shown(tmp_path: Path):
+    password, token = "idx-pass-7d1c9e", "idx-token-as-user-55aa"
+    requirements = (f"--extra-index-url https://bob:{password}@127.0.0.1:9/simple\n"
+                    f"--extra-index-url https://{token}@127.0.0.1:9/other\n"
+                    "ray[serve]==2.40.0\nci-serve-no-such-package-4711==1.0\n")
+    got = run_action(tmp_path, {"command": "smoke", "target": "app:app", "requirements": "requirements.txt"},
+                     files={"requirements.txt": requirements, "app.py": "app = None\n"},
+                     env_overrides={"UV_HTTP_RETRIES": "0", "CI_SERVE_ENV_CACHE": str(tmp_path / "envs")})
+    assert got.code == 2, got.log
+    masks = [ln for ln in got.log.splitlines() if ln.split("::")[1:2] == ["add-mask "]]
+    assert {password, token} <= {ln.split("::", 2)[2] for ln in masks}
+    rest = "\n".join(ln for ln in got.log.splitlines() if ln not in masks)
+    rest += got.summary + str(got.outputs)
+    for path in (got.dirs.workspace / ".ci-serve").glob("*"):
+        rest += path.read_text(encoding="utf-8")
+    assert password not in rest and token not in rest
+    assert "could not be installed: error: Failed to fetch" in rest  # the index, not "check the pins"

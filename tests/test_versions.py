@@ -82,3 +82,26 @@ def test_summary_says_which_ray_ran_and_warns_of_skew() -> None:
     assert "Ray version skew:** the cluster runs Ray 2.40.0, the app pins Ray 2.60.0 (requirements.txt)" in lines
     assert "token authentication" in lines
     assert ray_section({"ray_skew": versions.compare("2.60.0", "2.60.0", "x").as_dict()}) == []
+
+
+@pytest.mark.parametrize("line,cluster,words,recorded", [
+    ("ray[serve,default]>=2.40,<2.41", "2.60.0", ["Ray version skew: the cluster runs Ray 2.60.0, outside the range"],
+     True),
+    ("ray[serve,default]>=2.40,<2.41", "2.40.0", ["allows a range of Ray", "not compared"], False),
+    ("fastapi==0.115.6", "2.40.0", ["pins no Ray", "not compared"], False),
+], ids=["range-missed", "range-met", "no-pin"])
+def test_skew_without_an_exact_pin_says_why(tmp_path, capsys, line: str, cluster: str, words: list[str],
+                                            recorded: bool) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"# app\n\n{line}\n")
+    run = Run("plan")
+    assert versions.check_skew(run, cluster, str(req), None, require_same=False) is None
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err
+    assert ("ray_skew" in run.data) is recorded
+    if recorded:  # the job summary shows it like an exact-pin skew
+        assert run.data["ray_skew"]["same"] is False
+        with pytest.raises(InputError, match="outside the range") as info:
+            versions.check_skew(Run("plan"), cluster, str(req), None, require_same=True)
+        assert info.value.exit_code == 2

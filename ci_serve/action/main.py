@@ -63,6 +63,16 @@ def mask_secrets(environ: Mapping[str, str], workspace: Path) -> None:
     """Before anything is printed: the token, and the header values of the requests file."""
     mask(raw_input(environ, "ray-auth-token"))
     mask(environ.get("RAY_AUTH_TOKEN"))
+    requirements_input = raw_input(environ, "requirements")  # index URLs may carry credentials
+    if requirements_input:
+        from ci_serve.cluster.versions import url_credentials
+
+        try:
+            text = (workspace / inside_workspace(requirements_input, workspace, "requirements")).read_text("utf-8")
+        except (InputError, OSError, UnicodeDecodeError):
+            text = ""  # refused later, with a message
+        for value in url_credentials(text):
+            mask(value)
     requests_input = raw_input(environ, "requests")
     if requests_input:
         try:

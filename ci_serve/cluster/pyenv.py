@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci_serve.cluster.versions import redact_urls
 from ci_serve.errors import InputError
 
 CACHE_VAR = "CI_SERVE_ENV_CACHE"
@@ -93,24 +94,47 @@ def ensure_env(requirements: str, *, root: Path | None = None, log=None, install
     ``installer`` forces "uv" or "pip" (the benchmark compares them); default: uv when found."""
     started = time.monotonic()
     root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     key = env_key(requirements)
     path = root / key
-    with open(root / f"{key}.lock", "w") as lock:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f"{key}.lock", "w")
+    except OSError as exc:
+        raise _cache_error(root, exc) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (path / MARKER).is_file() and (path / "bin" / "python").exists():
-            info = json.loads((path / MARKER).read_text())
+        info = _finished(path)
+        if info is not None:
             return PyEnv(path, False, time.monotonic() - started, info.get("installer", "?"))
         shutil.rmtree(path, ignore_errors=True)  # a build that did not finish
         try:
             installer = _build(path, requirements, log, installer)
-        except BaseException:
+            info = {"requirements": redact_urls(requirements), "installer": installer,
+                    "ray_version": _ray_version(path), "built_at": time.time()}
+            partial = path / f"{MARKER}.partial"  # the marker appears whole or not at all
+            partial.write_text(json.dumps(info, indent=2))
+            os.replace(partial, path / MARKER)  # written last: the env is complete
+        except BaseException as exc:
             shutil.rmtree(path, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise _cache_error(root, exc) from None
             raise
-        info = {"requirements": requirements, "installer": installer, "ray_version": _ray_version(path),
-                "built_at": time.time()}
-        (path / MARKER).write_text(json.dumps(info, indent=2))  # written last: the env is complete
         return PyEnv(path, True, time.monotonic() - started, installer)
+
+
+def _finished(path: Path) -> dict | None:
+    """The marker of a finished environment, or None (none, unreadable, or its Python gone)."""
+    try:
+        info = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and (path / "bin" / "python").exists() else None
+
+
+def _cache_error(root: Path, exc: OSError) -> EnvBuildError:
+    return EnvBuildError(f"cannot build the Python environment in the cache folder {root}: "
+                         f"{exc.strerror or exc} ({type(exc).__name__})",
+                         f"make the folder writable and free some space, or point ${CACHE_VAR} at another folder")
 
 
 def uv_executable() -> str | None:
@@ -152,7 +176,8 @@ def _run(cmd: list[str], env: dict[str, str], requirements: str) -> None:
     proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode == 0:
         return
-    output = (proc.stderr or proc.stdout or "").strip()
+    output = redact_urls((proc.stderr or proc.stdout or "").strip())
+    requirements = redact_urls(requirements)
     raise EnvBuildError(f"the requirements could not be installed: {_summary(output, requirements)}",
                         "check the pins in the requirements file: each package must exist on the package index "
                         "and all pins must be satisfiable together",
@@ -171,9 +196,11 @@ def _summary(output: str, requirements: str) -> str:
                 cause.append(more)
             return " ".join(cause)
     for text in lines:
-        if re.search(r"(not found|no version|no solution|could not find|conflict|no matching)", text, re.I):
+        if re.search(r"(not found|no version|no solution|could not find|conflict|no matching|no space left|"
+                     r"read-only file|permission denied|failed to fetch)", text, re.I):
             return text
-    names = [line.split("=")[0].strip() for line in requirements.splitlines() if line.strip()]
+    names = [re.split(r"[=<>!~; ]", line.strip())[0] for line in requirements.splitlines()
+             if line.strip() and not line.strip().startswith(("#", "-"))]
     return f"installing {', '.join(names) or 'nothing'} failed"
 
 

@@ -42,14 +42,76 @@ def mentions_ray(requirements: str) -> bool:
     return any(_RAY_LINE.match(line) for line in requirements.splitlines())
 
 
-def read_requirements(path: str) -> str:
+#: the user-info part of a URL (``https://user:password@host``, ``https://token@host``)
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def url_credentials(text: str) -> list[str]:
+    """The secrets in the URLs of a requirements text (``--extra-index-url https://user:pw@host``):
+    the password, or the whole user part when it has none (a token as user name)."""
+    found = []
+    for match in _USERINFO.finditer(text):
+        user, _, password = match.group("userinfo").partition(":")
+        found += [password, match.group("userinfo")] if password else [user]
+    return [value for value in found if value]
+
+
+def redact_urls(text: str) -> str:
+    """``https://user:password@host`` -> ``https://***@host``, for text that leaves the tool."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+_INCLUDE = re.compile(r"^\s*(-r|--requirement)(\s+|=)(?P<file>\S+)\s*(#.*)?$")
+_CONSTRAINT = re.compile(r"^\s*(-c|--constraint)(\s|=)")
+
+
+#: the line ``smoke`` adds when the Ray line has no ``serve`` extra (``ray==2.40.0``)
+SERVE_EXTRA_LINE = "ray[serve]  # added by ci-serve: the smoke test needs Ray Serve's packages"
+
+
+def lacks_serve_extra(requirements: str) -> bool:
+    """A Ray line is there, but none asks for the ``serve`` extra (Serve would not import)."""
+    lines = [_RAY_LINE.match(line) for line in requirements.splitlines()]
+    extras = [m.group(1) or "" for m in lines if m]
+    return bool(extras) and not any(re.search(r"\bserve\b", e, re.I) for e in extras)
+
+
+def read_requirements(path: str, _seen: tuple[Path, ...] = ()) -> str:
+    """The text of a requirements file, its ``-r other.txt`` includes inlined (relative to the file
+    that includes them, as pip reads them), so the cache key covers them and the environment is
+    built from one text. ``-c`` constraint files are refused (exit 2) with the line named. The
+    credentials in its URLs are registered as secrets: every printer, report and summary masks them."""
+    from ci_serve import secrets
+
+    file = Path(path)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read the requirements file {path}: {exc.strerror}",
                          "pass a pip requirements file, e.g. `ray[serve]==2.40.0` on a line") from None
     except UnicodeDecodeError:
         raise InputError(f"the requirements file {path} is not UTF-8 text") from None
+    for value in url_credentials(text):
+        secrets.register(value)
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        include = _INCLUDE.match(line)
+        if include:
+            child = file.parent / include.group("file")
+            if child.resolve() in _seen + (file.resolve(),):
+                raise InputError(f"{path} line {number}: `{line.strip()}` includes itself (a loop of -r includes)",
+                                 "remove the -r line that closes the loop")
+            if not child.is_file():
+                raise InputError(f"{path} line {number}: `{line.strip()}`: no file {child}",
+                                 "-r paths are read relative to the file that holds the line")
+            out.append(f"# {line.strip()}")
+            out.append(read_requirements(str(child), _seen + (file.resolve(),)).rstrip("\n"))
+            continue
+        if _CONSTRAINT.match(line):
+            raise InputError(f"{path} line {number}: `{line.strip()}`: constraint files (-c) are not supported",
+                             "put the pins into the requirements file itself (or include it with -r)")
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def app_ray_pin(requirements_file: str | None, ray_version: str | None) -> tuple[str | None, str]:
@@ -59,6 +121,18 @@ def app_ray_pin(requirements_file: str | None, ray_version: str | None) -> tuple
     if requirements_file:
         return pinned_ray(read_requirements(requirements_file)), requirements_file
     return None, ""
+
+
+#: the oldest Ray the smoke test's driver runs on (2.9.3 tested; older releases lack the Serve API it uses)
+MIN_SMOKE_RAY = (2, 9)
+SUPPORTED_SMOKE_RAY = "Ray 2.9 and newer"
+
+
+def check_smoke_supported(version: str | None, source: str) -> None:
+    """Exit 2 when ``version`` is older than the smoke test supports (say the range, and where it came from)."""
+    if version and parse(version) and parse(version) < MIN_SMOKE_RAY:
+        raise InputError(f"Ray {version} ({source}) is too old for the smoke test: it supports {SUPPORTED_SMOKE_RAY}",
+                         "pin ray[serve]==2.9.3 or newer (docs/smoke.md lists pins known to work)")
 
 
 def parse(version: str) -> tuple[int, ...]:
@@ -110,6 +184,16 @@ def compare(cluster: str, app: str, source: str) -> Skew:
     return Skew(cluster, app, source, differences)
 
 
+def _in_range(version: str, line: str) -> bool:
+    """Whether ``version`` satisfies the requirement line (``ray[serve]>=2.40,<2.41``); True when unknown."""
+    try:
+        from packaging.requirements import Requirement
+
+        return Requirement(line.split("#")[0].strip()).specifier.contains(version, prereleases=True)
+    except Exception:  # noqa: BLE001 - packaging missing or a line it cannot read: do not claim a skew
+        return True
+
+
 def check_skew(run, cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
                require_same: bool) -> Skew | None:
     """``plan``/``deploy``: compare the cluster's Ray with the app's pin, warn (log and report's
@@ -119,6 +203,22 @@ def check_skew(run, cluster_version: str | None, requirements_file: str | None, 
 
     pinned, source = app_ray_pin(requirements_file, ray_version)
     if not pinned:
+        if requirements_file and not ray_version:  # say why nothing is compared, or that the range misses
+            text = read_requirements(requirements_file)
+            line = next((x.strip() for x in text.splitlines() if _RAY_LINE.match(x)), None)
+            if line and cluster_version and not _in_range(cluster_version, line):
+                raise_or_warn = (f"the cluster runs Ray {cluster_version}, outside the range {requirements_file} "
+                                 f"allows (`{line}`)")
+                run.data["ray_skew"] = {"cluster": cluster_version, "app": line, "source": requirements_file,
+                                        "same": False, "differences": []}
+                if require_same:
+                    raise InputError(f"{raise_or_warn}; --require-same-ray refuses to go on",
+                                     f"pin ray[serve]=={cluster_version} in {requirements_file}")
+                say(f"WARN  Ray version skew: {raise_or_warn}")
+                return None
+            say(f"WARN  {requirements_file} " + (f"allows a range of Ray (`{line}`), not one release" if line
+                else "pins no Ray") + f": the cluster's Ray ({cluster_version or 'unknown'}) is not compared "
+                "release for release; pin ray[serve]==X to test and deploy on one Ray")
         if require_same:
             raise InputError("--require-same-ray needs the app's Ray version",
                              "pass --requirements FILE (with `ray[serve]==X`) or --ray-version X")

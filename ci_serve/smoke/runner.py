@@ -93,6 +93,8 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     cpus = machine_cpus()
     requirements, where = _requirements(opts)
     say(_ray_line(requirements, where))  # the first line: which Ray this smoke test runs
+    if requirements and versions.SERVE_EXTRA_LINE in requirements:
+        say(f"note: {where} pins Ray without the [serve] extra; its packages are added (`ray[serve]`)")
     # Serve reports replicas that cannot be scheduled after this many seconds (default 30). Worker
     # prestart: the raylet starts one idle worker per CPU while the head boots, so the Serve controller
     # and proxy get a worker at once (measured: Serve start about 0.5 s sooner; docs/benchmarks.md).
@@ -107,6 +109,7 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
         if requirements is not None:
             with step(run, "Python environment") as st:
                 env = ensure_env(requirements, log=say)
+                versions.check_smoke_supported(env.ray_version, f"installed from {where}")  # a range pin
                 st.detail = (f"Ray {env.ray_version}, " + (f"built with {env.installer} in {env.seconds:.1f}s"
                              if env.built else "reused") + f", {env.path}")
             run.data["environment"] = {"path": str(env.path), "built": env.built, "installer": env.installer,
@@ -194,13 +197,17 @@ def _requirements(opts: SmokeOptions) -> tuple[str | None, str]:
         raise InputError("pass either --ray-version or --requirements, not both",
                          "put the Ray pin (`ray[serve]==X`) into the requirements file")
     if opts.ray_version:
-        return ray_requirements(opts.ray_version), "--ray-version"
-    if opts.requirements:
-        text = versions.read_requirements(opts.requirements)
+        text, where = ray_requirements(opts.ray_version), "--ray-version"
+    elif opts.requirements:
+        text, where = versions.read_requirements(opts.requirements), opts.requirements
         if not versions.mentions_ray(text):
             text = "ray[serve]\n" + text  # the newest, as `pip install ray[serve]` would
-        return text, opts.requirements
-    return None, ""
+        elif versions.lacks_serve_extra(text):  # `ray==2.40.0`: the same Ray, with Serve's packages
+            text += versions.SERVE_EXTRA_LINE + "\n"
+    else:
+        return None, ""
+    versions.check_smoke_supported(versions.pinned_ray(text), f"pinned by {where}")
+    return text, where
 
 
 def _ray_line(requirements: str | None, where: str) -> str:
