@@ -42,30 +42,39 @@ def mask_urls(text: str) -> str:
 def register_url(url: str | None) -> None:
     """Register the userinfo of ``url`` (whole, the password alone, and percent-decoded), so that it is
     masked even where it shows up outside a URL (a decoded password in an error message)."""
+    for value in url_credentials(url or ""):
+        register(value)
+
+
+def url_credentials(text: str) -> list[str]:
+    """The secrets in the URLs of ``text`` (any number of them, e.g. a requirements file's
+    ``--extra-index-url https://user:pw@host``): the userinfo, the password alone, percent-decoded, and
+    a user name that stands alone (a token as user name)."""
     from urllib.parse import unquote, urlsplit
 
-    if not url or "@" not in url or "://" not in url:
-        return
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return
-    userinfo = parts.netloc.rpartition("@")[0]
-    if not userinfo:
-        return
-    register(userinfo)
-    user, _, password = userinfo.partition(":")
-    for value in (password, unquote(password), unquote(userinfo)):
-        register(value)
-    if not password:  # a token as user name (https://TOKEN@host/)
-        register(unquote(user))
+    found: list[str] = []
+    for word in text.split():
+        url = word.split("=", 1)[-1] if word.startswith("-") else word
+        if "@" not in url or "://" not in url:
+            continue
+        try:
+            userinfo = urlsplit(url.strip()).netloc.rpartition("@")[0]
+        except ValueError:
+            continue
+        if not userinfo:
+            continue
+        user, _, password = userinfo.partition(":")
+        found += [userinfo, password, unquote(password), unquote(userinfo)]
+        if not password:  # a token as user name (https://TOKEN@host/)
+            found.append(unquote(user))
+    return [value for value in found if value]
 
 
 def register_urls_in(data: Any) -> None:
     """:func:`register_url` for every string in a JSON-like structure (a Serve config, a runtime_env)."""
-    if isinstance(data, str):
-        for word in data.split():  # pip options: "--index-url https://u:p@host/simple"
-            register_url(word.split("=", 1)[-1] if word.startswith("-") else word)
+    if isinstance(data, str):  # pip options too: "--index-url https://u:p@host/simple"
+        for value in url_credentials(data):
+            register(value)
     elif isinstance(data, dict):
         for value in data.values():
             register_urls_in(value)

@@ -59,7 +59,7 @@ def test_credentials_in_index_urls_are_registered_and_masked(tmp_path: Path) -> 
     versions.read_requirements(str(req))
     shown = secrets.mask(WILD)
     assert PASSWORD not in shown and TOKEN not in shown
-    assert versions.redact_urls(WILD).count("://***@") == 2
+    assert secrets.mask_urls(WILD).count("://***@") == 2
 
 
 def test_a_failed_install_never_shows_the_credentials() -> None:

@@ -65,7 +65,7 @@ def mask_secrets(environ: Mapping[str, str], workspace: Path) -> None:
     mask(environ.get("RAY_AUTH_TOKEN"))
     requirements_input = raw_input(environ, "requirements")  # index URLs may carry credentials
     if requirements_input:
-        from ci_serve.cluster.versions import url_credentials
+        from ci_serve.secrets import url_credentials
 
         try:
             text = (workspace / inside_workspace(requirements_input, workspace, "requirements")).read_text("utf-8")

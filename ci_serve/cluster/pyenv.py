@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci_serve.cluster.versions import redact_urls
+from ci_serve import secrets
 from ci_serve.errors import InputError
 
 CACHE_VAR = "CI_SERVE_ENV_CACHE"
@@ -109,7 +109,7 @@ def ensure_env(requirements: str, *, root: Path | None = None, log=None, install
         shutil.rmtree(path, ignore_errors=True)  # a build that did not finish
         try:
             installer = _build(path, requirements, log, installer)
-            info = {"requirements": redact_urls(requirements), "installer": installer,
+            info = {"requirements": secrets.mask_urls(requirements), "installer": installer,
                     "ray_version": _ray_version(path), "built_at": time.time()}
             partial = path / f"{MARKER}.partial"  # the marker appears whole or not at all
             partial.write_text(json.dumps(info, indent=2))
@@ -176,8 +176,8 @@ def _run(cmd: list[str], env: dict[str, str], requirements: str) -> None:
     proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode == 0:
         return
-    output = redact_urls((proc.stderr or proc.stdout or "").strip())
-    requirements = redact_urls(requirements)
+    output = secrets.mask_urls((proc.stderr or proc.stdout or "").strip())
+    requirements = secrets.mask_urls(requirements)
     raise EnvBuildError(f"the requirements could not be installed: {_summary(output, requirements)}",
                         "check the pins in the requirements file: each package must exist on the package index "
                         "and all pins must be satisfiable together",

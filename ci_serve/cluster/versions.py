@@ -43,24 +43,6 @@ def mentions_ray(requirements: str) -> bool:
 
 
 #: the user-info part of a URL (``https://user:password@host``, ``https://token@host``)
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
-
-
-def url_credentials(text: str) -> list[str]:
-    """The secrets in the URLs of a requirements text (``--extra-index-url https://user:pw@host``):
-    the password, or the whole user part when it has none (a token as user name)."""
-    found = []
-    for match in _USERINFO.finditer(text):
-        user, _, password = match.group("userinfo").partition(":")
-        found += [password, match.group("userinfo")] if password else [user]
-    return [value for value in found if value]
-
-
-def redact_urls(text: str) -> str:
-    """``https://user:password@host`` -> ``https://***@host``, for text that leaves the tool."""
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
-
-
 _INCLUDE = re.compile(r"^\s*(-r|--requirement)(\s+|=)(?P<file>\S+)\s*(#.*)?$")
 _CONSTRAINT = re.compile(r"^\s*(-c|--constraint)(\s|=)")
 
@@ -91,8 +73,7 @@ def read_requirements(path: str, _seen: tuple[Path, ...] = ()) -> str:
                          "pass a pip requirements file, e.g. `ray[serve]==2.40.0` on a line") from None
     except UnicodeDecodeError:
         raise InputError(f"the requirements file {path} is not UTF-8 text") from None
-    for value in url_credentials(text):
-        secrets.register(value)
+    secrets.register_urls_in(text)
     out = []
     for number, line in enumerate(text.splitlines(), 1):
         include = _INCLUDE.match(line)
