@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import NoReturn
 
 from ci_serve import __version__, cancel, console
 from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, Cancelled, CiServeError
@@ -55,7 +56,7 @@ def add_report_argument(parser: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2 with a TIP, like every other bad input
+    def error(self, message: str) -> NoReturn:  # exit 2 with a TIP, like every other bad input
         self.print_usage(sys.stderr)
         console.say(f"ERROR {message}")
         console.say(f"TIP   run `{self.prog} --help` for the options")
@@ -106,17 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(command=args.command)
     _CancelOnSignal().install()
     try:
-        code = module.run(args, run)
+        code: int = module.run(args, run)
     except CiServeError as err:
         console.render_error(err)
         run.errors.append(err.as_dict())
         run.result = err.result
         code = err.exit_code
     except KeyboardInterrupt:  # a SIGINT that arrived before our handler was installed
-        err = Cancelled("cancelled by SIGINT")
-        console.render_error(err)
-        run.errors.append(err.as_dict())
-        run.result, code = err.result, err.exit_code
+        cancelled = Cancelled("cancelled by SIGINT")
+        console.render_error(cancelled)
+        run.errors.append(cancelled.as_dict())
+        run.result, code = cancelled.result, cancelled.exit_code
     run.exit_code = code
     try:
         run.write(getattr(args, "report", None))

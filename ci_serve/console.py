@@ -12,16 +12,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from ci_serve import secrets
 from ci_serve.errors import CiServeError
 from ci_serve.report import Run, Step
 
 _lock = threading.Lock()
-_stream = None  # tests may redirect; default is sys.stderr at call time
+_stream: TextIO | None = None  # tests may redirect; default is sys.stderr at call time
 
 
-def say(text: str = "", *, stream=None) -> None:
+def say(text: str = "", *, stream: TextIO | None = None) -> None:
     out = stream or _stream or sys.stderr
     with _lock:
         out.write(secrets.mask(text) + "\n")

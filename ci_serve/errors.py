@@ -11,6 +11,8 @@ code its class of failure has, the same for every command:
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -31,7 +33,7 @@ class CiServeError(Exception):
         #: extra lines (a log tail, a traceback from the cluster) shown after the message
         self.details = details
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "message": self.message, "hint": self.hint,
                 "details": self.details, "exit_code": self.exit_code}
 
@@ -46,12 +48,12 @@ class InputError(CiServeError):
 class ConfigError(InputError):
     """A Serve config is invalid. ``problems`` holds every finding, each with its location."""
 
-    def __init__(self, message: str, hint: str | None = None, *, problems: list | None = None,
+    def __init__(self, message: str, hint: str | None = None, *, problems: list[Any] | None = None,
                  details: str | None = None):
         super().__init__(message, hint, details=details)
         self.problems = problems or []
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = super().as_dict()
         data["problems"] = [p.as_dict() if hasattr(p, "as_dict") else p for p in self.problems]
         return data

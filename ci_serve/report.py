@@ -62,7 +62,8 @@ class Run:
             "errors": self.errors,
         }
         body.update(self.data)
-        return secrets.mask_data(body)
+        masked: dict[str, Any] = secrets.mask_data(body)
+        return masked
 
     def write(self, path: str | os.PathLike[str] | None) -> None:
         if path:

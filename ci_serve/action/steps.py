@@ -109,7 +109,7 @@ def needs_requirements(invocations: list[Invocation]) -> bool:
 
 def result_word(command: str, exit_code: int, report: dict[str, Any] | None) -> str:
     """The ``result`` output for a command's outcome, always one of :data:`RESULTS`."""
-    said = (report or {}).get("result")
+    said: str | None = (report or {}).get("result")
     if exit_code == 0:
         if command == "deploy" and said in ("deployed", "unchanged"):
             return said

@@ -5,8 +5,6 @@ plan as a table, each command's steps with their times, and on failure the cause
 error's message and hint). Every string passes :func:`ci_serve.secrets.mask` on its way out.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ def table(headers: list[str], rows: Iterable[list[Any]]) -> list[str]:
 
 
 def requests_section(requests: list[dict[str, Any]]) -> list[str]:
-    rows = []
+    rows: list[list[Any]] = []
     for req in requests:
         if not isinstance(req, dict):
             continue

@@ -54,13 +54,13 @@ def _import_attr(path: str) -> Any:
     try:
         from ray._common.utils import import_attr
     except ImportError:  # Ray < 2.46
-        from ray._private.utils import import_attr
+        from ray._private.utils import import_attr  # type: ignore[attr-defined, no-redef, unused-ignore]
     return import_attr(path)
 
 
 def _dump(model: Any) -> dict[str, Any]:
     if hasattr(model, "model_dump"):
-        data = model.model_dump(exclude_unset=True, mode="json")
+        data: dict[str, Any] = model.model_dump(exclude_unset=True, mode="json")
     else:  # pydantic v1 models (older Ray)
         data = json.loads(model.json(exclude_unset=True))
     return data
@@ -138,7 +138,7 @@ def _start_serve(http_options: dict[str, Any]) -> Any:
             pass
         else:
             client = ServeControllerClient(controller)
-            _set_global_client(client)
+            _set_global_client(client)  # type: ignore[no-untyped-call, unused-ignore]
             return client
     return api.serve_start(http_options=http_options)
 

@@ -23,9 +23,8 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.errors import InputError
 
 _QUIET = logging.getLogger("ci_serve.packages")  # Ray's packaging logs at INFO; our step line says it
@@ -93,7 +92,15 @@ def _include_gitignore() -> bool:
     return os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
 
 
-def upload_directory(client: DashboardClient, directory: Path, excludes: list[str] | None = None) -> tuple[str, bool]:
+class PackageStore(Protocol):
+    """Where packages go: the dashboard (:class:`DashboardClient`), or a stand-in that uploads nothing."""
+
+    def package_exists(self, uri: str) -> bool: ...
+
+    def upload_package(self, uri: str, data: bytes) -> None: ...
+
+
+def upload_directory(client: PackageStore, directory: Path, excludes: list[str] | None = None) -> tuple[str, bool]:
     """Upload ``directory`` unless the cluster has it; return ``(uri, uploaded)``."""
     from ray._private.runtime_env.packaging import create_package
 
@@ -113,8 +120,8 @@ def upload_directory(client: DashboardClient, directory: Path, excludes: list[st
     return uri, True
 
 
-def ship_working_dirs(client: DashboardClient, config: dict[str, Any], *, base_dir: Path,
-                      override: Path | None = None, only: set[str] | None = None) -> tuple[dict[str, Any], list[dict]]:
+def ship_working_dirs(client: PackageStore, config: dict[str, Any], *, base_dir: Path, override: Path | None = None,
+                      only: set[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A copy of ``config`` whose local ``working_dir`` folders are replaced by uploaded package URIs.
 
     ``override`` (``--working-dir``) applies to every application (in ``only``, when given). A
@@ -124,7 +131,7 @@ def ship_working_dirs(client: DashboardClient, config: dict[str, Any], *, base_d
     config = copy.deepcopy(config)
     if override is not None:  # a flag: relative to where the command runs, not to the config file
         override = Path(override).expanduser().resolve()
-    shipped: list[dict] = []
+    shipped: list[dict[str, Any]] = []
     cache: dict[tuple[Path, tuple[str, ...]], tuple[str, bool]] = {}  # one package per (folder, excludes)
     for app in config.get("applications") or []:
         name = app.get("name")

@@ -19,8 +19,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ci_serve import secrets
 from ci_serve.errors import InputError
@@ -56,7 +58,8 @@ class PyEnv:
 
     @property
     def ray_version(self) -> str | None:
-        return json.loads((self.path / MARKER).read_text()).get("ray_version")
+        version: str | None = json.loads((self.path / MARKER).read_text()).get("ray_version")
+        return version
 
 
 def cache_root() -> Path:
@@ -88,7 +91,8 @@ def ray_requirements(version: str) -> str:
     return f"ray[serve]=={version}\n"
 
 
-def ensure_env(requirements: str, *, root: Path | None = None, log=None, installer: str | None = None) -> PyEnv:
+def ensure_env(requirements: str, *, root: Path | None = None, log: Callable[[str], object] | None = None,
+               installer: str | None = None) -> PyEnv:
     """Return the environment for ``requirements``, building it first when no finished one exists.
 
     ``installer`` forces "uv" or "pip" (the benchmark compares them); default: uv when found."""
@@ -122,7 +126,7 @@ def ensure_env(requirements: str, *, root: Path | None = None, log=None, install
         return PyEnv(path, True, time.monotonic() - started, installer)
 
 
-def _finished(path: Path) -> dict | None:
+def _finished(path: Path) -> dict[str, Any] | None:
     """The marker of a finished environment, or None (none, unreadable, or its Python gone)."""
     try:
         info = json.loads((path / MARKER).read_text())
@@ -143,7 +147,7 @@ def uv_executable() -> str | None:
     if beside.exists():
         return str(beside)
     try:
-        from uv import find_uv_bin  # type: ignore[import-not-found]
+        from uv import find_uv_bin
 
         return str(find_uv_bin())
     except Exception:  # noqa: BLE001 - the package is optional; PATH is the fallback
@@ -154,7 +158,7 @@ def _base_python() -> str:
     return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
-def _build(path: Path, requirements: str, log, installer: str | None = None) -> str:
+def _build(path: Path, requirements: str, log: Callable[[str], object] | None, installer: str | None = None) -> str:
     req_file = path.parent / f"{path.name}.requirements.txt"
     req_file.write_text(requirements)
     uv = uv_executable() if installer in (None, "uv") else None

@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 
 def session_pids(sid: int) -> list[int]:
@@ -40,7 +41,7 @@ def is_zombie(pid: int) -> bool:
         return True
 
 
-def kill_session(sid: int, timeout: float = 10.0, reap=None) -> None:
+def kill_session(sid: int, timeout: float = 10.0, reap: Callable[[], object] | None = None) -> None:
     """SIGKILL every process of session ``sid`` until none is left (or ``timeout``).
 
     Ray's workers get process groups of their own but stay in the session of ``ray start``, so the

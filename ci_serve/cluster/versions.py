@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ci_serve.errors import InputError
+
+if TYPE_CHECKING:
+    from ci_serve.report import Run
 
 #: ``ray==X`` / ``ray[serve,default]==X`` (``===`` too), a trailing comment or environment marker allowed
 _PIN = re.compile(r"^\s*ray(\[[^\]]*\])?\s*===?\s*([0-9][0-9A-Za-z.+-]*)\s*(;.*)?(#.*)?$", re.I)
@@ -154,7 +158,7 @@ class Skew:
             out.append("  (same minor release: patch releases rarely differ in behaviour)")
         return out
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "app": self.app, "source": self.source, "same": self.same,
                 "differences": self.differences}
 
@@ -175,7 +179,7 @@ def _in_range(version: str, line: str) -> bool:
         return True
 
 
-def check_skew(run, cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
+def check_skew(run: Run, cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
                require_same: bool) -> Skew | None:
     """``plan``/``deploy``: compare the cluster's Ray with the app's pin, warn (log and report's
     ``ray_skew``, which the job summary shows) and, with ``require_same``, refuse with exit 2.

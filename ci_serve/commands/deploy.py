@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_serve import console
 from ci_serve.cli import add_cluster_arguments, add_ray_pin_arguments, add_report_argument
 from ci_serve.config.loader import ConfigFile
 from ci_serve.errors import ConfigError, InputError
 from ci_serve.report import Run
+
+if TYPE_CHECKING:
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.smoke.requests_file import SmokeRequest
 
 STRATEGIES = ("auto", "in-place", "blue-green")
 
@@ -80,7 +85,7 @@ def validated_config(path: str, run: Run) -> ConfigFile:
     return checked.config
 
 
-def release_inputs(args: argparse.Namespace) -> tuple[list | None, Path | None, str | None]:
+def release_inputs(args: argparse.Namespace) -> tuple[list[SmokeRequest] | None, Path | None, str | None]:
     """(requests, working_dir, version) from the flags, checked."""
     reqs = None
     if args.requests:
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace, run: Run) -> int:
     return Release(client, run, config, options).execute()
 
 
-def run_two_clusters(args: argparse.Namespace, run: Run, live, config, reqs, working_dir, version) -> int:
+def run_two_clusters(args: argparse.Namespace, run: Run, live: DashboardClient, config: ConfigFile,
+                     reqs: list[SmokeRequest] | None, working_dir: Path | None, version: str | None) -> int:
     from ci_serve.cluster.address import normalize_address, resolve_target
     from ci_serve.cluster.dashboard import DashboardClient
     from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease

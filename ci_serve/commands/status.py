@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from ci_serve import console, secrets
 from ci_serve.cli import add_cluster_arguments
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace, run: Run) -> int:
     client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
     version = client.get_version()
     view = read_view(client, args.serve_url)
-    data = {"address": client.address, "ray_version": version, "managed": view.managed(),
+    data: dict[str, Any] = {"address": client.address, "ray_version": version, "managed": view.managed(),
             "applications": view.ray_apps(), "routes": view.routes,
             "notes": list(view.notes) + view.disagreements()}
     run.data.update(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ci_serve import console
 from ci_serve.config.validate import validate_config
@@ -49,5 +50,5 @@ def run(args: argparse.Namespace, run: Run) -> int:
 FIX_HINT = "fix each problem at the line shown (the `fix:` line says how), then run validate again"
 
 
-def _count(problems: list) -> str:
+def _count(problems: list[Any]) -> str:
     return "1 problem" if len(problems) == 1 else f"{len(problems)} problems"

@@ -30,7 +30,7 @@ from ci_serve.config.formats import (
     upgrade_single_app,
 )
 from ci_serve.config.importpath import ImportPath, ImportPathError, parse_import_path
-from ci_serve.config.positions import Positions, load_yaml_documents
+from ci_serve.config.positions import Document, Positions, load_yaml_documents
 from ci_serve.config.problems import PathT, Problem, format_path
 from ci_serve.config.rayservice import ServeConfigBlock, find_serve_config, looks_like_manifest, map_positions
 from ci_serve.config.workdir import WorkingDir, working_dir_of
@@ -159,10 +159,10 @@ def load_config(path: str | Path) -> LoadedConfig:
         kind = "an empty file" if data is None else {"list": "a list", "str": "a string"}.get(
             type(data).__name__, type(data).__name__)
         hint = "start from `ci-serve build module:app -o serve_config.yaml`"
-        at = positions.locate(())
-        if data is None or at is None:
+        located = positions.locate(())
+        if data is None or located is None:
             raise ConfigError(f"{where}: a Serve config must be a YAML mapping, found {kind}", hint)
-        found = Problem(str(path), *at, "spec.serveConfigV2" if block else "(top level)",
+        found = Problem(str(path), *located, "spec.serveConfigV2" if block else "(top level)",
                         f"a Serve config must be a YAML mapping (applications: ...), found {kind}", hint)
         raise ConfigError(f"{found.where}: {found.message}", hint, problems=[found])
     config = LoadedConfig(path=path, data=data, positions=positions, rayservice=block,
@@ -213,7 +213,7 @@ def _block_problem(path: Path, at: tuple[int, int], message: str, hint: str) -> 
     return ConfigError(f"{found.where}: {message}", hint, problems=[found])
 
 
-def _parse(text: str, path: Path, *, offset: ServeConfigBlock | None) -> list:
+def _parse(text: str, path: Path, *, offset: ServeConfigBlock | None) -> list[Document]:
     """Every YAML document of ``text``; syntax errors as one located problem (in the manifest's lines
     when ``text`` is a RayService's serveConfigV2)."""
     try:
@@ -224,7 +224,8 @@ def _parse(text: str, path: Path, *, offset: ServeConfigBlock | None) -> list:
         if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: located by its offset
             at = exc.position
             line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
-            exc.problem = f"character U+{exc.character:04X} is not allowed in YAML ({exc.reason})"
+            exc.problem = (  # type: ignore[attr-defined]  # read back below as the message
+                f"character U+{exc.character:04X} is not allowed in YAML ({exc.reason})")
         if offset is not None and line is not None and column is not None:
             line, column = offset.position(line, column)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -128,7 +128,8 @@ def plan_changes(desired: dict[str, Any], live: dict[str, Any],
     :func:`ci_serve.config.inspect.inspect_app`); it lets the plan see deployments added to or removed
     from the code and what a field dropped from the config falls back to.
     """
-    live_apps = live.get("applications") if isinstance(live.get("applications"), dict) else {}
+    found = live.get("applications")
+    live_apps: dict[str, Any] = found if isinstance(found, dict) else {}
     plan = Plan()
     matched: set[str] = set()
     for app in desired.get("applications") or []:
@@ -243,14 +244,15 @@ def _covers(effective: Any, wanted: Any) -> bool:
     """
     if isinstance(wanted, dict) and isinstance(effective, dict):
         return all(k in effective and _covers(effective[k], v) for k, v in wanted.items())
-    return effective == wanted
+    same: bool = effective == wanted
+    return same
 
 
 def _field_changes(key: str, old: Any, new: Any, kind: Verdict) -> list[FieldChange]:
     """One change per field; ``runtime_env`` is split per entry so the plan says which part changed,
     and every ``env_vars`` value is shown as ``***``."""
     if key == "runtime_env" and isinstance(old, dict) and isinstance(new, dict):
-        out = []
+        out: list[FieldChange] = []
         for sub in sorted(set(old) | set(new)):
             o, n = old.get(sub, UNSET), new.get(sub, UNSET)
             if o == n:

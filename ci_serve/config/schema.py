@@ -373,7 +373,8 @@ def _model_at(parent: PathT) -> type[BaseModel] | None:
             continue
         info = model.model_fields.get(part) if model else None
         model = _model_of(info.annotation) if info else None
-    return model
+    found: type[BaseModel] | None = model
+    return found
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -65,10 +65,10 @@ def validate_config(source: str | Path | LoadedConfig, app_dir: str | Path | Non
             config = load_config(source)
         except ConfigError as err:  # unreadable, not YAML, not a mapping: one problem, nothing else to check
             message = err.message.removeprefix(f"{source}: ")
-            found = list(err.problems) or [Problem(str(source), None, None, "(file)", message, err.hint)]
+            found: list[Problem] = list(err.problems) or [Problem(str(source), None, None, "(file)", message, err.hint)]
             return ValidationResult(config=None, problems=found)
     result = ValidationResult(config=config)
-    found: list[Problem] = []
+    found = []
     for dup_path, line, column in config.positions.duplicates:
         found.append(Problem(str(config.path), line, column, _fmt(dup_path),
                              f"key {dup_path[-1]!r} appears twice in the same mapping",
@@ -118,7 +118,7 @@ def _without(data: dict[str, Any], paths: list[PathT]) -> dict[str, Any]:
     return data
 
 
-def _fmt(path: tuple) -> str:
+def _fmt(path: tuple[Any, ...]) -> str:
     from ci_serve.config.problems import format_path
 
     return format_path(path)
@@ -155,7 +155,7 @@ def cluster_rule_problems(config: LoadedConfig) -> list[Problem]:
     return out
 
 
-def _working_dir_problems(config: LoadedConfig, i: int, app: dict) -> list[Problem]:
+def _working_dir_problems(config: LoadedConfig, i: int, app: dict[str, Any]) -> list[Problem]:
     """A local working_dir (ci-serve ships it to the cluster) must exist next to the config file."""
     wd = workdir.working_dir_of(app, config.base_dir)
     if not wd.local or wd.exists:
@@ -194,7 +194,7 @@ def _route_prefix_problems(config: LoadedConfig, i: int, prefix: str, seen: dict
     return out
 
 
-def _deployment_problems(config: LoadedConfig, i: int, deployments: list,
+def _deployment_problems(config: LoadedConfig, i: int, deployments: list[Any],
                          app_external_scaler: bool = False) -> list[Problem]:
     out: list[Problem] = []
     names: dict[str, int] = {}
@@ -234,7 +234,7 @@ _EXCLUSIVE = (
 )
 
 
-def _exclusive_problems(config: LoadedConfig, base: tuple, dep: dict) -> list[Problem]:
+def _exclusive_problems(config: LoadedConfig, base: tuple[Any, ...], dep: dict[str, Any]) -> list[Problem]:
     out = []
     for first, second, why in _EXCLUSIVE:
         if dep.get(first) is not None and dep.get(second) is not None:
@@ -254,7 +254,7 @@ def _policy_problems(config: LoadedConfig, where: PathT, policy: Any) -> list[Pr
     return [config.problem((*where, "policy_function"), *wrong)] if wrong else []
 
 
-def _autoscaling_problems(config: LoadedConfig, where: tuple, auto: dict) -> list[Problem]:
+def _autoscaling_problems(config: LoadedConfig, where: tuple[Any, ...], auto: dict[str, Any]) -> list[Problem]:
     def num(key: str, default: Any) -> Any:
         value = auto.get(key, default)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -285,7 +285,7 @@ def import_problems(config: LoadedConfig, app_dir: str | Path | None, timeout: f
             if isinstance(app, dict) and isinstance(app.get("import_path"), str)
             and import_path_problem(app["import_path"]) is None]
 
-    def one(item: tuple[int, dict]) -> list[Problem]:
+    def one(item: tuple[int, dict[str, Any]]) -> list[Problem]:
         i, app = item
         where = ("applications", i, "import_path")
         try:

@@ -87,7 +87,8 @@ class DriverProcess:
                     raise self._died(op)
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
     def _died(self, op: str) -> DriverError:
         code = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from ci_serve import secrets
 from ci_serve.report import write_text_atomic
@@ -45,5 +46,5 @@ def render(outcomes: list[Outcome], *, suite: str = "ci-serve smoke", elapsed_s:
     return secrets.mask('<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n")
 
 
-def write(path: str | Path, outcomes: list[Outcome], **kwargs) -> None:
+def write(path: str | Path, outcomes: list[Outcome], **kwargs: Any) -> None:
     write_text_atomic(Path(path), render(outcomes, **kwargs))

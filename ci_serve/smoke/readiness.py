@@ -75,14 +75,15 @@ def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
 def _failed_deployment(app: dict[str, Any]) -> str | None:
     for dname, dep in (app.get("deployments") or {}).items():
         if dep.get("status") in FAILED_DEPLOYMENT:
-            return dname
+            return str(dname)
     return None
 
 
 def _deployment_message(app: dict[str, Any], deployment: str | None) -> str:
     if deployment is None:
         return ""
-    return (app.get("deployments") or {}).get(deployment, {}).get("message", "")
+    message: str = (app.get("deployments") or {}).get(deployment, {}).get("message", "")
+    return message
 
 
 _RESOURCES = re.compile(r"Resources required for each replica: (.+?), total resources available: (\{.*?\})")

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from ci_serve.config.loader import read_text
 from ci_serve.errors import InputError
@@ -130,7 +131,7 @@ class RequestsFileError(InputError):
         details = "\n".join(str(p) for p in self.problems) or None
         super().__init__(message, hint, details=details)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = super().as_dict()
         data["problems"] = [p.as_dict() for p in self.problems]
         return data
@@ -235,7 +236,7 @@ def _check_expansion(root: Any, filename: str) -> None:
         size(root)
 
 
-def _problem(filename: str, root: Any, err: dict[str, Any]) -> Problem:
+def _problem(filename: str, root: Any, err: ErrorDetails) -> Problem:
     loc = [p for p in err["loc"] if p not in ("json-or-python", "function-after")]
     # pydantic names the field by its alias in loc already (json_ -> json)
     message = err["msg"].removeprefix("Value error, ")

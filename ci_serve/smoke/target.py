@@ -19,7 +19,7 @@ import importlib.machinery
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ci_serve.config.importpath import import_path_problem, looks_like_config_file, parse_import_path
 from ci_serve.config.loader import DEFAULT_APP_NAME, LoadedConfig, load_config
@@ -78,9 +78,10 @@ def resolve_target(target: str, args: list[str], app_dir: str | Path) -> SmokeTa
             raise InputError("key=value arguments are only for an import path target",
                              "put `args:` under the application in the config file")
         return _from_config(path, app_dir)
-    if import_path_problem(target):
+    problem = import_path_problem(target)
+    if problem:
         raise InputError(f"{target!r} is neither a Serve config file nor an import path `module:attribute` "
-                         f"({import_path_problem(target)[0]})",
+                         f"({problem[0]})",
                          "e.g. `ci-serve smoke fruit:deployment_graph --app-dir examples/fruit` or "
                          "`ci-serve smoke examples/fruit/serve_config.yaml`")
     app = AppTarget(DEFAULT_APP_NAME, target, "/", parse_args(args))
@@ -122,7 +123,7 @@ def _from_config(path: Path, app_dir: Path) -> SmokeTarget:
         elif working_dir:
             local_code = False
         route_prefix = raw.get("route_prefix", "/")
-        apps.append(AppTarget(str(name), import_path, route_prefix, dict(raw.get("args") or {}), local_code))
+        apps.append(AppTarget(str(name), cast(str, import_path), route_prefix, dict(raw.get("args") or {}), local_code))
     seen = [a.name for a in apps]
     dupes = sorted({n for n in seen if seen.count(n) > 1})
     if dupes:
@@ -174,12 +175,12 @@ def route_for(target: SmokeTarget, request: SmokeRequest) -> tuple[AppTarget, st
             raise InputError(f"request {request.name!r} needs `app:` (the target serves {names})")
         app = served[0]
     else:
-        names = [a.name for a in target.apps]
-        if request.app not in names:
-            close = difflib.get_close_matches(request.app, names, n=1)
+        app_names = [a.name for a in target.apps]
+        if request.app not in app_names:
+            close = difflib.get_close_matches(request.app, app_names, n=1)
             raise InputError(f"request {request.name!r}: no application named {request.app!r} in {target.source}"
                              + (f" (did you mean {close[0]!r}?)" if close else ""),
-                             f"applications: {', '.join(names)}")
+                             f"applications: {', '.join(app_names)}")
         app = target.app(request.app)
         if app.route_prefix is None:
             raise InputError(f"request {request.name!r}: application {app.name!r} has no route prefix (no HTTP)")
