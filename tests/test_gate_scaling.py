@@ -82,3 +82,4 @@ def test_an_upscaling_deployment_under_traffic_is_ready(ray_head, cli_env, tmp_p
         # Leave the module's head empty (the only application on it is this test's).
         requests.put(ray_head.dashboard_url + "/api/serve/applications/", headers=ray_head.auth_headers(),
                      json={"applications": []}, timeout=60)
+
