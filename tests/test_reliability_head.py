@@ -58,7 +58,7 @@ def smoke_head():
     """A head made as ``ci-serve smoke`` makes it, with Serve started by smoke's own code."""
     head = TemporaryHead(dashboard=False, num_cpus=1, lean=True)
     with head:
-        code = ("import ray\nfrom ci_serve.smoke.runner import _start_serve\n"
+        code = ("import ray\nfrom ci_serve.cluster.driver import _start_serve\n"
                 f"ray.init(address={head.gcs_address!r})\n"
                 f"_start_serve({{'host': '127.0.0.1', 'port': {head.serve_port}}})\n"
                 "from ray import serve\nimport time\n"
@@ -104,7 +104,9 @@ def test_the_ray_client_server_refuses_a_client_without_the_token(smoke_head):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["HOME"] = str(smoke_head.temp_dir / "nohome")
     # The control: the same client with the head's token connects, so the refusal below is the token's.
-    with_token = subprocess.run([sys.executable, "-c", code], env={**env, **smoke_head.driver_env()},
+    # Ray Client gives up after about 35 s by default; a loaded 2-core machine can need longer.
+    patient = {**env, **smoke_head.driver_env(), "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30"}
+    with_token = subprocess.run([sys.executable, "-c", code], env=patient,
                                 capture_output=True, text=True, timeout=180)
     assert "CONNECTED" in with_token.stdout, with_token.stderr[-1500:]
     without = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
