@@ -329,3 +329,33 @@ def test_deploy_validates_first_exit_2_no_traceback(tmp_path, cli_env):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "runtime_env" in proc.stderr and "nothing was written" in proc.stderr
+
+
+@pytest.mark.parametrize(("serving", "exit_code"), [(True, 1), (False, 3)])
+def test_a_failed_tidy_write_exits_1_only_when_live_is_seen_serving(monkeypatch, serving, exit_code):
+    """An unchanged deploy whose leftover removal is stopped (the cluster changed meanwhile): exit 1 only
+    after the live version is seen serving, else 3; never the guard's bare exit 1."""
+    from ci_serve.deploy.guard import ClusterChanged
+    from ci_serve.deploy.release import Options, Release
+    from ci_serve.errors import CiServeError
+    from ci_serve.report import Run
+
+    plan = plan_release(parse(snap(cfg("shop-blue"), cfg("shop-green", preview_prefix("/shop", "shop", "green")))),
+                        want(), PlanOptions())
+    assert plan.strategy == "none" and plan.tidy is not None
+    release = Release(None, Run("deploy"), None, Options())  # type: ignore[arg-type]
+    asked = []
+
+    def write(w):
+        raise ClusterChanged("the cluster changed while this deploy ran (applications: other)")
+
+    def where(plan, *, budget, previous=True, every_app=False):
+        asked.append(every_app)
+        return serving, ["shop: shop-blue holds /shop" if serving else "shop: shop-blue is UNHEALTHY"]
+
+    monkeypatch.setattr(release, "write", write)
+    monkeypatch.setattr(release, "where", where)
+    with pytest.raises(CiServeError) as stopped:
+        release.unchanged(plan)
+    assert stopped.value.exit_code == exit_code and asked == [True]
+    assert "the cluster changed" in stopped.value.message

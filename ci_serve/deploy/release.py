@@ -128,6 +128,8 @@ class Release:
             self.fail(plan, exc, nothing_written=True)
         except BaseException as exc:
             if not self.written:
+                if isinstance(exc, Cancelled):  # exit 1 only once the previous version is seen serving
+                    self.fail(plan, exc, nothing_written=True, short=True)
                 raise
             self.undo(plan, plan.undo_first, exc)
         try:
@@ -293,8 +295,22 @@ class Release:
             try:
                 before = self.write(plan.tidy)
                 self.gate("gate removal", self.goals(plan.tidy, before))
-            except (ClusterChanged, WriteRefused):
-                raise
+            except CiServeError as exc:
+                if isinstance(exc, InputError) and not self.written:
+                    raise  # nothing changed (exit 2)
+                # exit 1 only once the live version is seen serving; else 3
+                serving, lines = self.where(plan, budget=3.0 if isinstance(exc, Cancelled) else 20.0,
+                                            every_app=True)
+                if not serving:
+                    raise NotRestored(f"{_what(exc)}; now: " + "; ".join(lines),
+                                      "a person must look: `ci-serve status` shows what runs",
+                                      details=_details(exc)) from None
+                if isinstance(exc, Cancelled):
+                    exc.message = f"{exc.message}; " + "; ".join(lines)
+                    raise
+                raise DeployFailed(f"removing leftovers of an earlier run failed: {_what(exc)}; the live version "
+                                   "serves: " + "; ".join(lines), getattr(exc, "hint", None),
+                                   details=_details(exc)) from None
         serving, lines = self.where(plan, budget=20.0, every_app=True)
         if not serving:
             raise NotRestored("nothing was written (the cluster already runs this config), but the live version "
