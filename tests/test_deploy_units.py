@@ -47,6 +47,13 @@ def app(config, *, status="RUNNING", reported=None, t=1.0):
             "deployed_app_config": config, "deployments": {"Echo": {"status": "HEALTHY", "replicas": [{}]}}}
 
 
+def legacy(name, prefix="/shop", **kw):
+    """An application of ci-serve before the marker: only CI_SERVE_VERSION (which anyone may set)."""
+    out = cfg(name, prefix, owner=None, **kw)
+    out["runtime_env"]["env_vars"] = {"CI_SERVE_VERSION": "0.9"}
+    return out
+
+
 def snap(*configs, grpc=False, **raw):
     apps = {c["name"]: app(c) for c in configs}
     apps.update(raw)
@@ -191,6 +198,16 @@ PLANS = {
     "foreign app under the candidate's name: exit 2": PlanCase(
         snap(cfg("api-blue", "/api", owner="api"), cfg("api-green", "/payments", owner=None)),
         want("/api", code=CODE_B, name="api"), refused="api-green"),
+    "an app of another team that sets CI_SERVE_VERSION, under the candidate's name elsewhere: exit 2": PlanCase(
+        snap(cfg("api-blue", "/api", owner="api"), legacy("api-green", "/payments")),
+        want("/api", code=CODE_B, name="api"), refused="api-green"),
+    "the old tool's live app (only CI_SERVE_VERSION) on the route is ours: blue-green, then retired": PlanCase(
+        snap(legacy("shop-blue", "/shop")), want(code=CODE_B), expect_strategy="blue-green", target="shop-green",
+        first=E(created=["shop-green"]), switch=E(changed=["shop-green", "shop-blue"]),
+        retire=frozenset({"shop-blue"})),
+    "the old tool's candidate on its preview prefix is a leftover of ours": PlanCase(
+        snap(cfg("shop-blue"), legacy("shop-green", "/shop--green", code=CODE_B)), want(), expect_strategy="none",
+        tidy=frozenset({"shop-green"})),
     "foreign app on our route prefix: exit 2": PlanCase(
         snap(cfg("legacy", "/shop", owner=None)), want(), refused="/shop"),
     "foreign app on our prefix per the proxy's table: exit 2": PlanCase(

@@ -165,7 +165,8 @@ class TwoClusterRelease:
             # creates or replaces only our applications (or adoptable plain names) and removes only ours
             fresh = view.parse(self.standby.get_applications())
             check_drift(expected_from(view.parse(self.standby_before)), fresh)
-            ours = {m.name for logical in put for m in fresh.members(logical)} - set(put)
+            ours = {m.name for logical, app in put.items()
+                    for m in fresh.members(logical, app.get("route_prefix"))} - set(put)
             ours &= set(fresh.declarative_configs())
             created = frozenset(n for n in put if n not in fresh.apps)
             write = Write("write standby", put, frozenset(ours),
@@ -322,7 +323,8 @@ class TwoClusterRelease:
                 time.sleep(DRAIN_S)
                 now = self.live.get_applications()
                 old = view.parse(now)
-                members = {m.name for logical in self.logicals() for m in old.members(logical)}
+                members = {m.name for logical, app in self.apps(self.config.data).items()
+                           for m in old.members(logical, app.get("route_prefix"))}
                 gone = members & set(declarative_apps(now))
                 if gone:
                     self.live.put_applications(build_body(now, remove=gone))
