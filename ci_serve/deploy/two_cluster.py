@@ -278,6 +278,11 @@ class TwoClusterRelease:
                 removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & touched
                 if touched:
                     body = build_body(now, put=previous, remove=removed, first_start=self.config.data)
+                    fresh = view.parse(now)
+                    created = frozenset(n for n in previous if n not in fresh.apps)
+                    check_effect(fresh, body, Write("remove candidate", previous, frozenset(removed), Effect(
+                        created=created, changed=frozenset(previous) - created, removed=frozenset(removed)),
+                        (), cleanup=True), self.logicals())
                     self.standby.put_applications(body)
                 if removed and not isinstance(cause, Cancelled):  # seen gone before "removed" is said
                     wait_ready(self.standby.get_applications, [Goal(n, None) for n in sorted(removed)],
@@ -327,7 +332,10 @@ class TwoClusterRelease:
                            for m in old.members(logical, app.get("route_prefix"))}
                 gone = members & set(declarative_apps(now))
                 if gone:
-                    self.live.put_applications(build_body(now, remove=gone))
+                    body = build_body(now, remove=gone)
+                    check_effect(old, body, Write("retire old cluster", {}, frozenset(gone),
+                                                  Effect(removed=frozenset(gone)), (), cleanup=True), self.logicals())
+                    self.live.put_applications(body)
                 st.detail = f"removed {', '.join(sorted(gone)) or 'nothing'} from {self.live.address}"
         except CiServeError as err:  # traffic already moved: a leftover is a warning, not a failure
             console.say(f"WARNING the old cluster keeps its applications: {err.message}")
