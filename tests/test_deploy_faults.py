@@ -200,3 +200,37 @@ def test_dead_address_exit_2_within_a_minute(cli_env, tmp_path):
                           env=cli_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and time.monotonic() - t0 < 60
     assert address in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_put_the_controller_refuses_is_undone_not_taken_for_nothing_changed(head, tmp_path):
+    """A string autoscaling ``policy`` passes Ray's schema; the controller refuses it with HTTP 400, yet (Ray
+    2.60) has already recorded the candidate. The run must see that, remove it, and exit 1, not 2.
+    `deploy` validates first; the executor is driven directly to reach Ray with such a body."""
+    from ci_serve.config.loader import load_config
+    from ci_serve.deploy.release import Options, Release
+    from ci_serve.errors import DeployFailed, InputError
+    from ci_serve.report import Run
+
+    client = DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
+
+    def release(**deployment):
+        config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+                  "applications": [{"name": "refused", "route_prefix": "/refused", "import_path": "deploy_app:app",
+                                    "deployments": [{"name": "Echo", **deployment}]}]}
+        path = tmp_path / f"serve-{time.monotonic_ns()}.yaml"
+        path.write_text(json.dumps(config))
+        options = Options(strategy="blue-green", working_dir=APPS / "deploy_v1", serve_url=head.serve_url,
+                          timeout=180)
+        return Release(client, Run("deploy"), load_config(path), options)
+
+    assert release().execute() == 0
+    ours = {n for n in client.get_applications()["applications"] if n.startswith("refused")}
+    assert len(ours) == 1
+    with pytest.raises(DeployFailed) as failed:
+        release(autoscaling_config={"min_replicas": 1, "max_replicas": 2, "policy": "deploy_app:x"}).execute()
+    assert not isinstance(failed.value, InputError)  # not exit 2 "nothing changed"
+    assert "HTTP 400" in failed.value.message and "already recorded" in failed.value.message
+    assert "the previous version serves" in failed.value.message
+    apps = client.get_applications()["applications"]
+    assert {n for n in apps if n.startswith("refused")} == ours
+    assert requests.get(head.serve_url + "/refused", timeout=10).json()["version"] == "v1"

@@ -47,6 +47,13 @@ def app(config, *, status="RUNNING", reported=None, t=1.0):
             "deployed_app_config": config, "deployments": {"Echo": {"status": "HEALTHY", "replicas": [{}]}}}
 
 
+def legacy(name, prefix="/shop", **kw):
+    """An application of ci-serve before the marker: only CI_SERVE_VERSION (which anyone may set)."""
+    out = cfg(name, prefix, owner=None, **kw)
+    out["runtime_env"]["env_vars"] = {"CI_SERVE_VERSION": "0.9"}
+    return out
+
+
 def snap(*configs, grpc=False, **raw):
     apps = {c["name"]: app(c) for c in configs}
     apps.update(raw)
@@ -191,6 +198,16 @@ PLANS = {
     "foreign app under the candidate's name: exit 2": PlanCase(
         snap(cfg("api-blue", "/api", owner="api"), cfg("api-green", "/payments", owner=None)),
         want("/api", code=CODE_B, name="api"), refused="api-green"),
+    "an app of another team that sets CI_SERVE_VERSION, under the candidate's name elsewhere: exit 2": PlanCase(
+        snap(cfg("api-blue", "/api", owner="api"), legacy("api-green", "/payments")),
+        want("/api", code=CODE_B, name="api"), refused="api-green"),
+    "the old tool's live app (only CI_SERVE_VERSION) on the route is ours: blue-green, then retired": PlanCase(
+        snap(legacy("shop-blue", "/shop")), want(code=CODE_B), expect_strategy="blue-green", target="shop-green",
+        first=E(created=["shop-green"]), switch=E(changed=["shop-green", "shop-blue"]),
+        retire=frozenset({"shop-blue"})),
+    "the old tool's candidate on its preview prefix is a leftover of ours": PlanCase(
+        snap(cfg("shop-blue"), legacy("shop-green", "/shop--green", code=CODE_B)), want(), expect_strategy="none",
+        tidy=frozenset({"shop-green"})),
     "foreign app on our route prefix: exit 2": PlanCase(
         snap(cfg("legacy", "/shop", owner=None)), want(), refused="/shop"),
     "foreign app on our prefix per the proxy's table: exit 2": PlanCase(
@@ -329,3 +346,33 @@ def test_deploy_validates_first_exit_2_no_traceback(tmp_path, cli_env):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "runtime_env" in proc.stderr and "nothing was written" in proc.stderr
+
+
+@pytest.mark.parametrize(("serving", "exit_code"), [(True, 1), (False, 3)])
+def test_a_failed_tidy_write_exits_1_only_when_live_is_seen_serving(monkeypatch, serving, exit_code):
+    """An unchanged deploy whose leftover removal is stopped (the cluster changed meanwhile): exit 1 only
+    after the live version is seen serving, else 3; never the guard's bare exit 1."""
+    from ci_serve.deploy.guard import ClusterChanged
+    from ci_serve.deploy.release import Options, Release
+    from ci_serve.errors import CiServeError
+    from ci_serve.report import Run
+
+    plan = plan_release(parse(snap(cfg("shop-blue"), cfg("shop-green", preview_prefix("/shop", "shop", "green")))),
+                        want(), PlanOptions())
+    assert plan.strategy == "none" and plan.tidy is not None
+    release = Release(None, Run("deploy"), None, Options())  # type: ignore[arg-type]
+    asked = []
+
+    def write(w):
+        raise ClusterChanged("the cluster changed while this deploy ran (applications: other)")
+
+    def where(plan, *, budget, previous=True, every_app=False):
+        asked.append(every_app)
+        return serving, ["shop: shop-blue holds /shop" if serving else "shop: shop-blue is UNHEALTHY"]
+
+    monkeypatch.setattr(release, "write", write)
+    monkeypatch.setattr(release, "where", where)
+    with pytest.raises(CiServeError) as stopped:
+        release.unchanged(plan)
+    assert stopped.value.exit_code == exit_code and asked == [True]
+    assert "the cluster changed" in stopped.value.message

@@ -180,3 +180,37 @@ def test_no_proof_that_traffic_moved_keeps_the_old_cluster(clusters, cli_env, tm
         assert "keeps its applications" in proc.stderr and "nothing proves the traffic moved" in proc.stderr
         assert "shop" in DashboardClient(Target(green.dashboard_url, green.token)).get_applications()["applications"]
         assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v2"
+
+
+def test_a_foreign_app_under_our_name_on_the_standby_is_not_touched(clusters, cli_env, tmp_path):
+    """Another team's `api` (marked as theirs) on the standby: the two-cluster write is guarded as a
+    one-cluster one is: nothing is written to the standby, exit 1 after the old cluster is seen serving."""
+    from ci_serve.cluster.packages import upload_directory
+    from ci_serve.deploy.cluster_config import build_body
+
+    green, blue = clusters[1], clusters[0]
+    standby = DashboardClient(Target(blue.dashboard_url, blue.token), min_interval=0.0)
+    uri, _ = upload_directory(standby, APPS / "deploy_v1")
+    foreign = {"route_prefix": "/payments", "import_path": "deploy_app:app",
+               "runtime_env": {"working_dir": uri, "env_vars": {"CI_SERVE_APP": "payments"}}}
+    standby.put_applications(build_body(standby.get_applications(), put={"api": foreign}))
+    deadline = time.monotonic() + 120
+    while standby.get_applications()["applications"].get("api", {}).get("status") != "RUNNING":
+        assert time.monotonic() < deadline, "the foreign app did not start"
+        time.sleep(0.5)
+    before = standby.get_applications()["applications"]
+    config = tmp_path / "api.yaml"
+    config.write_text(json.dumps({"applications": [{"name": "api", "route_prefix": "/api",
+                                                    "import_path": "deploy_app:app",
+                                                    "runtime_env": {"working_dir": str(APPS / "deploy_v2")}}]}))
+    switched = tmp_path / "switched"
+    proc, report = run(cli_env, green.token, tmp_path, "deploy", str(config), "--address", green.dashboard_url,
+                       "--serve-url", green.serve_url, "--standby-address", blue.dashboard_url,
+                       "--standby-url", blue.serve_url, "--switch-command", f"touch {switched}")
+    assert proc.returncode == 1, proc.stderr
+    assert "api is not ours" in proc.stderr and "nothing was written to the standby" in proc.stderr
+    assert not switched.exists()
+    after = standby.get_applications()["applications"]
+    assert set(after) == set(before)
+    assert all(after[n]["last_deployed_time_s"] == before[n]["last_deployed_time_s"] for n in before)
+    assert requests.get(green.serve_url + "/shop", timeout=10).json()["version"] == "v2"

@@ -130,7 +130,7 @@ def serving(client: Any, serve_url: str, expected: list[tuple[str, str | None, s
         view = read_view(client, serve_url)
         ok, lines = True, []
         for logical, prefix, physical in expected:
-            members = [m.name for m in view.members(logical) if m.status != "DELETING"]
+            members = [m.name for m in view.members(logical, prefix) if m.status != "DELETING"]
             if physical is None:
                 if members:
                     ok = False

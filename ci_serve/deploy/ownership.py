@@ -9,7 +9,8 @@ given). Names prove nothing: another team's ``api-green`` is not our candidate o
   an application under the exact plain logical name ``X`` (deployed by hand, or by ``serve deploy``)
   is *adopted*: it is taken as X's live version and replaced by a marked one on the next deploy;
 - applications written before the marker existed (``X-blue``/``X-green`` with only
-  ``CI_SERVE_VERSION``) are recognised by that variable, which only this tool writes.
+  ``CI_SERVE_VERSION``) are recognised by that variable, but since anyone may set it,
+  :meth:`ClusterView.members` counts them only on the logical app's route or preview prefixes.
 
 The markers are ignored when comparing configs (a new commit with the same code writes nothing); in
 place they are kept as the running app has them, since ``runtime_env`` is part of Ray's code version.

@@ -194,7 +194,7 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
     for logical, desired in wanted:
         route_prefix = desired.get("route_prefix")
         live = view.live_of(logical, route_prefix)
-        leftovers = tuple(m.name for m in view.members(logical) if live is None or m.name != live.name)
+        leftovers = tuple(m.name for m in view.members(logical, route_prefix) if live is None or m.name != live.name)
         decisions.append(AppDecision(logical, route_prefix, with_marker(desired, logical, options.version),
                                      live, "none", leftovers=leftovers))
     diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
@@ -249,7 +249,7 @@ def _candidate_name(d: AppDecision) -> str:
 
 def _refuse_collisions(view: ClusterView, d: AppDecision, grpc: bool) -> None:
     """A foreign application under a name or on a route prefix this release needs: exit 2, nothing written."""
-    members = {m.name for m in view.members(d.logical)}
+    members = {m.name for m in view.members(d.logical, d.route_prefix)}
     if d.strategy == "blue-green":
         d.target = _candidate_name(d)
         colour = d.target.rsplit("-", 1)[1]

@@ -33,6 +33,7 @@ from ci_serve.deploy.guard import (
     after_write,
     check_drift,
     check_effect,
+    drifted,
     expected_from,
 )
 from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, Write, plan_release
@@ -117,12 +118,18 @@ class Release:
         assert plan.first is not None and plan.undo_first is not None
         try:
             before = self.write(plan.first)
-        except SchemaRejected:
-            raise  # Ray refused the body: nothing changed (exit 2)
+        except SchemaRejected as exc:
+            # A 400 is not "nothing changed": on Ray 2.60 a PUT refused by the controller is already recorded
+            # (the refused app is there, every app of the PUT redeploys). Decide from what the cluster holds.
+            if not self.refused_write_changed(exc):
+                raise  # nothing changed (exit 2)
+            self.undo(plan, plan.undo_first, exc)
         except (ClusterChanged, WriteRefused) as exc:
             self.fail(plan, exc, nothing_written=True)
         except BaseException as exc:
             if not self.written:
+                if isinstance(exc, Cancelled):  # exit 1 only once the previous version is seen serving
+                    self.fail(plan, exc, nothing_written=True, short=True)
                 raise
             self.undo(plan, plan.undo_first, exc)
         try:
@@ -141,8 +148,6 @@ class Release:
             sent = True
             self.gate("gate switch", self.goals(plan.switch, before))
             self.smoke("check switch", plan.checks_after_switch(), plan)
-        except SchemaRejected as exc:
-            self.undo(plan, plan.undo_first, exc)
         except (ClusterChanged, WriteRefused, Superseded) as exc:
             self.fail(plan, exc, nothing_written=False)
         except Cancelled as exc:
@@ -168,6 +173,18 @@ class Release:
             self.expected = after_write(expected_from(fresh) if w.cleanup else self.expected, body)
             st.detail = "; ".join(w.says)
         return fresh
+
+    def refused_write_changed(self, exc: SchemaRejected) -> bool:
+        """After Ray refused our PUT (HTTP 400): does the cluster differ from what it held before? Says so on
+        ``exc``. A cluster that cannot be read counts as changed (the undo then tells what is where)."""
+        try:
+            changed = drifted(self.expected, parse(self.client.get_applications()))
+        except CiServeError as err:
+            exc.message += f"; the cluster could not be read afterwards ({err.message})"
+            return True
+        if changed:
+            exc.message += f", yet Ray had already recorded it (applications {', '.join(changed)} changed)"
+        return bool(changed)
 
     @staticmethod
     def goals(w: Write, before: ClusterView) -> list[Goal]:
@@ -278,8 +295,22 @@ class Release:
             try:
                 before = self.write(plan.tidy)
                 self.gate("gate removal", self.goals(plan.tidy, before))
-            except (ClusterChanged, WriteRefused):
-                raise
+            except CiServeError as exc:
+                if isinstance(exc, InputError) and not self.written:
+                    raise  # nothing changed (exit 2)
+                # exit 1 only once the live version is seen serving; else 3
+                serving, lines = self.where(plan, budget=3.0 if isinstance(exc, Cancelled) else 20.0,
+                                            every_app=True)
+                if not serving:
+                    raise NotRestored(f"{_what(exc)}; now: " + "; ".join(lines),
+                                      "a person must look: `ci-serve status` shows what runs",
+                                      details=_details(exc)) from None
+                if isinstance(exc, Cancelled):
+                    exc.message = f"{exc.message}; " + "; ".join(lines)
+                    raise
+                raise DeployFailed(f"removing leftovers of an earlier run failed: {_what(exc)}; the live version "
+                                   "serves: " + "; ".join(lines), getattr(exc, "hint", None),
+                                   details=_details(exc)) from None
         serving, lines = self.where(plan, budget=20.0, every_app=True)
         if not serving:
             raise NotRestored("nothing was written (the cluster already runs this config), but the live version "

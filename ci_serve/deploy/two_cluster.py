@@ -36,7 +36,9 @@ from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
 from ci_serve.deploy.gate import Goal, wait_ready
+from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
+from ci_serve.deploy.planner import Effect, Write
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
 
@@ -77,6 +79,8 @@ class TwoClusterRelease:
         self.opts = options
         self.standby_before: dict[str, Any] = {}
         self.live_snapshot: dict[str, Any] = {}
+        #: the standby applications our write touched (None: nothing of ours was sent to the standby)
+        self.standby_touched: set[str] | None = None
 
     def apps(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out = {}
@@ -91,7 +95,12 @@ class TwoClusterRelease:
         return out
 
     def prefixes(self) -> dict[str, str]:
-        return {name: app.get("route_prefix") or "/" for name, app in self.apps(self.config.data).items()}
+        """The HTTP route of each application; route-less ones (``route_prefix: null``) have none to check."""
+        return {name: app["route_prefix"] for name, app in self.apps(self.config.data).items()
+                if app.get("route_prefix") is not None}
+
+    def logicals(self) -> list[str]:
+        return list(self.apps(self.config.data))
 
     # -- the whole release ---------------------------------------------------------------------
     def execute(self) -> int:
@@ -110,7 +119,7 @@ class TwoClusterRelease:
             raise AssertionError("unreachable") from None
         self.switch_and_verify()
         self.run.data.update(live_address=self.standby.address, standby_address=self.live.address,
-                             live_url=self.opts.standby_url, live_app=",".join(self.prefixes()))
+                             live_url=self.opts.standby_url, live_app=",".join(self.logicals()))
         if not self.opts.keep_standby:
             proven, why = self.proof_of_switch()
             self.run.data["switch_proof"] = why
@@ -151,10 +160,21 @@ class TwoClusterRelease:
             self.run.data["packages"] = records
             st.detail = ", ".join(r["uri"] for r in records) or "no working_dir"
         put = self.apps(shipped)
-        before = view.parse(self.standby_before)
-        ours = {m.name for logical in put for m in before.members(logical)} - set(put)
         with console.step(self.run, "write standby") as st:
-            body = build_body(self.standby_before, put=put, remove=ours, first_start=self.config.data)
+            # the write guard, as for one cluster: nothing changed since we read the standby; the body
+            # creates or replaces only our applications (or adoptable plain names) and removes only ours
+            fresh = view.parse(self.standby.get_applications())
+            check_drift(expected_from(view.parse(self.standby_before)), fresh)
+            ours = {m.name for logical, app in put.items()
+                    for m in fresh.members(logical, app.get("route_prefix"))} - set(put)
+            ours &= set(fresh.declarative_configs())
+            created = frozenset(n for n in put if n not in fresh.apps)
+            write = Write("write standby", put, frozenset(ours),
+                          Effect(created=created, changed=frozenset(put) - created, removed=frozenset(ours)),
+                          tuple(f"put {n}" for n in put))
+            body = build_body(fresh.snapshot, put=put, remove=ours, first_start=self.config.data)
+            check_effect(fresh, body, write, set(put))
+            self.standby_touched = set(put) | ours
             self.standby.put_applications(body)
             st.detail = ", ".join(put)
         previous = {n: (a or {}).get("last_deployed_time_s")
@@ -246,28 +266,60 @@ class TwoClusterRelease:
     # -- cleanup -------------------------------------------------------------------------------
     def restore_standby(self, cause: BaseException, *, switched_back: bool = False) -> None:
         """Put the standby's previous config back (the candidate goes); then raise the outcome."""
+        touched = self.standby_touched
         try:
             with console.step(self.run, "remove candidate") as st:
+                if touched is None:  # the guard stopped before our write: the standby holds nothing of ours
+                    st.detail = f"nothing was written to the standby {self.standby.address}"
+                    touched = set()
                 now = self.standby.get_applications()
-                ours = set(self.prefixes())  # our candidates only: an app someone else added meanwhile stays
-                removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & ours
-                body = build_body(now, put=declarative_apps(self.standby_before), remove=removed,
-                                  first_start=self.config.data)
-                self.standby.put_applications(body)
+                # only what our write touched goes back: another writer's app (or change) meanwhile stays
+                previous = {n: c for n, c in declarative_apps(self.standby_before).items() if n in touched}
+                removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & touched
+                if touched:
+                    body = build_body(now, put=previous, remove=removed, first_start=self.config.data)
+                    fresh = view.parse(now)
+                    created = frozenset(n for n in previous if n not in fresh.apps)
+                    check_effect(fresh, body, Write("remove candidate", previous, frozenset(removed), Effect(
+                        created=created, changed=frozenset(previous) - created, removed=frozenset(removed)),
+                        (), cleanup=True), self.logicals())
+                    self.standby.put_applications(body)
                 if removed and not isinstance(cause, Cancelled):  # seen gone before "removed" is said
                     wait_ready(self.standby.get_applications, [Goal(n, None) for n in sorted(removed)],
                                timeout=120.0, run=self.run, step_name="gate removal")
-                st.detail = f"standby {self.standby.address} back to its previous config"
+                if touched:
+                    st.detail = f"standby {self.standby.address} back to its previous config"
         except CiServeError as err:
             raise RestoreFailed(f"{_what(cause)}; removing the candidate from the standby cluster then failed: "
                                 f"{err.message}",
                                 f"live ({self.live.address}) is {'serving again' if switched_back else 'untouched'}; "
                                 "clean the standby with `ci-serve status`", details=_details(cause)) from None
-        if isinstance(cause, Cancelled):
-            raise cause
+        # exit 1 only once the previous version is seen serving: on the old cluster, at its real Serve address
+        serving, lines = self.old_serving(budget=3.0 if isinstance(cause, Cancelled) else 20.0)
         where = "traffic was switched back" if switched_back else "the live cluster was not touched"
-        raise DeployFailed(f"{_what(cause)}; {where}: {self.live.address} serves",
+        if not serving:
+            raise RestoreFailed(f"{_what(cause)}; {where}, but the old cluster {self.live.address} is not seen "
+                                "serving: " + "; ".join(lines),
+                                "a person must look: `ci-serve status` on both clusters", details=_details(cause)
+                                ) from None
+        if isinstance(cause, Cancelled):
+            cause.message = f"{cause.message}; " + "; ".join(lines)
+            raise cause
+        raise DeployFailed(f"{_what(cause)}; {where}: {self.live.address} serves: " + "; ".join(lines),
                            getattr(cause, "hint", None), details=_details(cause)) from None
+
+    def old_serving(self, *, budget: float) -> tuple[bool, list[str]]:
+        """Is the old cluster's live version of each application seen serving (route table and a request)?"""
+        old = view.parse(self.live_snapshot)
+        apps = self.apps(self.config.data)
+        expected = []
+        for logical, app in apps.items():
+            live = old.live_of(logical, app.get("route_prefix"))
+            expected.append((logical, app.get("route_prefix"), live.name if live else None))
+        try:
+            return checks.serving(self.live, self.old_url(), expected, budget=budget)
+        except CiServeError as err:
+            return False, [f"the old cluster could not be read ({err.message})"]
 
     def retire_old(self) -> None:
         """Remove our applications (marked, or under the plain logical name) from the old live cluster."""
@@ -276,10 +328,14 @@ class TwoClusterRelease:
                 time.sleep(DRAIN_S)
                 now = self.live.get_applications()
                 old = view.parse(now)
-                members = {m.name for logical in self.prefixes() for m in old.members(logical)}
+                members = {m.name for logical, app in self.apps(self.config.data).items()
+                           for m in old.members(logical, app.get("route_prefix"))}
                 gone = members & set(declarative_apps(now))
                 if gone:
-                    self.live.put_applications(build_body(now, remove=gone))
+                    body = build_body(now, remove=gone)
+                    check_effect(old, body, Write("retire old cluster", {}, frozenset(gone),
+                                                  Effect(removed=frozenset(gone)), (), cleanup=True), self.logicals())
+                    self.live.put_applications(body)
                 st.detail = f"removed {', '.join(sorted(gone)) or 'nothing'} from {self.live.address}"
         except CiServeError as err:  # traffic already moved: a leftover is a warning, not a failure
             console.say(f"WARNING the old cluster keeps its applications: {err.message}")

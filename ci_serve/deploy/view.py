@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ci_serve import secrets
-from ci_serve.deploy.ownership import COLOURS, adoptable, owner_of, version_of
+from ci_serve.deploy.ownership import COLOURS, adoptable, marker_of, owner_of, version_of
 
 NO_ROUTE = "(no route)"
 
@@ -136,10 +136,18 @@ class ClusterView:
         return out
 
     # -- ownership ---------------------------------------------------------------------------
-    def members(self, logical: str) -> list[AppView]:
-        """Every physical application that is an incarnation of ``logical``: marked ours, or adoptable."""
+    def members(self, logical: str, route_prefix: str | None | type[Ellipsis] = ...) -> list[AppView]:
+        """Every physical application that is an incarnation of ``logical``: marked ours, or adoptable.
+
+        An application of the tool before the marker (``X-blue``/``X-green`` with only ``CI_SERVE_VERSION``,
+        a variable anyone may set) counts only on the route the config gives ``logical`` or on one of its
+        preview prefixes, when that route is known: another team's ``api-green`` at ``/payments`` that
+        happens to set ``CI_SERVE_VERSION`` is not our ``api``."""
+        allowed = None if route_prefix is ... else {route_prefix} | {
+            preview_prefix(route_prefix, logical, c) for c in (*COLOURS, "old")}  # type: ignore[arg-type]
         return [a for _, a in sorted(self.apps.items())
-                if a.owner == logical or adoptable(a.name, a.config, logical)]
+                if (a.owner == logical and (allowed is None or marker_of(a.config) or a.claimed_prefix in allowed))
+                or adoptable(a.name, a.config, logical)]
 
     def live_of(self, logical: str, route_prefix: str | None | type[Ellipsis] = ...) -> AppView | None:
         """THE answer to "which incarnation of ``logical`` is live".
@@ -149,7 +157,7 @@ class ClusterView:
         RUNNING, or the table was not read), the only member claiming it; failing that, the only member
         not on a preview prefix (the config moved the app to another prefix).
         """
-        members = self.members(logical)
+        members = self.members(logical, route_prefix)
         if not members:
             return None
         if route_prefix is None:
