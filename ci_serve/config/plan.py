@@ -158,7 +158,7 @@ def _desired_deployment_names(app: dict[str, Any], graph: dict[str, Any] | None)
     return names
 
 
-def _without_env(app_config: Any, ignore_env: frozenset[str]) -> dict[str, Any]:
+def without_env_vars(app_config: Any, ignore_env: frozenset[str]) -> dict[str, Any]:
     """The app config without its name and without the ``ignore_env`` variables."""
     app = copy.deepcopy(app_config) if isinstance(app_config, dict) else {}
     app.pop("name", None)
@@ -175,8 +175,8 @@ def _without_env(app_config: Any, ignore_env: frozenset[str]) -> dict[str, Any]:
 
 def _app_plan(name: str, live_name: str, app: dict[str, Any], live_app: dict[str, Any],
               graph: dict[str, Any] | None, ignore_env: frozenset[str] = frozenset()) -> AppPlan:
-    live_config = _without_env(live_app.get("deployed_app_config"), ignore_env)
-    new = _without_env(app, ignore_env)
+    live_config = without_env_vars(live_app.get("deployed_app_config"), ignore_env)
+    new = without_env_vars(app, ignore_env)
     result = AppPlan(name, "unchanged", live_name=live_name)
     for key in sorted((set(new) | set(live_config)) - NOT_COMPARED_APP_FIELDS):
         old_value = live_config.get(key, APP_DEFAULTS.get(key, UNSET))

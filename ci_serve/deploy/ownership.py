@@ -79,14 +79,6 @@ def with_marker(app_config: dict[str, Any], logical: str, version: str | None) -
 
 def without_marker(app_config: Any) -> dict[str, Any]:
     """The app config as the user wrote it: the markers and the physical name removed."""
-    app = copy.deepcopy(app_config) if isinstance(app_config, dict) else {}
-    app.pop("name", None)
-    runtime_env = app.get("runtime_env")
-    if isinstance(runtime_env, dict) and isinstance(runtime_env.get("env_vars"), dict):
-        for var in MARKER_VARS:
-            runtime_env["env_vars"].pop(var, None)
-        if not runtime_env["env_vars"]:
-            del runtime_env["env_vars"]
-        if not runtime_env:
-            del app["runtime_env"]
-    return app
+    from ci_serve.config.plan import without_env_vars
+
+    return without_env_vars(app_config, MARKER_VARS)
