@@ -1,8 +1,9 @@
 """The JSON account of a run (``--report FILE``): result, steps with timings, errors.
 
-A :class:`Run` is created by the command, steps are recorded as they happen (the console prints
-them too), and :meth:`Run.write` writes the file atomically (temp file + rename), so a reader never
-sees half a report, even when the run is cancelled while writing.
+A :class:`Run` is built by the edge (:mod:`ci_serve.cli`) from what the command returned: its result
+word, its sections, the steps of its :class:`~ci_serve.steps.StepLog` and the error that ended it.
+:meth:`Run.write` writes the file atomically (temp file + rename), so a reader never sees half a
+report, even when the run is cancelled while writing.
 """
 
 from __future__ import annotations
@@ -16,19 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_serve import __version__, secrets
-
-
-@dataclass
-class Step:
-    name: str
-    status: str = "running"  # running | ok | failed | skipped
-    started_at: float = field(default_factory=time.time)
-    elapsed_s: float | None = None
-    detail: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "elapsed_s": self.elapsed_s,
-                "detail": self.detail}
+from ci_serve.steps import Step
 
 
 @dataclass

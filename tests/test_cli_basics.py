@@ -31,10 +31,10 @@ def test_a_cancel_swallowed_by_library_code_is_not_lost():
     import signal
 
     from ci_serve import cancel
-    from ci_serve.cli import _CancelOnSignal
+    from ci_serve.cancel import CancelOnSignal
     from ci_serve.errors import Cancelled
 
-    handler = _CancelOnSignal()
+    handler = CancelOnSignal()
     try:
         handler(signal.SIGINT, None)
     except Exception:  # what a library with `except Exception: retry` does

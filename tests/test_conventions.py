@@ -105,3 +105,46 @@ def _home_with_token(tmp_path: Path, token: str) -> Path:
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(token + "\n")
     return home
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ci_serve"
+EDGES = ("cli.py", "report.py", "action")
+
+
+def _code_names(path: Path) -> set[str]:
+    """The names used in a module's code (docstrings and comments left out)."""
+    import tokenize
+
+    with path.open("rb") as fh:
+        return {tok.string for tok in tokenize.tokenize(fh.readline) if tok.type == tokenize.NAME}
+
+
+def test_only_the_edges_know_the_report() -> None:
+    """Stages return typed results; the CLI and the action alone build the report (`Run`) from them."""
+    below = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in EDGES]
+    assert below and not [str(p.relative_to(PACKAGE)) for p in below if "Run" in _code_names(p)]
+
+
+def test_commands_never_import_the_cli() -> None:
+    """`cli` imports the commands; a command importing `cli` back would make a cycle."""
+    import ast
+
+    offenders = []
+    for path in sorted((PACKAGE / "commands").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "ci_serve.cli" or n.startswith("ci_serve.cli.") for n in names):
+                offenders.append(path.name)
+    assert not offenders
+
+
+def test_every_command_has_add_arguments_and_execute() -> None:
+    import importlib
+
+    from ci_serve.cli import COMMANDS
+
+    for name in COMMANDS:
+        module = importlib.import_module(f"ci_serve.commands.{name}")
+        assert callable(module.add_arguments) and callable(module.execute), name
+        assert not hasattr(module, "run"), name

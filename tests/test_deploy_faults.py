@@ -208,8 +208,8 @@ def test_a_put_the_controller_refuses_is_undone_not_taken_for_nothing_changed(he
     `deploy` validates first; the executor is driven directly to reach Ray with such a body."""
     from ci_serve.config.loader import load_config
     from ci_serve.deploy.release import Options, Release
+    from ci_serve.deploy.result import DeployResult
     from ci_serve.errors import DeployFailed, InputError
-    from ci_serve.report import Run
 
     client = DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
 
@@ -221,16 +221,20 @@ def test_a_put_the_controller_refuses_is_undone_not_taken_for_nothing_changed(he
         path.write_text(json.dumps(config))
         options = Options(strategy="blue-green", working_dir=APPS / "deploy_v1", serve_url=head.serve_url,
                           timeout=180)
-        return Release(client, Run("deploy"), load_config(path), options)
+        return Release(client, load_config(path), options)
 
-    assert release().execute() == 0
+    first = release().execute()
+    assert isinstance(first, DeployResult) and first.error is None and first.outcome == "deployed"
+    assert first.live_app is not None and first.live_app.startswith("refused")
+    assert first.requests and all(o.passed for o in first.requests)
     ours = {n for n in client.get_applications()["applications"] if n.startswith("refused")}
     assert len(ours) == 1
-    with pytest.raises(DeployFailed) as failed:
-        release(autoscaling_config={"min_replicas": 1, "max_replicas": 2, "policy": "deploy_app:x"}).execute()
-    assert not isinstance(failed.value, InputError)  # not exit 2 "nothing changed"
-    assert "HTTP 400" in failed.value.message and "already recorded" in failed.value.message
-    assert "the previous version serves" in failed.value.message
+    refused = release(autoscaling_config={"min_replicas": 1, "max_replicas": 2, "policy": "deploy_app:x"}).execute()
+    assert isinstance(refused.error, DeployFailed)  # the deploy's error comes back in its result
+    assert not isinstance(refused.error, InputError)  # not exit 2 "nothing changed"
+    assert "HTTP 400" in refused.error.message and "already recorded" in refused.error.message
+    assert "the previous version serves" in refused.error.message
+    assert refused.plan is not None and refused.live_app is None  # what it saw is kept; nothing new serves
     apps = client.get_applications()["applications"]
     assert {n for n in apps if n.startswith("refused")} == ours
     assert requests.get(head.serve_url + "/refused", timeout=10).json()["version"] == "v1"

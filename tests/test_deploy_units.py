@@ -355,12 +355,11 @@ def test_a_failed_tidy_write_exits_1_only_when_live_is_seen_serving(monkeypatch,
     from ci_serve.deploy.guard import ClusterChanged
     from ci_serve.deploy.release import Options, Release
     from ci_serve.errors import CiServeError
-    from ci_serve.report import Run
 
     plan = plan_release(parse(snap(cfg("shop-blue"), cfg("shop-green", preview_prefix("/shop", "shop", "green")))),
                         want(), PlanOptions())
     assert plan.strategy == "none" and plan.tidy is not None
-    release = Release(None, Run("deploy"), None, Options())  # type: ignore[arg-type]
+    release = Release(None, None, Options())  # type: ignore[arg-type]
     asked = []
 
     def write(w):

@@ -148,9 +148,12 @@ def test_smoke_and_plan_take_a_manifest_through_the_loader(tmp_path: Path) -> No
     target = resolve_target(str(manifest), [], APPS)
     assert [(a.name, a.import_path, a.local_code) for a in target.apps] == [
         ("fruit_app", "graph_app:app", True), ("math_app", "conditional_dag.serve_dag", False)]
-    from ci_serve.commands.plan import import_graphs  # plan reads the same object
-    graphs = import_graphs(load_valid_config(manifest), str(APPS))
-    assert list(graphs["fruit_app"]) == ["Greeter", "Ingress"]
+    from ci_serve.config.validate import import_graphs, validate_config  # plan reads the same object
+
+    checked = validate_config(load_valid_config(manifest), check_imports=False)
+    failed = import_graphs(checked, str(APPS))
+    assert list(checked.graphs["fruit_app"].deployments) == ["Greeter", "Ingress"]
+    assert list(failed) == ["math_app"]  # its code comes with its runtime_env: not here
 
 
 @pytest.mark.parametrize("text, outcome", [

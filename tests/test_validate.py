@@ -3,6 +3,7 @@ asserted), the Serve 2.0 guide's files upgraded, and the command's exit codes an
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -21,6 +22,7 @@ APPS = REPO / "tests" / "apps"
 BROKEN = sorted((CONFIGS / "broken").glob("*.yaml"))
 IGNORED = sorted((CONFIGS / "ignored").glob("*.yaml"))
 GUIDE = sorted((CONFIGS / "guide").glob("*.yaml"))
+VALID = sorted((CONFIGS / "valid").glob("*.yaml"))
 EXPECT = re.compile(r"^# expect: (?P<path>\S+) @ (?P<line>\d+) : (?P<message>.+?) : (?P<hint>.+)$", re.M)
 
 
@@ -250,3 +252,25 @@ def test_serve_build_outputs_of_several_ray_releases_are_accepted(path: Path, tm
                         + "".join(f"    {line}\n" if line.strip() else "\n" for line in path.read_text().splitlines()))
     assert validate_config(manifest, check_imports=False).ok
     assert load_config(manifest).data == load_config(path).data
+
+
+def test_the_validate_stage_returns_its_result_and_the_command_its_error() -> None:
+    """The library returns what it found (the step recorded, nothing raised); the command adds the exit-2
+    error; the edge alone turns both into the report."""
+    from ci_serve.commands import validate as command
+    from ci_serve.config.validate import ValidationResult, validate_step
+    from ci_serve.errors import ConfigError
+    from ci_serve.steps import StepLog
+
+    log = StepLog()
+    checked = validate_step(str(CONFIGS / "many_mistakes.yaml"), None, check_imports=False, log=log)
+    assert isinstance(checked, ValidationResult) and len(checked.problems) > 1
+    assert [(s.status, s.detail) for s in log.steps] == [("failed", f"{len(checked.problems)} problem(s)")]
+    assert set(log.timings) == {log.steps[0].name}
+
+    args = argparse.Namespace(config=str(CONFIGS / "many_mistakes.yaml"), app_dir=None, no_import=True)
+    result = command.execute(args, StepLog())
+    assert isinstance(result.error, ConfigError) and result.error.exit_code == 2
+    assert result.sections()["problems"] == [p.as_dict() for p in checked.problems]
+    good = command.execute(argparse.Namespace(config=str(VALID[0]), app_dir=None, no_import=True), StepLog())
+    assert good.error is None and good.outcome == "valid" and good.sections()["problems"] == []

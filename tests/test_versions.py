@@ -7,7 +7,6 @@ import pytest
 from ci_serve.action.summary import ray_section
 from ci_serve.cluster import versions
 from ci_serve.errors import InputError
-from ci_serve.report import Run
 
 
 @pytest.mark.parametrize("text,pin", [
@@ -51,23 +50,24 @@ def test_compare(cluster: str, app: str, same: bool, expect: list[str]) -> None:
 def test_check_skew_warns_records_and_refuses_when_required(tmp_path, capsys) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text("ray[serve]==2.60.0\n")
-    run = Run("plan")
-    skew = versions.check_skew(run, "2.40.0", str(req), None, require_same=False)
-    assert skew is not None and not skew.same
+    skew = versions.check_skew("2.40.0", str(req), None, require_same=False)
+    assert skew is not None and skew["same"] is False
     err = capsys.readouterr().err
     assert "WARN  Ray version skew: the cluster runs Ray 2.40.0, the app pins Ray 2.60.0" in err
     assert "token authentication exists only from Ray 2.52" in err
-    assert run.data["ray_skew"]["same"] is False
+    assert skew["cluster"] == "2.40.0" and skew["app"] == "2.60.0"
     with pytest.raises(InputError) as info:
-        versions.check_skew(Run("plan"), "2.40.0", None, "2.60.0", require_same=True)
+        versions.check_skew("2.40.0", None, "2.60.0", require_same=True)
     assert info.value.exit_code == 2 and "--require-same-ray" in info.value.message
-    assert versions.check_skew(Run("plan"), "2.60.0", None, "2.60.0", require_same=True).same
+    assert isinstance(info.value, versions.SkewRefused) and info.value.record["same"] is False  # for the report
+    same = versions.check_skew("2.60.0", None, "2.60.0", require_same=True)
+    assert same is not None and same["same"] is True
 
 
 def test_require_same_ray_without_a_pin_is_bad_input() -> None:
     with pytest.raises(InputError, match="needs the app's Ray version"):
-        versions.check_skew(Run("deploy"), "2.60.0", None, None, require_same=True)
-    assert versions.check_skew(Run("deploy"), "2.60.0", None, None, require_same=False) is None
+        versions.check_skew("2.60.0", None, None, require_same=True)
+    assert versions.check_skew("2.60.0", None, None, require_same=False) is None
 
 
 def test_missing_requirements_file_is_bad_input(tmp_path) -> None:
@@ -94,14 +94,13 @@ def test_skew_without_an_exact_pin_says_why(tmp_path, capsys, line: str, cluster
                                             recorded: bool) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text(f"# app\n\n{line}\n")
-    run = Run("plan")
-    assert versions.check_skew(run, cluster, str(req), None, require_same=False) is None
+    skew = versions.check_skew(cluster, str(req), None, require_same=False)
     err = capsys.readouterr().err
     for word in words:
         assert word in err
-    assert ("ray_skew" in run.data) is recorded
-    if recorded:  # the job summary shows it like an exact-pin skew
-        assert run.data["ray_skew"]["same"] is False
+    assert (skew is not None) is recorded
+    if skew is not None:  # the job summary shows it like an exact-pin skew
+        assert skew["same"] is False
         with pytest.raises(InputError, match="outside the range") as info:
-            versions.check_skew(Run("plan"), cluster, str(req), None, require_same=True)
+            versions.check_skew(cluster, str(req), None, require_same=True)
         assert info.value.exit_code == 2

@@ -25,6 +25,7 @@ from ci_serve import cli, console, secrets
 from ci_serve.action import summary
 from ci_serve.action.inputs import Inputs, inside_workspace, raw_input, read_inputs, workspace_from
 from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
+from ci_serve.cancel import install_signal_handlers
 from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, CiServeError, InputError
 
 _MIN_MASK_LEN = 3  # as ci_serve.secrets: masking one-letter values would make the log unreadable
@@ -169,7 +170,7 @@ def write_summary(markdown: str) -> None:
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
-    cli._CancelOnSignal().install()  # SIGINT/SIGTERM from the runner: Cancelled, cleanup, outputs written
+    install_signal_handlers()  # SIGINT/SIGTERM from the runner: Cancelled, cleanup, outputs written
     workspace = workspace_from(environ)
     mask_secrets(environ, workspace)  # before anything else is printed
     outcomes: list[Outcome] = []

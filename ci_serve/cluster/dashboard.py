@@ -15,12 +15,13 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from ci_serve import console, secrets
-from ci_serve.cluster.address import Target, is_loopback
+from ci_serve.cluster.address import Target, is_loopback, resolve_target
 from ci_serve.errors import CredentialsError, DashboardError, InputError
 
 #: Ray added the multi-application REST API (``/api/serve/applications/``) in 2.9.
@@ -247,6 +248,19 @@ class DashboardClient:
 
     def upload_package(self, uri: str, data: bytes) -> None:
         self.request("PUT", package_path(uri), data=data, timeout=max(self.timeout, 120.0))
+
+
+@dataclass(frozen=True)
+class DashboardAccess:
+    """How to reach a dashboard, as a user gives it: the address (``None``: from the environment, see
+    :func:`~ci_serve.cluster.address.resolve_address`) and the TLS options."""
+
+    address: str | None = None
+    ca_cert: str | None = None
+    insecure: bool = False
+
+    def client(self) -> DashboardClient:
+        return DashboardClient(resolve_target(self.address), ca_cert=self.ca_cert, insecure=self.insecure)
 
 
 def _default_retry_budget() -> float:

@@ -2,7 +2,7 @@
 up (SIGKILL, an OOM kill, a crashed interpreter), it kills the head's whole session and removes its
 temp folder, so no Ray process outlives its owner by more than a moment.
 
-Run as ``python -m ci_serve.cluster.reaper OWNER_PID SESSION_ID TEMP_DIR``; stdlib only, so it starts
+Started as ``python -m ci_serve.cluster.reaper OWNER_PID SESSION_ID TEMP_DIR``; stdlib only, so it starts
 in a few tens of milliseconds. It leaves by itself once the head is gone.
 """
 

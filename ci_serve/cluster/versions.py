@@ -11,12 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ci_serve.errors import InputError
-
-if TYPE_CHECKING:
-    from ci_serve.report import Run
 
 #: ``ray==X`` / ``ray[serve,default]==X`` (``===`` too), a trailing comment or environment marker allowed
 _PIN = re.compile(r"^\s*ray(\[[^\]]*\])?\s*===?\s*([0-9][0-9A-Za-z.+-]*)\s*(;.*)?(#.*)?$", re.I)
@@ -179,11 +176,21 @@ def _in_range(version: str, line: str) -> bool:
         return True
 
 
-def check_skew(run: Run, cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
-               require_same: bool) -> Skew | None:
-    """``plan``/``deploy``: compare the cluster's Ray with the app's pin, warn (log and report's
-    ``ray_skew``, which the job summary shows) and, with ``require_same``, refuse with exit 2.
-    Nothing is compared when the app pins no exact Ray or the cluster did not say its version."""
+class SkewRefused(InputError):
+    """``--require-same-ray`` and the cluster's Ray differs from the app's (exit 2); ``record`` says how."""
+
+    def __init__(self, message: str, hint: str, *, record: dict[str, Any]):
+        super().__init__(message, hint)
+        self.record = record
+
+
+def check_skew(cluster_version: str | None, requirements_file: str | None, ray_version: str | None,
+               require_same: bool) -> dict[str, Any] | None:
+    """``plan``/``deploy``: compare the cluster's Ray with the app's pin, warn and, with ``require_same``,
+    refuse with exit 2. Returns the skew record (the report's ``ray_skew``, which the job summary shows)
+    when the two were compared: an exact pin, or a range the cluster's Ray falls outside. Nothing is
+    compared when the app pins no exact Ray or the cluster did not say its version. A refusal
+    (:class:`SkewRefused`) carries the same record."""
     from ci_serve.console import say
 
     pinned, source = app_ray_pin(requirements_file, ray_version)
@@ -194,13 +201,13 @@ def check_skew(run: Run, cluster_version: str | None, requirements_file: str | N
             if line and cluster_version and not _in_range(cluster_version, line):
                 raise_or_warn = (f"the cluster runs Ray {cluster_version}, outside the range {requirements_file} "
                                  f"allows (`{line}`)")
-                run.data["ray_skew"] = {"cluster": cluster_version, "app": line, "source": requirements_file,
-                                        "same": False, "differences": []}
+                record = {"cluster": cluster_version, "app": line, "source": requirements_file, "same": False,
+                          "differences": []}
                 if require_same:
-                    raise InputError(f"{raise_or_warn}; --require-same-ray refuses to go on",
-                                     f"pin ray[serve]=={cluster_version} in {requirements_file}")
+                    raise SkewRefused(f"{raise_or_warn}; --require-same-ray refuses to go on",
+                                      f"pin ray[serve]=={cluster_version} in {requirements_file}", record=record)
                 say(f"WARN  Ray version skew: {raise_or_warn}")
-                return None
+                return record
             say(f"WARN  {requirements_file} " + (f"allows a range of Ray (`{line}`), not one release" if line
                 else "pins no Ray") + f": the cluster's Ray ({cluster_version or 'unknown'}) is not compared "
                 "release for release; pin ray[serve]==X to test and deploy on one Ray")
@@ -212,12 +219,11 @@ def check_skew(run: Run, cluster_version: str | None, requirements_file: str | N
         say(f"WARN  the cluster did not say its Ray version; the app pins Ray {pinned} ({source})")
         return None
     skew = compare(cluster_version, pinned, source)
-    run.data["ray_skew"] = skew.as_dict()
     for line in skew.lines():
         say(f"WARN  {line}")
     if not skew.same and require_same:
-        raise InputError(f"the cluster runs Ray {cluster_version}, the app pins Ray {pinned} ({source}); "
-                         "--require-same-ray refuses to go on",
-                         f"pin ray[serve]=={cluster_version} in {source} (and a FastAPI of that time), or upgrade "
-                         "the cluster first")
-    return skew
+        raise SkewRefused(f"the cluster runs Ray {cluster_version}, the app pins Ray {pinned} ({source}); "
+                          "--require-same-ray refuses to go on",
+                          f"pin ray[serve]=={cluster_version} in {source} (and a FastAPI of that time), or upgrade "
+                          "the cluster first", record=skew.as_dict())
+    return skew.as_dict()

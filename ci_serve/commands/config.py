@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ci_serve import secrets
-from ci_serve.cli import add_cluster_arguments
+from ci_serve.commands.options import add_cluster_arguments
 from ci_serve.errors import InputError
-from ci_serve.report import Run
+from ci_serve.steps import Done, StepLog
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,22 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only this application: a logical name (its live version) or a physical one")
 
 
-def run(args: argparse.Namespace, run: Run) -> int:
+def execute(args: argparse.Namespace, log: StepLog) -> Done:
     import yaml
 
-    from ci_serve.cluster.address import resolve_target
-    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.cluster.dashboard import DashboardAccess
     from ci_serve.deploy.view import read_view
 
-    client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
+    client = DashboardAccess(args.address, args.ca_cert, args.insecure).client()
     client.get_version()
     view = read_view(client)
     configs = view.configs(args.app)
     if args.app and not configs:
         names = ", ".join(sorted(view.apps)) or "none"
         raise InputError(f"no application {args.app!r} on the cluster", f"applications there: {names}")
-    run.data["applications"] = configs
-    run.result = "passed"
     text = "\n---\n\n".join(yaml.safe_dump(c, sort_keys=False) for c in configs) if configs else "No config.\n"
     sys.stdout.write(secrets.mask(text))
-    return 0
+    return Done("passed", {"applications": configs})

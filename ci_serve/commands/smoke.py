@@ -1,14 +1,18 @@
 """``ci-serve smoke TARGET``: test a Serve app on a temporary Ray head, checked and cleaned up.
 
-A thin adapter: parse, call :func:`ci_serve.smoke.runner.smoke`, return its exit code.
+A thin adapter: parse, call :func:`ci_serve.smoke.runner.smoke`, return its result.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ci_serve.errors import InputError
-from ci_serve.report import Run
+from ci_serve.steps import StepLog
+
+if TYPE_CHECKING:
+    from ci_serve.smoke.runner import SmokeResult
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -40,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deploy the config as written (default: fit replicas and resources to this machine)")
 
 
-def run(args: argparse.Namespace, run: Run) -> int:
+def execute(args: argparse.Namespace, log: StepLog) -> SmokeResult:
     from ci_serve.smoke.runner import SmokeOptions, smoke
 
     if not args.timeout > 0:
@@ -48,4 +52,4 @@ def run(args: argparse.Namespace, run: Run) -> int:
     opts = SmokeOptions(target=args.target, args=list(args.args), app_dir=args.app_dir,
                         requests_file=args.requests, timeout=args.timeout, ci_profile=args.ci_profile,
                         junit=args.junit, requirements=args.requirements, ray_version=args.ray_version)
-    return smoke(opts, run)
+    return smoke(opts, log)

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from ci_serve import console, secrets
-from ci_serve.cli import add_cluster_arguments
-from ci_serve.report import Run
+from ci_serve.commands.options import add_cluster_arguments
+from ci_serve.steps import Done, StepLog
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,24 +20,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table")
 
 
-def run(args: argparse.Namespace, run: Run) -> int:
-    from ci_serve.cluster.address import resolve_target
-    from ci_serve.cluster.dashboard import DashboardClient
+def execute(args: argparse.Namespace, log: StepLog) -> Done:
+    from ci_serve.cluster.dashboard import DashboardAccess
     from ci_serve.deploy.view import read_view
 
-    client = DashboardClient(resolve_target(args.address), ca_cert=args.ca_cert, insecure=args.insecure)
+    client = DashboardAccess(args.address, args.ca_cert, args.insecure).client()
     version = client.get_version()
     view = read_view(client, args.serve_url)
     data: dict[str, Any] = {"address": client.address, "ray_version": version, "managed": view.managed(),
             "applications": view.ray_apps(), "routes": view.routes,
             "notes": list(view.notes) + view.disagreements()}
-    run.data.update(data)
-    run.result = "passed"
     if args.json:
         sys.stdout.write(secrets.mask(json.dumps(data, indent=2)) + "\n")
-        return 0
+    else:
+        show(data, version, client.address)
+    return Done("passed", data)
+
+
+def show(data: dict[str, Any], version: str, address: str) -> None:
+    """The table `ci-serve status` prints: like `serve status`, plus which incarnation is live."""
     out = sys.stdout
-    console.say(f"Ray {version} at {client.address}: {len(data['applications'])} application(s)", stream=out)
+    console.say(f"Ray {version} at {address}: {len(data['applications'])} application(s)", stream=out)
     for logical, m in data["managed"].items():
         extra = f", also {', '.join(m['candidates'])}" if m["candidates"] else ""
         console.say(f"  {logical}: live {m['live'] or '-'}, version {m['version'] or '-'}, "
@@ -52,4 +55,3 @@ def run(args: argparse.Namespace, run: Run) -> int:
             console.say(f"    {dname}: {dep['status']} ({dep['replicas']} replicas){msg}", stream=out)
     for note in data["notes"]:
         console.say(f"NOTE  {note}", stream=out)
-    return 0

@@ -17,14 +17,19 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ci_serve.config import workdir
 from ci_serve.config.importpath import import_path_problem
 from ci_serve.config.loader import LoadedConfig, load_config
 from ci_serve.config.problems import PathT, Problem
 from ci_serve.config.schema import ServeConfig, schema_errors
-from ci_serve.errors import ConfigError
+from ci_serve.console import say
+from ci_serve.errors import CiServeError, ConfigError
+from ci_serve.steps import StepLog
+
+if TYPE_CHECKING:
+    from ci_serve.config.inspect import AppGraph
 
 IMPORT_WORKERS = 2  # the machines this runs on have 2 cores; each import is a Python + Ray import
 
@@ -36,17 +41,21 @@ class ValidationResult:
     problems: list[Problem] = field(default_factory=list)
     #: keys Ray accepts and ignores: the config deploys, but not as written
     warnings: list[Problem] = field(default_factory=list)
-    #: application name -> the deployments found in its code (only when imports were checked)
-    graphs: dict[str, Any] = field(default_factory=dict)
+    #: application name -> its code's graph (:class:`~ci_serve.config.inspect.AppGraph`): filled when
+    #: imports are checked, or by :func:`import_graphs`
+    graphs: dict[str, AppGraph] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"problems": [p.as_dict() for p in self.problems],
-                "warnings": [p.as_dict() for p in self.warnings],
-                "notices": self.config.notices if self.config else []}
+    def sections(self) -> dict[str, Any]:
+        """The report's sections for `ci-serve validate` (``notices`` only when the file could be read)."""
+        out: dict[str, Any] = {"problems": [p.as_dict() for p in self.problems],
+                               "warnings": [p.as_dict() for p in self.warnings]}
+        if self.config is not None:
+            out["notices"] = list(self.config.notices)
+        return out
 
 
 def validate_config(source: str | Path | LoadedConfig, app_dir: str | Path | None = None,
@@ -271,6 +280,56 @@ def _autoscaling_problems(config: LoadedConfig, where: tuple[Any, ...], auto: di
     return out
 
 
+def check_before_deploy(path: str, log: StepLog) -> ValidationResult:
+    """``plan``/``deploy``: the config checked exactly as `ci-serve validate --no-import` checks it, as
+    one step, each problem (or else each notice and warning) printed. The caller stops on any problem
+    (:func:`require_valid`), before anything is read from or written to a cluster."""
+    with log.step(f"validate {path}") as st:
+        checked = validate_config(path, None, check_imports=False)
+        for problem in checked.problems:
+            say(problem.render())
+        if checked.problems or checked.config is None:
+            st.status, st.detail = "failed", f"{len(checked.problems)} problem(s)"
+            return checked
+        _say_notes(checked)
+        st.detail = f"{len(checked.config.applications)} application(s)"
+    return checked
+
+
+def validate_step(path: str, app_dir: str | None, *, check_imports: bool, log: StepLog) -> ValidationResult:
+    """`ci-serve validate`: :func:`validate_config` as one step, each notice, warning and problem printed."""
+    check = "structure, values and code" if check_imports else "structure and values"
+    with log.step(f"validate {path} ({check})") as st:
+        checked = validate_config(path, app_dir, check_imports=check_imports)
+        _say_notes(checked)
+        for problem in checked.problems:
+            say(problem.render())
+        if checked.problems:
+            st.status, st.detail = "failed", f"{len(checked.problems)} problem(s)"
+            return checked
+        apps = checked.config.applications if checked.config else []
+        deployments = sum(len(a.get("deployments") or []) for a in apps)
+        st.detail = f"{len(apps)} application(s), {deployments} deployment override(s)" + \
+            (f", {len(checked.warnings)} warning(s)" if checked.warnings else "")
+    return checked
+
+
+def _say_notes(checked: ValidationResult) -> None:
+    """What the loader upgraded (``NOTE``) and the keys Ray ignores (``WARN``)."""
+    for notice in checked.config.notices if checked.config else []:
+        say(f"NOTE  {notice}")
+    for warning in checked.warnings:
+        say(f"WARN  {warning.render().removeprefix('warning: ')}")
+
+
+def require_valid(checked: ValidationResult, path: str) -> LoadedConfig:
+    """The config of a check without problems; else :class:`ConfigError` (exit 2): nothing is written."""
+    if checked.problems or checked.config is None:
+        raise ConfigError(f"{path}: {len(checked.problems)} problem(s); nothing was written",
+                          f"run `ci-serve validate {path}` and fix them", problems=checked.problems)
+    return checked.config
+
+
 def code_dir(config: LoadedConfig, app: dict[str, Any], app_dir: str | Path | None) -> str | Path:
     """The folder an application's code is imported from (see :func:`validate_config`)."""
     return workdir.code_dir(app, config.base_dir, app_dir)
@@ -279,24 +338,14 @@ def code_dir(config: LoadedConfig, app: dict[str, Any], app_dir: str | Path | No
 def import_problems(config: LoadedConfig, app_dir: str | Path | None, timeout: float,
                     graphs: dict[str, Any] | None = None) -> list[Problem]:
     """Import each application's code in a child process and match the config's deployment names."""
-    from ci_serve.config.inspect import AppImportError, inspect_app
-
-    apps = [(i, app) for i, app in enumerate(config.applications)
-            if isinstance(app, dict) and isinstance(app.get("import_path"), str)
-            and import_path_problem(app["import_path"]) is None]
-
-    def one(item: tuple[int, dict[str, Any]]) -> list[Problem]:
-        i, app = item
+    out = []
+    for i, app, graph in _inspect_each(config, app_dir, timeout):
         where = ("applications", i, "import_path")
-        try:
-            args = app.get("args") if isinstance(app.get("args"), dict) else None
-            graph = inspect_app(app["import_path"], code_dir(config, app, app_dir), args=args,
-                                timeout=timeout)
-        except AppImportError as err:
-            return [config.problem(where, err.message, err.hint)]
+        if isinstance(graph, CiServeError):
+            out.append(config.problem(where, graph.message, graph.hint))
+            continue
         if graphs is not None:
             graphs[str(app.get("name", "default"))] = graph
-        out = []
         deployments = app.get("deployments")
         for j, dep in enumerate(deployments if isinstance(deployments, list) else []):
             if not isinstance(dep, dict) or not isinstance(dep.get("name"), str):
@@ -307,7 +356,42 @@ def import_problems(config: LoadedConfig, app_dir: str | Path | None, timeout: f
                                           f"deployment {dep['name']!r} is not in {app['import_path']}'s graph "
                                           f"(it has: {known})", "use one of those names, as spelled in code "
                                           "(the class or function name, or the name= given to @serve.deployment)"))
-        return out
+    return out
+
+
+def import_graphs(checked: ValidationResult, app_dir: str | Path | None, timeout: float = 60) -> dict[str, str]:
+    """After a check without imports (``plan``): import each application's code into ``checked.graphs``,
+    as :func:`validate_config` does, but an application that does not import here is no problem: its
+    code may only exist where its ``runtime_env`` brings it. Returns why each of those did not import."""
+    if checked.config is None:
+        return {}
+    failed = {}
+    for _, app, graph in _inspect_each(checked.config, app_dir, timeout):
+        name = str(app.get("name", "default"))
+        if isinstance(graph, CiServeError):
+            failed[name] = graph.message
+        else:
+            checked.graphs[name] = graph
+    return failed
+
+
+def _inspect_each(config: LoadedConfig, app_dir: str | Path | None,
+                  timeout: float) -> list[tuple[int, dict[str, Any], AppGraph | CiServeError]]:
+    """(index, application, its graph or why it did not import) for each application with a usable
+    import path, two imports at a time."""
+    from ci_serve.config.inspect import AppImportError, inspect_app
+
+    apps = [(i, app) for i, app in enumerate(config.applications)
+            if isinstance(app, dict) and isinstance(app.get("import_path"), str)
+            and import_path_problem(app["import_path"]) is None]
+
+    def one(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any], AppGraph | CiServeError]:
+        i, app = item
+        try:
+            args = app.get("args") if isinstance(app.get("args"), dict) else None
+            return i, app, inspect_app(app["import_path"], code_dir(config, app, app_dir), args=args, timeout=timeout)
+        except AppImportError as err:
+            return i, app, err
 
     with ThreadPoolExecutor(max_workers=IMPORT_WORKERS) as pool:
-        return [p for found in pool.map(one, apps) for p in found]
+        return list(pool.map(one, apps))

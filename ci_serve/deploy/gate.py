@@ -25,10 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ci_serve import console
 from ci_serve.deploy.capacity import Capacity, replica_bundle, show_bundle
 from ci_serve.errors import CheckFailed
-from ci_serve.report import Run
+from ci_serve.steps import StepLog
 
 State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "infeasible", "missing", "gone",
                 "superseded"]
@@ -215,7 +214,7 @@ class Superseded(GateFailed):
 
 
 def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = 600.0,
-               unschedulable_grace: float = 60.0, run: Run | None = None, step_name: str = "gate",
+               unschedulable_grace: float = 60.0, log: StepLog | None = None, step_name: str = "gate",
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                heartbeat_every: float = 5.0, capacity: Callable[[], Capacity | None] | None = None,
                capacity_every: float = 2.0) -> GateResult:
@@ -227,7 +226,7 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
 
     Raises :class:`GateFailed` at once on a failure or an infeasible demand, after
     ``unschedulable_grace`` seconds of replicas waiting on a full cluster without an autoscaler, or at
-    ``timeout``.
+    ``timeout``. The wait is one step of ``log`` (named ``step_name``), printed with a heartbeat.
     """
     result = GateResult()
     t0 = clock()
@@ -242,7 +241,7 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
         pending = {n: v for n, v in result.verdicts.items() if v.state not in ("ready", "gone")}
         return "waiting for " + "; ".join(f"{n}: {v.reason}" for n, v in pending.items()) if pending else ""
 
-    with console.step(run, step_name, heartbeat=beat, every=heartbeat_every) as st:
+    with (log or StepLog()).step(step_name, heartbeat=beat, every=heartbeat_every) as st:
         while True:
             polled_at = clock()
             snapshot = read()

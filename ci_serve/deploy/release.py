@@ -37,10 +37,11 @@ from ci_serve.deploy.guard import (
     expected_from,
 )
 from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, Write, plan_release
+from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
 from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
-from ci_serve.report import Run
 from ci_serve.smoke.checks import Outcome
+from ci_serve.steps import StepLog
 
 
 @dataclass
@@ -68,9 +69,10 @@ class NotRestored(RestoreFailed):
 
 
 class Release:
-    def __init__(self, client: DashboardClient, run: Run, config: ConfigFile, options: Options):
+    def __init__(self, client: DashboardClient, config: ConfigFile, options: Options, log: StepLog | None = None):
         self.client = client
-        self.run = run
+        self.log = log or StepLog()
+        self.result = DeployResult()
         self.config = config
         self.opts = options
         self.outcomes: list[Outcome] = []
@@ -81,36 +83,40 @@ class Release:
 
     # -- the whole deploy ----------------------------------------------------------------------
     def read_and_plan(self) -> ReleasePlan:
-        with console.step(self.run, "connect") as st:
+        with self.log.step("connect") as st:
             st.detail = f"Ray {self.client.get_version()} at {self.client.address}"
-        with console.step(self.run, "read cluster") as st:
+        with self.log.step("read cluster") as st:
             first = self.client.get_applications()
             self.serve = serve_url(self.client.address, first, self.opts.serve_url)
             view = read_view(_Fixed(self.client, first), self.opts.serve_url)
             self.expected = expected_from(view)
             st.detail = f"{len(view.apps)} application(s) on the cluster" + "".join(f"; {n}" for n in view.notes)
-        with console.step(self.run, "ship code") as st:
+        with self.log.step("ship code") as st:
             shipped_config, shipped = ship_working_dirs(
                 self.client, self.config.data, base_dir=self.config.path.resolve().parent,
                 override=self.opts.working_dir)
-            self.run.data["packages"] = shipped
+            self.result.packages = shipped
             st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
                                   for s in shipped) or "no working_dir"
         plan = plan_release(view, {**shipped_config},
                             PlanOptions(strategy=self.opts.strategy, version=self.opts.version))  # type: ignore[arg-type]
         self.logicals = {a.logical for a in plan.apps}
         self._check_requests_target(plan)
-        self.run.data["plan"] = plan.as_dict()
-        self.run.data["version"] = self.opts.version
-        self.run.data["strategy"] = plan.strategy
+        self.result.plan, self.result.version = plan, self.opts.version
         return plan
 
-    def execute(self) -> int:
-        plan = self.read_and_plan()
-        result = self.carry_out(plan)
-        self.run.data["live_app"] = ",".join(result.live[a.logical] for a in plan.apps if a.logical in result.live)
-        self.run.result = result.result
-        return 0
+    def execute(self) -> DeployResult:
+        """Read, plan, carry out. Never raises a :class:`CiServeError`: what stopped the deploy is the
+        result's ``error``, next to what was seen until then."""
+        try:
+            plan = self.read_and_plan()
+            done = self.carry_out(plan)
+        except CiServeError as err:
+            self.result.error = err
+            return self.result
+        self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
+        self.result.outcome = done.result
+        return self.result
 
     def carry_out(self, plan: ReleasePlan) -> ReleaseResult:
         if plan.strategy == "none":
@@ -162,7 +168,7 @@ class Release:
     # -- writes and gates ----------------------------------------------------------------------
     def write(self, w: Write) -> ClusterView:
         """Re-read; guard (drift unless a clean-up; the declared effect always); PUT. Returns the read."""
-        with console.step(self.run, w.step) as st:
+        with self.log.step(w.step) as st:
             fresh = parse(self.client.get_applications())
             if not w.cleanup:
                 check_drift(self.expected, fresh)
@@ -208,7 +214,7 @@ class Release:
             return snapshot
 
         wait_ready(read, goals, timeout=timeout or self.opts.timeout,
-                   unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name=name,
+                   unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name=name,
                    capacity=lambda: capacity.observe(self.client))
 
     def smoke(self, name: str, prefixes: dict[str, str], plan: ReleasePlan) -> None:
@@ -216,12 +222,12 @@ class Release:
             return
         targets = {a.logical: a.target for a in plan.changed if a.target}
         self.refresh_serve_url()
-        with console.step(self.run, name) as st:
+        with self.log.step(name) as st:
             self.outcomes.clear()
             try:
                 checks.run_checks(self.opts.requests, self.serve, prefixes, self.outcomes, physical=targets)
             finally:
-                self.run.data["requests"] = checks.as_dicts(self.outcomes)
+                self.result.requests = list(self.outcomes)
                 for outcome in self.outcomes:
                     console.say("    " + outcome.line())
             st.detail = (f"{len(self.outcomes)} request(s) passed" if self.opts.requests
@@ -239,7 +245,7 @@ class Release:
             message = (f"the new version is live, but removing {', '.join(sorted(w.remove))} failed: {err.message}; "
                        "the next deploy removes it")
             console.say(f"WARN  {message}")
-            self.run.data.setdefault("warnings", []).append(message)
+            self.result.warn(message)
             return [message]
         return []
 

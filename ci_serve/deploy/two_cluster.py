@@ -39,8 +39,9 @@ from ci_serve.deploy.gate import Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
+from ci_serve.deploy.result import DeployResult
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
-from ci_serve.report import Run
+from ci_serve.steps import StepLog
 
 #: how long the public entry may take to answer from the new cluster after the switch command
 VERIFY_TIMEOUT_S = 60.0
@@ -70,11 +71,12 @@ class SwitchFailed(CheckFailed):
 
 
 class TwoClusterRelease:
-    def __init__(self, live: DashboardClient, standby: DashboardClient, run: Run, config: ConfigFile,
-                 options: TwoClusterOptions):
+    def __init__(self, live: DashboardClient, standby: DashboardClient, config: ConfigFile,
+                 options: TwoClusterOptions, log: StepLog | None = None):
         self.live = live
         self.standby = standby
-        self.run = run
+        self.log = log or StepLog()
+        self.result = DeployResult()
         self.config = config
         self.opts = options
         self.standby_before: dict[str, Any] = {}
@@ -103,14 +105,23 @@ class TwoClusterRelease:
         return list(self.apps(self.config.data))
 
     # -- the whole release ---------------------------------------------------------------------
-    def execute(self) -> int:
-        with console.step(self.run, "connect live") as st:
+    def execute(self) -> DeployResult:
+        """Deploy to the standby, switch, verify, retire the old. Never raises a :class:`CiServeError`:
+        what stopped the release is the result's ``error``, next to what was seen until then."""
+        try:
+            self.release()
+        except CiServeError as err:
+            self.result.error = err
+        return self.result
+
+    def release(self) -> None:
+        with self.log.step("connect live") as st:
             st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
             self.live_snapshot = self.live.get_applications()
-        with console.step(self.run, "connect standby") as st:
+        with self.log.step("connect standby") as st:
             st.detail = f"Ray {self.standby.get_version()} at {self.standby.address}"
             self.standby_before = self.standby.get_applications()
-        self.run.data.update(live_address=self.live.address, standby_address=self.standby.address)
+        self.result.live_address, self.result.standby_address = self.live.address, self.standby.address
         try:
             self.deploy_standby()
             self.check(self.opts.standby_url, "check standby", requests=self.opts.requests)
@@ -118,22 +129,21 @@ class TwoClusterRelease:
             self.restore_standby(exc)
             raise AssertionError("unreachable") from None
         self.switch_and_verify()
-        self.run.data.update(live_address=self.standby.address, standby_address=self.live.address,
-                             live_url=self.opts.standby_url, live_app=",".join(self.logicals()))
+        self.result.live_address, self.result.standby_address = self.standby.address, self.live.address
+        self.result.live_url, self.result.live_app = self.opts.standby_url, ",".join(self.logicals())
         if not self.opts.keep_standby:
             proven, why = self.proof_of_switch()
-            self.run.data["switch_proof"] = why
+            self.result.switch_proof = why
             if proven:
                 self.retire_old()
             else:
                 message = (f"the old cluster {self.live.address} keeps its applications: {why}. Remove them by "
                            "hand once you have checked that traffic reaches the new cluster")
                 console.say(f"WARN  {message}")
-                self.run.data.setdefault("warnings", []).append(message)
-        self.run.result = "deployed"
+                self.result.warn(message)
+        self.result.outcome = "deployed"
         console.say(f"live is now {self.standby.address}; deploy the next release with "
                     f"--address {self.standby.address} --standby-address {self.live.address}")
-        return 0
 
     def old_url(self) -> str:
         return self.opts.live_url.rstrip("/") if self.opts.live_url else view.serve_url(self.live.address,
@@ -153,14 +163,14 @@ class TwoClusterRelease:
                        "they cannot tell the versions apart (use a requests file that expects the new version)")
 
     def deploy_standby(self) -> None:
-        with console.step(self.run, "ship code") as st:
+        with self.log.step("ship code") as st:
             shipped, records = ship_working_dirs(self.standby, self.config.data,
                                                  base_dir=self.config.path.resolve().parent,
                                                  override=self.opts.working_dir)
-            self.run.data["packages"] = records
+            self.result.packages = records
             st.detail = ", ".join(r["uri"] for r in records) or "no working_dir"
         put = self.apps(shipped)
-        with console.step(self.run, "write standby") as st:
+        with self.log.step("write standby") as st:
             # the write guard, as for one cluster: nothing changed since we read the standby; the body
             # creates or replaces only our applications (or adoptable plain names) and removes only ours
             fresh = view.parse(self.standby.get_applications())
@@ -182,23 +192,23 @@ class TwoClusterRelease:
         goals = [Goal(name, config, previous.get(name)) for name, config in put.items()]
         goals += [Goal(name, None) for name in sorted(ours)]
         wait_ready(self.standby.get_applications, goals, timeout=self.opts.timeout,
-                   unschedulable_grace=self.opts.unschedulable_grace, run=self.run, step_name="gate standby",
+                   unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name="gate standby",
                    capacity=lambda: capacity.observe(self.standby))
 
     def check(self, base_url: str, step: str, *, requests: list[Any] | None = None, attempts: int = 3) -> None:
         outcomes: list[checks.Outcome] = []
-        with console.step(self.run, step) as st:
+        with self.log.step(step) as st:
             try:
                 checks.run_checks(requests, base_url, self.prefixes(), outcomes, attempts=attempts)
             finally:
-                self.run.data["requests"] = checks.as_dicts(outcomes)
+                self.result.requests = outcomes
             st.detail = f"{len(outcomes)} check(s) passed at {base_url}"
 
     # -- switch --------------------------------------------------------------------------------
     def switch(self, step: str, *, new_address: str, old_address: str, new_url: str) -> None:
         env = dict(os.environ, CI_SERVE_NEW_ADDRESS=new_address, CI_SERVE_OLD_ADDRESS=old_address,
                    CI_SERVE_NEW_URL=new_url)
-        with console.step(self.run, step) as st:
+        with self.log.step(step) as st:
             try:
                 # The one input meant for a shell: it is the user's own command, run as they wrote it.
                 proc = subprocess.run(self.opts.switch_command, shell=True, env=env, text=True,  # noqa: S602
@@ -220,7 +230,7 @@ class TwoClusterRelease:
         if not url:
             return
         deadline = time.monotonic() + self.opts.verify_timeout
-        with console.step(self.run, step, heartbeat=lambda: f"waiting for {url} to answer as expected") as st:
+        with self.log.step(step, heartbeat=lambda: f"waiting for {url} to answer as expected") as st:
             attempt = 0
             while True:
                 attempt += 1
@@ -233,7 +243,7 @@ class TwoClusterRelease:
                     st.detail = f"{len(outcomes)} check(s) passed at {url} (attempt {attempt})"
                     return
                 finally:
-                    self.run.data["verify"] = checks.as_dicts(outcomes)
+                    self.result.verify = outcomes
                 if time.monotonic() >= deadline:
                     raise SwitchFailed(f"{url} did not answer as expected within {self.opts.verify_timeout:.0f}s: "
                                        f"{last.message}",
@@ -268,7 +278,7 @@ class TwoClusterRelease:
         """Put the standby's previous config back (the candidate goes); then raise the outcome."""
         touched = self.standby_touched
         try:
-            with console.step(self.run, "remove candidate") as st:
+            with self.log.step("remove candidate") as st:
                 if touched is None:  # the guard stopped before our write: the standby holds nothing of ours
                     st.detail = f"nothing was written to the standby {self.standby.address}"
                     touched = set()
@@ -286,7 +296,7 @@ class TwoClusterRelease:
                     self.standby.put_applications(body)
                 if removed and not isinstance(cause, Cancelled):  # seen gone before "removed" is said
                     wait_ready(self.standby.get_applications, [Goal(n, None) for n in sorted(removed)],
-                               timeout=120.0, run=self.run, step_name="gate removal")
+                               timeout=120.0, log=self.log, step_name="gate removal")
                 if touched:
                     st.detail = f"standby {self.standby.address} back to its previous config"
         except CiServeError as err:
@@ -324,7 +334,7 @@ class TwoClusterRelease:
     def retire_old(self) -> None:
         """Remove our applications (marked, or under the plain logical name) from the old live cluster."""
         try:
-            with console.step(self.run, "retire old cluster") as st:
+            with self.log.step("retire old cluster") as st:
                 time.sleep(DRAIN_S)
                 now = self.live.get_applications()
                 old = view.parse(now)

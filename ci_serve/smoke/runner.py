@@ -34,14 +34,14 @@ from ci_serve import cancel
 from ci_serve.cluster import versions
 from ci_serve.cluster.head import HeadStartError, TemporaryHead
 from ci_serve.cluster.pyenv import ensure_env, ray_requirements
-from ci_serve.console import say, step
+from ci_serve.console import say
 from ci_serve.errors import CheckFailed, CiServeError, InputError
-from ci_serve.report import Run
 from ci_serve.smoke import appcode, checks, junit, logs, readiness
 from ci_serve.smoke.driver_client import DriverProcess, DriverTimeout
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for
+from ci_serve.steps import StepLog
 
 POLL_S = 0.2
 
@@ -59,6 +59,36 @@ class SmokeOptions:
     requirements: str | None = None
     #: shortcut for a requirements file pinning only ``ray[serve]==X``
     ray_version: str | None = None
+
+
+@dataclass
+class SmokeResult:
+    """What a smoke test did. Filled in as the test goes, so a failed one still says how far it got:
+    the requests sent so far (the others ``not run``), each application's last status."""
+
+    outcome: str = "failed"  # "passed" once every request passed
+    #: what ended the test early or failed it (``None``: passed)
+    error: CiServeError | None = None
+    #: the environment built or reused for ``--requirements``/``--ray-version``
+    environment: dict[str, Any] | None = None
+    #: keys of the config Ray ignores
+    warnings: list[str] | None = None
+    #: what was tested: the import path or the config file
+    target: str | None = None
+    requests: list[checks.Outcome] | None = None
+    ci_profile: dict[str, Any] | None = None
+    ray_version: str | None = None
+    #: application -> status, message and each deployment's status, as last polled
+    applications: dict[str, Any] | None = None
+
+    def sections(self) -> dict[str, Any]:
+        """The report's sections, under the names the report has always used; unset ones are left out."""
+        out: dict[str, Any] = {}
+        for name in ("environment", "warnings", "target", "requests", "ci_profile", "ray_version", "applications"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = [o.as_dict() for o in value] if name == "requests" else value
+        return out
 
 
 @dataclass
@@ -88,7 +118,18 @@ def plan_requests(target: SmokeTarget, reqs: list[SmokeRequest] | None) -> list[
     return planned
 
 
-def smoke(opts: SmokeOptions, run: Run) -> int:
+def smoke(opts: SmokeOptions, log: StepLog) -> SmokeResult:
+    """One smoke test, its steps recorded in ``log``. Never raises a :class:`CiServeError`: the
+    error that ended the test is the result's ``error``, next to what was seen until then."""
+    result = SmokeResult()
+    try:
+        _smoke(opts, log, result)
+    except CiServeError as err:
+        result.error = err
+    return result
+
+
+def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
     deadline = time.monotonic() + opts.timeout
     cpus = machine_cpus()
     requirements, where = _requirements(opts)
@@ -102,35 +143,35 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     head = TemporaryHead(dashboard=False, num_cpus=cpus, lean=True, extra_env=head_env)
     python = sys.executable
     try:
-        with step(run, "check inputs"):
+        with log.step("check inputs"):
             target = resolve_target(opts.target, opts.args, opts.app_dir)
             reqs = load_requests(opts.requests_file) if opts.requests_file else None
             planned = plan_requests(target, reqs)
         if requirements is not None:
-            with step(run, "Python environment") as st:
+            with log.step("Python environment") as st:
                 env = ensure_env(requirements, log=say)
                 versions.check_smoke_supported(env.ray_version, f"installed from {where}")  # a range pin
                 st.detail = (f"Ray {env.ray_version}, " + (f"built with {env.installer} in {env.seconds:.1f}s"
                              if env.built else "reused") + f", {env.path}")
-            run.data["environment"] = {"path": str(env.path), "built": env.built, "installer": env.installer,
-                                       "seconds": round(env.seconds, 3), "ray_version": env.ray_version}
+            result.environment = {"path": str(env.path), "built": env.built, "installer": env.installer,
+                                  "seconds": round(env.seconds, 3), "ray_version": env.ray_version}
             python = str(env.python)
             head.ray = str(env.ray)
     except BaseException as exc:
         head.stop()  # nothing started yet: removes the temp folder
         if opts.junit and isinstance(exc, CiServeError):
-            junit.write(opts.junit, [], elapsed_s=run.elapsed(), deploy_error=exc.message, deploy_details=exc.details)
+            junit.write(opts.junit, [], elapsed_s=log.elapsed(), deploy_error=exc.message, deploy_details=exc.details)
         raise
     head.extra_env["PYTHONPATH"] = os.pathsep.join(target.python_path)
     for notice in target.notices:
         say(f"note: {notice}")
     for warning in target.warnings:  # keys Ray ignores: as `ci-serve validate` shows them
         say(f"WARN  {warning}")
-    run.data["warnings"] = list(target.warnings)
-    run.data["target"] = target.source
+    result.warnings = list(target.warnings)
+    result.target = target.source
     outcomes = [checks.Outcome(p.name, p.app.name, p.method, p.url_path, False, None, 0.0,
                                error="not run", skipped=True) for p in planned]
-    run.data["requests"] = [o.as_dict() for o in outcomes]
+    result.requests = outcomes
     driver = DriverProcess(python, _driver_env(head, target), head.temp_dir, head.temp_dir / "driver.log")
     failure: CiServeError | None = None
     try:
@@ -138,31 +179,31 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
         driver.start()  # imports Ray, then the app, while the head boots
         config = target.config
         if opts.ci_profile:
-            with step(run, "CI profile") as st:
+            with log.step("CI profile") as st:
                 profile = _profile(target, HeadCapacity(cpus=cpus), deadline, driver)
                 config = apply_profile(config, profile)
                 st.detail = f"{len(profile.changes)} change(s), replicas ask for {profile.cpus_after:g} " \
                             f"of {cpus} CPUs" if profile.changes else "nothing to change"
             for change in profile.changes:
                 say(f"         {change}")
-            run.data["ci_profile"] = {"enabled": True, **profile.as_dict()}
+            result.ci_profile = {"enabled": True, **profile.as_dict()}
         else:
-            run.data["ci_profile"] = {"enabled": False}
-        with step(run, "start Ray head") as st:
+            result.ci_profile = {"enabled": False}
+        with log.step("start Ray head") as st:
             head.wait_ready(max(1.0, deadline - time.monotonic()))
             st.detail = f"{cpus} CPUs, temp {head.temp_dir}"
-        with step(run, "start Serve") as st:
+        with log.step("start Serve") as st:
             _connect(driver, head, deadline)
-            run.data["ray_version"] = driver.ray_version
+            result.ray_version = driver.ray_version
             st.detail = f"Ray {driver.ray_version}, Python {driver.hello.get('python') if driver.hello else '?'}"
         pending: dict[str, Any] = {}
-        with step(run, "deploy", heartbeat=lambda: _pending_line(pending)):
+        with log.step("deploy", heartbeat=lambda: _pending_line(pending)):
             _deploy(driver, config, deadline)
-            _wait_running(driver, target, head, deadline, opts.timeout, pending, run)
+            _wait_running(driver, target, head, deadline, opts.timeout, pending, result)
             _wait_routes(head, target, deadline)
-        with step(run, "requests") as st:
+        with log.step("requests") as st:
             outcomes = _send_all(planned, head.serve_url, deadline)
-            run.data["requests"] = [o.as_dict() for o in outcomes]
+            result.requests = outcomes
             failed = [o for o in outcomes if not o.passed]
             st.detail = f"{len(outcomes) - len(failed)} of {len(outcomes)} passed"
             if failed:
@@ -171,20 +212,19 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
             raise CheckFailed(f"{len(failed)} of {len(outcomes)} request(s) failed: "
                               + ", ".join(repr(o.name) for o in failed),
                               "each failure above shows the expected and the actual value")
-        run.result = "passed"
-        return 0
+        result.outcome = "passed"
     except CiServeError as err:
         failure = err
         raise
     finally:
         if driver.ray_version:
-            run.data["ray_version"] = driver.ray_version
+            result.ray_version = driver.ray_version
         if opts.junit:
             ran = any(not o.skipped for o in outcomes)
-            junit.write(opts.junit, outcomes, elapsed_s=run.elapsed(),
+            junit.write(opts.junit, outcomes, elapsed_s=log.elapsed(),
                         deploy_error=None if ran or failure is None else failure.message,
                         deploy_details=None if failure is None else failure.details)
-        with step(run, "stop Ray head"):
+        with log.step("stop Ray head"):
             try:
                 driver.stop()
             finally:
@@ -289,7 +329,7 @@ def _pending_line(pending: dict[str, Any]) -> str:
 
 
 def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHead, deadline: float, timeout: float,
-                  pending: dict[str, Any], run: Run) -> None:
+                  pending: dict[str, Any], result: SmokeResult) -> None:
     names = [a.name for a in target.apps]
     t0 = time.monotonic()
     while True:
@@ -300,9 +340,9 @@ def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHea
                               details=str(answer.get("details") or "")[-3000:] or None)
         apps = answer["apps"]
         verdict = readiness.judge(apps, names)
-        run.data["applications"] = {n: {"status": a["status"], "message": a["message"][:2000],
-                                        "deployments": {d: v["status"] for d, v in a["deployments"].items()}}
-                                    for n, a in apps.items()}
+        result.applications = {n: {"status": a["status"], "message": a["message"][:2000],
+                                   "deployments": {d: v["status"] for d, v in a["deployments"].items()}}
+                               for n, a in apps.items()}
         if verdict.state == "ready":
             return
         if verdict.state == "failed":

@@ -1,0 +1,140 @@
+"""The deploy stage as one call: check the config, read the release inputs, compare Ray versions,
+then release to one cluster (:mod:`~ci_serve.deploy.release`) or across two
+(:mod:`~ci_serve.deploy.two_cluster`). ``plan`` shares the first steps (:mod:`~ci_serve.deploy.preview`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ci_serve.cluster.dashboard import DashboardAccess
+from ci_serve.config.validate import check_before_deploy, require_valid
+from ci_serve.deploy.result import DeployResult
+from ci_serve.errors import CiServeError, InputError
+from ci_serve.steps import StepLog
+
+if TYPE_CHECKING:
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.config.loader import LoadedConfig
+    from ci_serve.smoke.requests_file import SmokeRequest
+
+
+@dataclass
+class ReleaseInputs:
+    """What decides what a deploy writes; ``plan`` takes the same."""
+
+    strategy: str = "auto"
+    #: smoke requests to check the new version with
+    requests_file: str | None = None
+    #: uploaded as every application's runtime_env.working_dir
+    working_dir: str | None = None
+    #: shown by `status`; ``None``: $GITHUB_SHA
+    version: str | None = None
+    #: the cluster's Serve HTTP address (default: dashboard host, Serve port)
+    serve_url: str | None = None
+
+    def load(self) -> tuple[list[SmokeRequest] | None, Path | None, str | None]:
+        """(requests, working_dir, version), checked."""
+        reqs = None
+        if self.requests_file:
+            from ci_serve.smoke.requests_file import load_requests
+            reqs = load_requests(self.requests_file)
+        working_dir = Path(self.working_dir) if self.working_dir else None
+        if working_dir is not None and not working_dir.is_dir():
+            raise InputError(f"--working-dir {working_dir} is not a folder", "pass the folder that holds your app code")
+        return reqs, working_dir, self.version or os.environ.get("GITHUB_SHA") or None
+
+
+@dataclass
+class RayPin:
+    """The Ray the app was tested with, compared with the cluster's (:func:`~ci_serve.cluster.versions.check_skew`)."""
+
+    requirements: str | None = None
+    ray_version: str | None = None
+    #: a difference is exit 2, not a warning
+    require_same: bool = False
+
+
+@dataclass
+class Standby:
+    """Blue-green across two clusters: the standby cluster, how traffic moves to it, how that is verified."""
+
+    address: str
+    url: str
+    switch_command: str
+    verify_url: str | None = None
+    verify_timeout: float = 60.0
+    keep_standby: bool = False
+
+
+@dataclass
+class DeployInputs:
+    config: str
+    cluster: DashboardAccess = field(default_factory=DashboardAccess)
+    release: ReleaseInputs = field(default_factory=ReleaseInputs)
+    pin: RayPin | None = None
+    #: how long each gate waits for RUNNING
+    timeout: float = 600.0
+    unschedulable_grace: float = 60.0
+    standby: Standby | None = None
+
+
+def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
+    """Deploy ``inputs.config``, its steps recorded in ``log``. Never raises a :class:`CiServeError`:
+    the error that stopped the deploy is the result's ``error``, next to what was seen until then."""
+    before = DeployResult()
+    try:
+        checked = check_before_deploy(inputs.config, log)
+        before.problems = [p.as_dict() for p in checked.problems]
+        config = require_valid(checked, inputs.config)
+        before.warnings = [w.as_dict() for w in checked.warnings]  # as validate reports them
+        reqs, working_dir, version = inputs.release.load()
+        live = inputs.cluster.client()
+        standby = DashboardAccess(inputs.standby.address, inputs.cluster.ca_cert,
+                                  inputs.cluster.insecure).client() if inputs.standby else None
+        if inputs.pin is not None:
+            before.ray_skew = skew((standby or live).get_version(), inputs.pin)
+        if inputs.standby is not None and standby is not None:
+            done = _two_clusters(inputs, inputs.standby, live, standby, config, reqs, working_dir, version, log)
+        else:
+            from ci_serve.deploy.release import Options, Release
+
+            options = Options(strategy=inputs.release.strategy, timeout=inputs.timeout,
+                              unschedulable_grace=inputs.unschedulable_grace, version=version,
+                              serve_url=inputs.release.serve_url, requests=reqs, working_dir=working_dir)
+            done = Release(live, config, options, log).execute()
+    except CiServeError as err:
+        before.error = err
+        return before
+    done.problems, done.ray_skew = before.problems, before.ray_skew
+    done.warnings = [*(before.warnings or []), *(done.warnings or [])]
+    return done
+
+
+def skew(cluster_version: str | None, pin: RayPin) -> dict[str, Any] | None:
+    """The cluster's Ray against the app's pin: warned of, or (``require_same``) refused with exit 2."""
+    from ci_serve.cluster.versions import check_skew
+
+    return check_skew(cluster_version, pin.requirements, pin.ray_version, pin.require_same)
+
+
+def _two_clusters(inputs: DeployInputs, two: Standby, live: DashboardClient, standby: DashboardClient,
+                  config: LoadedConfig, reqs: list[SmokeRequest] | None, working_dir: Path | None,
+                  version: str | None, log: StepLog) -> DeployResult:
+    from ci_serve.cluster.address import normalize_address
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+
+    if standby.address == live.address:
+        raise InputError("--standby-address is the live cluster's address",
+                         "the standby must be the other cluster (the one not serving traffic)")
+    serve_url = inputs.release.serve_url
+    options = TwoClusterOptions(
+        standby_url=normalize_address(two.url), switch_command=two.switch_command,
+        verify_url=normalize_address(two.verify_url) if two.verify_url else None, keep_standby=two.keep_standby,
+        requests=reqs, working_dir=working_dir, timeout=inputs.timeout, unschedulable_grace=inputs.unschedulable_grace,
+        version=version, verify_timeout=two.verify_timeout,
+        live_url=normalize_address(serve_url) if serve_url else None)
+    return TwoClusterRelease(live, standby, config, options, log).execute()
