@@ -103,6 +103,20 @@ class StageResult(Protocol):
     def sections(self) -> dict[str, Any]: ...
 
 
+class _Stoppable(Protocol):
+    error: CiServeError | None
+
+
+@contextmanager
+def stops(result: _Stoppable) -> Iterator[None]:
+    """Around a stage's body: the :class:`CiServeError` that ends it becomes ``result.error``, so the
+    stage returns what it saw until then instead of raising (every stage does this the same way)."""
+    try:
+        yield
+    except CiServeError as err:
+        result.error = err
+
+
 @dataclass
 class Done:
     """The result of a command with no stage of its own (build, status, config): a word and its sections."""

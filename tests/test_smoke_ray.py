@@ -198,14 +198,34 @@ def test_module_that_cannot_import_fails_fast(cli_env: dict, tmp_path: Path) -> 
     assert json.loads(report.read_text())["result"] == "failed"
 
 
-def test_constructor_exception_fails_with_its_message(cli_env: dict, tmp_path: Path) -> None:
+def test_constructor_exception_fails_with_its_message(cli_env: dict, tmp_path: Path, capsys,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the library, in this process: the stage returns its typed result, the error that failed
+    it next to what it saw (the application's state, the requests not run); nothing raised."""
+    from ci_serve.errors import CheckFailed
+    from ci_serve.smoke.runner import SmokeOptions, SmokeResult
+    from ci_serve.smoke.runner import smoke as smoke_stage
+    from ci_serve.steps import StepLog
+
+    for name in [k for k in os.environ if k not in cli_env]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", cli_env["HOME"])
     (tmp_path / "ctor.py").write_text(BROKEN_CONSTRUCTOR)
-    proc = smoke(cli_env, tmp_path, "ctor:app", "--timeout", "240")
-    assert proc.returncode == 1, proc.stderr
-    error = proc.stderr.split("ERROR", 1)[1]
+    log = StepLog()
+    result = smoke_stage(SmokeOptions(target="ctor:app", args=[], app_dir=str(tmp_path), timeout=240), log)
+    assert isinstance(result, SmokeResult) and isinstance(result.error, CheckFailed)
+    assert result.error.exit_code == 1 and result.outcome != "passed"
+    error = f"{result.error.message}\n{result.error.details}"
     assert "deployment 'Bad'" in error and "ValueError: constructor says no" in error
     assert 'ctor.py", line 7, in __init__' in error
-    assert_head_gone(proc.stderr)
+    assert result.applications is not None and result.applications["default"]["status"] in ("DEPLOY_FAILED",
+                                                                                             "DEPLOYING")
+    assert result.requests and all(o.skipped for o in result.requests)
+    assert [s.name for s in log.steps if s.status == "failed"] == ["deploy"]
+    assert log.steps[-1].name == "stop Ray head" and log.steps[-1].status == "ok"
+    sections = result.sections()
+    assert sections["target"] == "ctor:app" and sections["requests"][0]["error"] == "not run"
+    assert_head_gone(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("signum,after", [(signal.SIGINT, "ok   start Ray head"), (signal.SIGTERM, "ok   start Serve")],

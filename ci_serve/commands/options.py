@@ -18,12 +18,14 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 def add_ray_pin_arguments(parser: argparse.ArgumentParser) -> None:
     """``plan``/``deploy``: the Ray the app pins, compared with the cluster's (ci_serve.cluster.versions)."""
     pins = parser.add_mutually_exclusive_group()
-    pins.add_argument("--requirements", metavar="FILE",
-                      help="the app's requirements file: its Ray pin (`ray[serve]==X`) is compared with the "
-                           "cluster's Ray, and a mismatch warned of")
+    pins.add_argument("--requirements", metavar="FILE", help=REQUIREMENTS_HELP)
     pins.add_argument("--ray-version", metavar="X", help="the Ray version the app was tested with")
-    parser.add_argument("--require-same-ray", action="store_true",
-                        help="exit 2 when the cluster's Ray differs from the app's pin")
+    parser.add_argument("--require-same-ray", action="store_true", help="exit 2 when the cluster's Ray differs "
+                        "from the app's pin")
+
+
+REQUIREMENTS_HELP = ("the app's requirements file: its Ray pin (`ray[serve]==X`) is compared with the cluster's "
+                     "Ray, and a mismatch warned of")
 
 
 def add_report_argument(parser: argparse.ArgumentParser) -> None:

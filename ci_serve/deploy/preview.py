@@ -22,7 +22,7 @@ from ci_serve.console import say
 from ci_serve.deploy.planner import ReleasePlan
 from ci_serve.deploy.stage import RayPin, ReleaseInputs, skew
 from ci_serve.errors import CiServeError
-from ci_serve.steps import StepLog
+from ci_serve.steps import StepLog, stops
 
 
 @dataclass
@@ -69,10 +69,8 @@ def preview(inputs: PlanInputs, log: StepLog) -> PlanResult:
     """Plan a deploy of ``inputs.config``, its steps recorded in ``log``. Never raises a
     :class:`CiServeError`: the error is the result's ``error``."""
     result = PlanResult()
-    try:
+    with stops(result):
         _preview(inputs, log, result)
-    except CiServeError as err:
-        result.error = err
     return result
 
 

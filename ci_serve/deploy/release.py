@@ -41,7 +41,7 @@ from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
 from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.smoke.checks import Outcome
-from ci_serve.steps import StepLog
+from ci_serve.steps import StepLog, stops
 
 
 @dataclass
@@ -108,14 +108,11 @@ class Release:
     def execute(self) -> DeployResult:
         """Read, plan, carry out. Never raises a :class:`CiServeError`: what stopped the deploy is the
         result's ``error``, next to what was seen until then."""
-        try:
+        with stops(self.result):
             plan = self.read_and_plan()
             done = self.carry_out(plan)
-        except CiServeError as err:
-            self.result.error = err
-            return self.result
-        self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
-        self.result.outcome = done.result
+            self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
+            self.result.outcome = done.result
         return self.result
 
     def carry_out(self, plan: ReleasePlan) -> ReleaseResult:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ci_serve.cluster.dashboard import DashboardAccess
 from ci_serve.config.validate import check_before_deploy, require_valid
 from ci_serve.deploy.result import DeployResult
-from ci_serve.errors import CiServeError, InputError
-from ci_serve.steps import StepLog
+from ci_serve.errors import InputError
+from ci_serve.steps import StepLog, stops
 
 if TYPE_CHECKING:
     from ci_serve.cluster.dashboard import DashboardClient
@@ -86,7 +86,7 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
     """Deploy ``inputs.config``, its steps recorded in ``log``. Never raises a :class:`CiServeError`:
     the error that stopped the deploy is the result's ``error``, next to what was seen until then."""
     before = DeployResult()
-    try:
+    with stops(before):
         checked = check_before_deploy(inputs.config, log)
         before.problems = [p.as_dict() for p in checked.problems]
         config = require_valid(checked, inputs.config)
@@ -106,8 +106,7 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
                               unschedulable_grace=inputs.unschedulable_grace, version=version,
                               serve_url=inputs.release.serve_url, requests=reqs, working_dir=working_dir)
             done = Release(live, config, options, log).execute()
-    except CiServeError as err:
-        before.error = err
+    if before.error is not None:
         return before
     done.problems, done.ray_skew = before.problems, before.ray_skew
     done.warnings = [*(before.warnings or []), *(done.warnings or [])]

@@ -41,7 +41,7 @@ from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
 from ci_serve.deploy.result import DeployResult
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
-from ci_serve.steps import StepLog
+from ci_serve.steps import StepLog, stops
 
 #: how long the public entry may take to answer from the new cluster after the switch command
 VERIFY_TIMEOUT_S = 60.0
@@ -108,10 +108,8 @@ class TwoClusterRelease:
     def execute(self) -> DeployResult:
         """Deploy to the standby, switch, verify, retire the old. Never raises a :class:`CiServeError`:
         what stopped the release is the result's ``error``, next to what was seen until then."""
-        try:
+        with stops(self.result):
             self.release()
-        except CiServeError as err:
-            self.result.error = err
         return self.result
 
     def release(self) -> None:

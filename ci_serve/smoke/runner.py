@@ -41,7 +41,7 @@ from ci_serve.smoke.driver_client import DriverProcess, DriverTimeout
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for
-from ci_serve.steps import StepLog
+from ci_serve.steps import StepLog, stops
 
 POLL_S = 0.2
 
@@ -122,10 +122,8 @@ def smoke(opts: SmokeOptions, log: StepLog) -> SmokeResult:
     """One smoke test, its steps recorded in ``log``. Never raises a :class:`CiServeError`: the
     error that ended the test is the result's ``error``, next to what was seen until then."""
     result = SmokeResult()
-    try:
+    with stops(result):
         _smoke(opts, log, result)
-    except CiServeError as err:
-        result.error = err
     return result
 
 
