@@ -1,6 +1,6 @@
 """``ci-serve smoke TARGET``: test a Serve app on a temporary Ray head, checked and cleaned up.
 
-A thin adapter: parse, call :func:`ci_serve.smoke.runner.smoke`, return its result.
+A thin adapter: parse, call :func:`ci_serve.smoke.runner.smoke`, write its JUnit file, return its result.
 """
 
 from __future__ import annotations
@@ -45,11 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace, log: StepLog) -> SmokeResult:
+    from ci_serve.smoke import junit
     from ci_serve.smoke.runner import SmokeOptions, smoke
 
     if not args.timeout > 0:
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     opts = SmokeOptions(target=args.target, args=list(args.args), app_dir=args.app_dir,
                         requests_file=args.requests, timeout=args.timeout, ci_profile=args.ci_profile,
-                        junit=args.junit, requirements=args.requirements, ray_version=args.ray_version)
-    return smoke(opts, log)
+                        requirements=args.requirements, ray_version=args.ray_version)
+    result = smoke(opts, log)
+    if args.junit:
+        junit.write_for(args.junit, result.requests or [], result.error, elapsed_s=log.elapsed())
+    return result

@@ -22,8 +22,11 @@ import yaml
 from ci_serve import __version__
 from ci_serve.config.importpath import import_path_problem
 from ci_serve.config.inspect import AppGraph, inspect_app
+from ci_serve.config.schema import schema_errors
 from ci_serve.config.validate import IMPORT_WORKERS
 from ci_serve.errors import InputError
+from ci_serve.report import write_text_atomic
+from ci_serve.steps import StepLog
 
 
 @dataclass
@@ -110,3 +113,32 @@ def into_rayservice(manifest: Path, config: dict[str, Any], config_text: str) ->
         raise InputError(f"{manifest}: the built config did not read back from serveConfigV2",
                          "write it with -o and paste it under serveConfigV2 by hand")
     return text
+
+
+def build(specs: Sequence[AppSpec], app_dir: str, *, output: Path | None, rayservice: Path | None,
+          log: StepLog) -> dict[str, Any]:
+    """Import, build, check and write the config (to ``output``, into ``rayservice``'s manifest, or both),
+    each a step of ``log``. Returns the report's sections: what was written and its applications."""
+    with log.step(f"import {len(specs)} application(s) from {app_dir}") as st:
+        config = build_config(specs, app_dir)
+        st.detail = ", ".join(f"{a['name']}: {len(a['deployments'])} deployment(s)" for a in config["applications"])
+    errors = [e for e in schema_errors(config) if e[4] == "error"]
+    if errors:  # our own output must validate; anything else is a bug in build
+        raise InputError("the built config does not validate: " + str(errors[0][1]))
+    text = render(config, specs)
+    written: dict[str, Any] = {}
+    if rayservice is not None:
+        with log.step(f"write spec.serveConfigV2 of {rayservice}"):
+            new_text = into_rayservice(rayservice, config, text)
+            mode = rayservice.stat().st_mode
+            write_text_atomic(rayservice, new_text)
+            rayservice.chmod(mode)  # an edit in place: keep the file's permissions too
+        written["rayservice"] = str(rayservice)
+    if output is not None:
+        with log.step(f"write {output}"):
+            write_text_atomic(output, text)
+        written["output"] = str(output)
+    written["applications"] = [{"name": a["name"], "route_prefix": a["route_prefix"], "import_path": a["import_path"],
+                                "deployments": [d["name"] for d in a["deployments"]]}
+                               for a in config["applications"]]
+    return written

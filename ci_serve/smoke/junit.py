@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_serve import secrets
+from ci_serve.errors import CiServeError
 from ci_serve.report import write_text_atomic
 from ci_serve.smoke.checks import Outcome
 
@@ -48,3 +49,11 @@ def render(outcomes: list[Outcome], *, suite: str = "ci-serve smoke", elapsed_s:
 
 def write(path: str | Path, outcomes: list[Outcome], **kwargs: Any) -> None:
     write_text_atomic(Path(path), render(outcomes, **kwargs))
+
+
+def write_for(path: str | Path, outcomes: list[Outcome], error: CiServeError | None, *, elapsed_s: float) -> None:
+    """The JUnit file of a smoke test's result: one case per request; when the test failed before any
+    request was sent, a failing ``deploy`` case says why and the requests are marked skipped."""
+    ran = any(not o.skipped for o in outcomes)
+    write(path, outcomes, elapsed_s=elapsed_s, deploy_error=None if ran or error is None else error.message,
+          deploy_details=None if error is None else error.details)

@@ -36,7 +36,7 @@ from ci_serve.cluster.head import HeadStartError, TemporaryHead
 from ci_serve.cluster.pyenv import ensure_env, ray_requirements
 from ci_serve.console import say
 from ci_serve.errors import CheckFailed, CiServeError, InputError
-from ci_serve.smoke import appcode, checks, junit, logs, readiness
+from ci_serve.smoke import appcode, checks, logs, readiness
 from ci_serve.smoke.driver_client import DriverProcess, DriverTimeout
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
@@ -54,7 +54,6 @@ class SmokeOptions:
     requests_file: str | None = None
     timeout: float = 300.0
     ci_profile: bool = True
-    junit: str | None = None
     #: a pip requirements file: test with the Ray and packages it pins, in an environment of its own
     requirements: str | None = None
     #: shortcut for a requirements file pinning only ``ray[serve]==X``
@@ -155,10 +154,8 @@ def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
                                   "seconds": round(env.seconds, 3), "ray_version": env.ray_version}
             python = str(env.python)
             head.ray = str(env.ray)
-    except BaseException as exc:
+    except BaseException:
         head.stop()  # nothing started yet: removes the temp folder
-        if opts.junit and isinstance(exc, CiServeError):
-            junit.write(opts.junit, [], elapsed_s=log.elapsed(), deploy_error=exc.message, deploy_details=exc.details)
         raise
     head.extra_env["PYTHONPATH"] = os.pathsep.join(target.python_path)
     for notice in target.notices:
@@ -171,7 +168,6 @@ def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
                                error="not run", skipped=True) for p in planned]
     result.requests = outcomes
     driver = DriverProcess(python, _driver_env(head, target), head.temp_dir, head.temp_dir / "driver.log")
-    failure: CiServeError | None = None
     try:
         head.launch()
         driver.start()  # imports Ray, then the app, while the head boots
@@ -211,17 +207,9 @@ def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
                               + ", ".join(repr(o.name) for o in failed),
                               "each failure above shows the expected and the actual value")
         result.outcome = "passed"
-    except CiServeError as err:
-        failure = err
-        raise
     finally:
         if driver.ray_version:
             result.ray_version = driver.ray_version
-        if opts.junit:
-            ran = any(not o.skipped for o in outcomes)
-            junit.write(opts.junit, outcomes, elapsed_s=log.elapsed(),
-                        deploy_error=None if ran or failure is None else failure.message,
-                        deploy_details=None if failure is None else failure.details)
         with log.step("stop Ray head"):
             try:
                 driver.stop()
