@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -23,8 +22,10 @@ from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.packages import upload_directory
 from ci_serve.deploy.cluster_config import build_body
-from tests.conftest import REPO, ci_serve_cmd
+from tests.conftest import REPO
 from tests.support import ray_versions
+from tests.support.deploy_cli import deploy_cli
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
@@ -73,13 +74,8 @@ def config_file(tmp_path: Path, head, *, name: str = "shop", route_prefix: str |
 
 
 def deploy(head, cli_env, tmp_path, config: Path, code: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
-    report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
-                                       str(APPS / code), "--serve-url", head.serve_url, "--report", str(report),
-                                       *extra),
-                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True, timeout=500,
-                          cwd=tmp_path)
-    return proc, (json.loads(report.read_text()) if report.exists() else {})
+    return deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / code), "--serve-url",
+                      head.serve_url, *extra)
 
 
 def apps(client, prefix: str = "shop") -> dict:
@@ -94,38 +90,6 @@ def answer(head, prefix: str = "/shop") -> dict:
     return requests.get(head.serve_url + prefix, timeout=10).json()
 
 
-class Client:
-    """A constant client on the live prefix, in a thread."""
-
-    def __init__(self, head):
-        self.head = head
-        self.stop = threading.Event()
-        self.answers: list[str] = []
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self):
-        with requests.Session() as session:
-            while not self.stop.is_set():
-                try:
-                    resp = session.get(self.head.serve_url + "/shop", timeout=10)
-                    if resp.status_code == 200:
-                        self.answers.append(resp.json()["version"])
-                    else:
-                        self.failures.append(f"HTTP {resp.status_code}")
-                except requests.RequestException as exc:
-                    self.failures.append(type(exc).__name__)
-                time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-
 def test_first_deploy(head, client, bystander, cli_env, tmp_path):
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_v1", "--version", "v1")
     assert proc.returncode == 0, proc.stderr
@@ -135,15 +99,15 @@ def test_first_deploy(head, client, bystander, cli_env, tmp_path):
 
 
 def test_blue_green_under_a_constant_client(head, client, bystander, cli_env, tmp_path):
-    with Client(head) as load:
-        wait_for(lambda: len(load.answers) > 5, "the client's first answers")
+    with Traffic(head.serve_url + "/shop") as load:
+        load.wait_for_answers(6)  # the client's first answers
         proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_v2", "--version", "v2")
-        n = len(load.answers)
-        wait_for(lambda: len(load.answers) > n + 5, "answers after the deploy")
+        load.wait_for_answers(6)  # answers after the deploy
     assert proc.returncode == 0, proc.stderr
     assert report["live_app"] == "shop-green" and report["strategy"] == "blue-green"
-    print(f"Ray {head.ray_release}: {len(load.answers)} requests during blue-green, {len(load.failures)} failed")
-    assert load.failures == [] and load.answers[0] == "v1" and load.answers[-1] == "v2"
+    print(f"Ray {head.ray_release}: {load.total} requests during blue-green, {len(load.failures)} failed")
+    versions = load.versions()
+    assert load.failures == [] and versions[0] == "v1" and versions[-1] == "v2"
     assert set(apps(client)) == {"shop-green"} and routes(head)["/shop"] == "shop-green"
 
 
