@@ -46,6 +46,14 @@ def ray_head() -> Iterator[TemporaryHead]:
         yield head
 
 
+@pytest.fixture(scope="module")
+def head() -> Iterator[TemporaryHead]:
+    """One head with a dashboard and 2 CPUs, shared by a test module: the size the deploy tests need.
+    A module that needs another size defines its own ``head``."""
+    with TemporaryHead(dashboard=True, num_cpus=2) as h:
+        yield h
+
+
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """An environment for running ``ci-serve`` as a subprocess: no RAY_* leaking in from the developer."""

@@ -17,12 +17,6 @@ from tests.test_action_entrypoint import HEADER_SECRET, run_action
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def head():
-    with TemporaryHead(dashboard=True, num_cpus=2) as h:
-        yield h
-
-
 def _files(head: TemporaryHead, name: str = "shop") -> dict[str, str]:
     config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
               "applications": [{"name": name, "route_prefix": f"/{name}", "import_path": "deploy_app:app",

@@ -18,7 +18,6 @@ import requests
 
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
-from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.packages import upload_directory
 from tests.conftest import REPO, ci_serve_cmd
 from tests.support.deploy_cli import deploy_cli
@@ -26,12 +25,6 @@ from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
-
-
-@pytest.fixture(scope="module")
-def head():
-    with TemporaryHead(dashboard=True, num_cpus=2) as h:
-        yield h
 
 
 @pytest.fixture(scope="module")

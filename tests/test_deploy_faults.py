@@ -18,7 +18,6 @@ import requests
 
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
-from ci_serve.cluster.head import TemporaryHead
 from ci_serve.deploy.cluster_config import build_body
 from tests.conftest import REPO, ci_serve_cmd
 from tests.support.dashboard_proxy import DashboardProxy, dead_address
@@ -26,12 +25,6 @@ from tests.support.processes import interrupt, wait_until
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
-
-
-@pytest.fixture(scope="module")
-def head():
-    with TemporaryHead(dashboard=True, num_cpus=2) as h:
-        yield h
 
 
 def config_file(tmp_path, head, **deployment):
