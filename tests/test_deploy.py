@@ -16,36 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from ci_serve.cluster.address import Target
-from ci_serve.cluster.dashboard import DashboardClient
-from ci_serve.cluster.packages import upload_directory
 from tests.conftest import REPO, ci_serve_cmd
 from tests.support.deploy_cli import deploy_cli
 from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
-
-
-@pytest.fixture(scope="module")
-def client(head):
-    return DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
-
-
-@pytest.fixture(scope="module")
-def bystander(head, client):
-    """Someone else's application on the same cluster, deployed before any of ours."""
-    uri, _ = upload_directory(client, APPS / "deploy_v1")
-    client.put_applications({"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [
-        {"name": "bystander", "route_prefix": "/by", "import_path": "deploy_app:app",
-         "runtime_env": {"working_dir": uri}}]})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        app = client.get_applications()["applications"].get("bystander")
-        if app and app["status"] == "RUNNING":
-            return app
-        time.sleep(0.5)
-    raise AssertionError("bystander did not start")
 
 
 def write_config(tmp_path: Path, head, *, greeting: str = "hi", extra_deployment: dict | None = None) -> Path:

@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from ci_serve.cluster.address import Target
-from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.packages import upload_directory
 from ci_serve.deploy.cluster_config import build_body
 from tests.conftest import REPO
 from tests.support import ray_versions
 from tests.support.deploy_cli import deploy_cli
+from tests.support.processes import wait_until
 from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
@@ -36,31 +35,6 @@ def head(request):
     with TemporaryHead(dashboard=True, num_cpus=2, **ray_versions.head_kwargs(request.param)) as h:
         h.ray_release = request.param
         yield h
-
-
-@pytest.fixture(scope="module")
-def client(head):
-    return DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
-
-
-@pytest.fixture(scope="module")
-def bystander(head, client):
-    """Someone else's application on the same cluster, deployed before any of ours."""
-    uri, _ = upload_directory(client, APPS / "deploy_v1")
-    client.put_applications({"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [
-        {"name": "bystander", "route_prefix": "/by", "import_path": "deploy_app:app",
-         "runtime_env": {"working_dir": uri}}]})
-    wait_for(lambda: (client.get_applications()["applications"].get("bystander") or {}).get("status") == "RUNNING",
-             "bystander RUNNING")
-    return client.get_applications()["applications"]["bystander"]
-
-
-def wait_for(condition, what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def config_file(tmp_path: Path, head, *, name: str = "shop", route_prefix: str | None = "/shop",
@@ -157,7 +131,8 @@ def test_look_alike_foreign_app_is_never_touched(head, client, bystander, cli_en
     uri, _ = upload_directory(client, APPS / "deploy_v1")
     client.put_applications(build_body(client.get_applications(), put={"shop-blue": {
         "route_prefix": "/payments", "import_path": "deploy_app:app", "runtime_env": {"working_dir": uri}}}))
-    wait_for(lambda: (apps(client).get("shop-blue") or {}).get("status") == "RUNNING", "foreign shop-blue RUNNING")
+    wait_until(lambda: (apps(client).get("shop-blue") or {}).get("status") == "RUNNING", 180,
+               "foreign shop-blue RUNNING")
     foreign = apps(client)["shop-blue"]["deployed_app_config"]
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head, greeting="bonjour"), "deploy_v1")
     assert proc.returncode == 2, proc.stderr
@@ -166,7 +141,7 @@ def test_look_alike_foreign_app_is_never_touched(head, client, bystander, cli_en
     assert apps(client)["shop-blue"]["deployed_app_config"] == foreign
     assert answer(head, "/payments")["version"] == "v1" and answer(head)["version"] == "v2"
     client.put_applications(build_body(client.get_applications(), remove={"shop-blue"}))
-    wait_for(lambda: "shop-blue" not in apps(client), "foreign shop-blue removed")
+    wait_until(lambda: "shop-blue" not in apps(client), 180, "foreign shop-blue removed")
 
 
 def test_route_less_app_is_updated_in_place_never_exposed(head, client, bystander, cli_env, tmp_path):
