@@ -6,11 +6,16 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ci_serve import cancel, secrets
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
+from ci_serve.cluster.packages import upload_directory
+from tests.support.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -44,6 +49,32 @@ def ray_head() -> Iterator[TemporaryHead]:
     """One head with a dashboard, shared by a test module. Tests must clean up the apps they deploy."""
     with TemporaryHead(dashboard=True, num_cpus=4) as head:
         yield head
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[TemporaryHead]:
+    """One head with a dashboard and 2 CPUs, shared by a test module: the size the deploy tests need.
+    A module that needs another size defines its own ``head``."""
+    with TemporaryHead(dashboard=True, num_cpus=2) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def client(head: TemporaryHead) -> DashboardClient:
+    """A dashboard client for the module's ``head``, unpaced (tests poll at their own rate)."""
+    return DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
+
+
+@pytest.fixture(scope="module")
+def bystander(head: TemporaryHead, client: DashboardClient) -> dict[str, Any]:
+    """Someone else's application on the module's head, deployed before any of ours; its status."""
+    uri, _ = upload_directory(client, REPO / "tests" / "apps" / "deploy_v1")
+    client.put_applications({"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [
+        {"name": "bystander", "route_prefix": "/by", "import_path": "deploy_app:app",
+         "runtime_env": {"working_dir": uri}}]})
+    wait_until(lambda: (client.get_applications()["applications"].get("bystander") or {}).get("status")
+               == "RUNNING", 180, "the bystander RUNNING")
+    return client.get_applications()["applications"]["bystander"]
 
 
 @pytest.fixture

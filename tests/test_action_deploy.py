@@ -12,20 +12,14 @@ import requests
 
 from ci_serve.cluster.head import TemporaryHead
 from tests.container.runner import REPO
-from tests.test_action_entrypoint import run_action
+from tests.test_action_entrypoint import HEADER_SECRET, run_action
 
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def head():
-    with TemporaryHead(dashboard=True, num_cpus=2) as h:
-        yield h
-
-
-def _files(head: TemporaryHead) -> dict[str, str]:
+def _files(head: TemporaryHead, name: str = "shop") -> dict[str, str]:
     config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
-              "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+              "applications": [{"name": name, "route_prefix": f"/{name}", "import_path": "deploy_app:app",
                                 "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"}}]}]}
     app = (REPO / "tests" / "apps" / "deploy_v1" / "deploy_app.py").read_text(encoding="utf-8")
     return {"serve.yaml": json.dumps(config), "app/deploy_app.py": app}
@@ -65,3 +59,28 @@ def test_wrong_token_is_exit_2_and_masked(head: TemporaryHead, tmp_path: Path):
     assert got.outputs["result"] == "error"
     assert wrong not in "\n".join(ln for ln in got.log.splitlines() if not ln.startswith("::add-mask"))
     assert "**What to do:**" in got.summary
+
+
+def test_secrets_are_masked_before_anything_else_and_never_shown(head: TemporaryHead, tmp_path: Path):
+    """A whole deploy (its own application, so it really writes, gates and sends requests) with the
+    cluster token and a secret request header: both are masked first, and neither appears anywhere after."""
+    requests_file = ("requests:\n  - name: with key\n    path: /\n    headers: {X-Api-Key: " + HEADER_SECRET + "}\n"
+                     "    expect: {json: {version: v1, greeting: hi}}\n")
+    inputs = {"command": "deploy", "config": "serve.yaml", "address": head.dashboard_url,
+              "ray-auth-token": head.token, "working-dir": "app", "app-dir": "app", "requests": "requests.yaml",
+              "timeout": "300"}
+    got = run_action(tmp_path, inputs, files={**_files(head, "vault"), "requests.yaml": requests_file}, timeout=600)
+    first = got.log.splitlines()[:2]
+    assert [ln.split("::")[1].strip() for ln in first] == ["add-mask", "add-mask"], got.log[:2000]
+    assert {ln.split("::", 2)[2] for ln in first} == {head.token, HEADER_SECRET}
+    # the run went all the way: deployed, the request with the secret header sent and answered
+    assert got.code == 0, got.log[-4000:]
+    assert got.outputs["result"] == "deployed"
+    report = json.loads((got.dirs.workspace / ".ci-serve" / "deploy.json").read_text())
+    assert [(r["name"], r["passed"]) for r in report["requests"]] == [("with key", True)], report["requests"]
+    assert requests.get(head.serve_url + "/vault", timeout=10).json()["version"] == "v1"
+    rest = "\n".join(got.log.splitlines()[2:]) + got.summary + str(got.outputs)
+    for path in (got.dirs.workspace / ".ci-serve").glob("*"):
+        rest += path.read_text(encoding="utf-8")
+    assert "with key" in rest  # the searched text covers the run's steps and requests
+    assert head.token not in rest and HEADER_SECRET not in rest

@@ -16,41 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from ci_serve.cluster.address import Target
-from ci_serve.cluster.dashboard import DashboardClient
-from ci_serve.cluster.head import TemporaryHead
-from ci_serve.cluster.packages import upload_directory
 from tests.conftest import REPO, ci_serve_cmd
+from tests.support.deploy_cli import deploy_cli
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
-
-
-@pytest.fixture(scope="module")
-def head():
-    with TemporaryHead(dashboard=True, num_cpus=2) as h:
-        yield h
-
-
-@pytest.fixture(scope="module")
-def client(head):
-    return DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
-
-
-@pytest.fixture(scope="module")
-def bystander(head, client):
-    """Someone else's application on the same cluster, deployed before any of ours."""
-    uri, _ = upload_directory(client, APPS / "deploy_v1")
-    client.put_applications({"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [
-        {"name": "bystander", "route_prefix": "/by", "import_path": "deploy_app:app",
-         "runtime_env": {"working_dir": uri}}]})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        app = client.get_applications()["applications"].get("bystander")
-        if app and app["status"] == "RUNNING":
-            return app
-        time.sleep(0.5)
-    raise AssertionError("bystander did not start")
 
 
 def write_config(tmp_path: Path, head, *, greeting: str = "hi", extra_deployment: dict | None = None) -> Path:
@@ -61,16 +32,6 @@ def write_config(tmp_path: Path, head, *, greeting: str = "hi", extra_deployment
     path = tmp_path / "serve.yaml"
     path.write_text(json.dumps(config))
     return path
-
-
-def deploy(head, cli_env, tmp_path, config: Path, *extra: str, token: str | None = None, timeout: float = 400):
-    env = dict(cli_env, RAY_AUTH_TOKEN=token or head.token)
-    report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url,
-                                       "--report", str(report), *extra),
-                          env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
-    data = json.loads(report.read_text()) if report.exists() else {}
-    return proc, data
 
 
 def answer(head, prefix: str = "/shop") -> dict:
@@ -86,55 +47,42 @@ def replica_ids(app: dict) -> set[str]:
 
 
 class Watcher:
-    """Sends requests to the live prefix and reads the bystander's status, the whole time, in a thread."""
+    """Traffic to the live prefix and to the bystander, and the bystander's status read, the whole time."""
 
     def __init__(self, head, client):
-        self.head, self.client = head, client
+        self.client = client
+        self.shop = Traffic(head.serve_url + "/shop")
+        self.by = Traffic(head.serve_url + "/by")
         self.stop = threading.Event()
-        self.answers: list[str] = []
-        self.failures: list[str] = []
         self.bystander_statuses: set[str] = set()
         self.bystander_deployment_statuses: set[str] = set()
-        self.bystander_failures: list[str] = []
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def loop(self):
-        session = requests.Session()
         while not self.stop.is_set():
-            try:
-                resp = session.get(self.head.serve_url + "/shop", timeout=10)
-                if resp.status_code == 200:
-                    self.answers.append(resp.json()["version"])
-                else:
-                    self.failures.append(f"HTTP {resp.status_code}")
-            except requests.RequestException as exc:
-                self.failures.append(type(exc).__name__)
-            try:
-                by = session.get(self.head.serve_url + "/by", timeout=10)
-                if by.status_code != 200:
-                    self.bystander_failures.append(f"HTTP {by.status_code}")
-            except requests.RequestException as exc:
-                self.bystander_failures.append(type(exc).__name__)
-            if len(self.answers) % 10 == 0:
-                app = self.client.get_applications()["applications"].get("bystander") or {}
-                self.bystander_statuses.add(app.get("status", "MISSING"))
-                for dep in (app.get("deployments") or {}).values():
-                    self.bystander_deployment_statuses.add(dep.get("status"))
-            time.sleep(0.02)
+            app = self.client.get_applications()["applications"].get("bystander") or {}
+            self.bystander_statuses.add(app.get("status", "MISSING"))
+            for dep in (app.get("deployments") or {}).values():
+                self.bystander_deployment_statuses.add(dep.get("status"))
+            self.stop.wait(0.3)
 
     def __enter__(self):
+        self.shop.__enter__()
+        self.by.__enter__()
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=30)
+        self.shop.__exit__(*exc)
+        self.by.__exit__(*exc)
 
 
 def test_first_deploy_then_same_release_writes_nothing(head, client, bystander, cli_env, tmp_path):
     config = write_config(tmp_path, head)
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"),
-                          "--version", "v1sha")
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"),
+                              "--version", "v1sha")
     assert proc.returncode == 0, proc.stderr
     assert report["result"] == "deployed" and report["live_app"] == "shop-blue"
     assert report["strategy"] == "blue-green" and report["plan"]["verdict"] == "heavyweight"
@@ -142,8 +90,8 @@ def test_first_deploy_then_same_release_writes_nothing(head, client, bystander, 
     assert set(shop_apps(client)) == {"shop-blue"}
     before = shop_apps(client)["shop-blue"]["last_deployed_time_s"]
 
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"),
-                          "--version", "another-sha")
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"),
+                              "--version", "another-sha")
     assert proc.returncode == 0, proc.stderr
     assert report["result"] == "unchanged" and report["plan"]["verdict"] == "none"
     assert not any(s["name"].startswith(("write", "switch")) for s in report["steps"])
@@ -155,19 +103,20 @@ def test_blue_green_under_load_no_failed_request(head, client, bystander, cli_en
     reqs = tmp_path / "requests.yaml"
     reqs.write_text("requests:\n  - name: new version\n    expect: {json: {version: v2, greeting: hi}}\n")
     with Watcher(head, client) as watch:
-        time.sleep(1)
-        proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"),
-                              "--requests", str(reqs), "--version", "v2sha")
-        time.sleep(1)
+        watch.shop.wait_for_answers(5)  # the live version answers before the deploy starts
+        proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"),
+                                  "--requests", str(reqs), "--version", "v2sha")
+        watch.shop.wait_for_answers(5)  # and keeps answering after it
     assert proc.returncode == 0, proc.stderr
     assert report["result"] == "deployed" and report["live_app"] == "shop-green"
     assert [r["passed"] for r in report["requests"]] == [True]
-    assert watch.failures == [] and len(watch.answers) > 20
-    assert watch.answers[0] == "v1" and watch.answers[-1] == "v2"
+    versions = watch.shop.versions()
+    assert watch.shop.failures == [] and len(versions) > 20, watch.shop.failures[:10]
+    assert versions[0] == "v1" and versions[-1] == "v2"
     assert set(shop_apps(client)) == {"shop-green"}
     # Ray marks every app named in a PUT DEPLOYING for a moment while it re-applies the (same) config;
     # the bystander's deployments stay HEALTHY and it answers every request.
-    assert watch.bystander_failures == [] and watch.bystander_deployment_statuses == {"HEALTHY"}
+    assert watch.by.failures == [] and watch.bystander_deployment_statuses == {"HEALTHY"}
     assert watch.bystander_statuses <= {"RUNNING", "DEPLOYING"}
     status = subprocess.run(ci_serve_cmd("status", "--address", head.dashboard_url, "--json"),
                             env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True,
@@ -180,7 +129,7 @@ def test_blue_green_under_load_no_failed_request(head, client, bystander, cli_en
 def test_in_place_user_config_change(head, client, bystander, cli_env, tmp_path):
     config = write_config(tmp_path, head, greeting="bonjour")
     before = shop_apps(client)["shop-green"]
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"))
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"))
     assert proc.returncode == 0, proc.stderr
     assert report["strategy"] == "in-place" and report["plan"]["verdict"] == "lightweight"
     assert answer(head) == {"version": "v2", "greeting": "bonjour"}
@@ -190,8 +139,8 @@ def test_in_place_user_config_change(head, client, bystander, cli_env, tmp_path)
 
 def test_in_place_failure_writes_the_previous_config_back(head, client, bystander, cli_env, tmp_path):
     config = write_config(tmp_path, head, greeting="explode")
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"),
-                          "--timeout", "120")
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"),
+                              "--timeout", "120")
     assert proc.returncode == 1, proc.stderr
     assert report["strategy"] == "in-place" and report["result"] == "rolled-back"
     assert "greeting 'explode' is not allowed" in proc.stderr
@@ -202,7 +151,7 @@ def test_in_place_failure_writes_the_previous_config_back(head, client, bystande
 
 def test_release_that_cannot_import_is_rolled_back(head, client, bystander, cli_env, tmp_path):
     config = write_config(tmp_path, head, greeting="bonjour")
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_broken"))
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_broken"))
     assert proc.returncode == 1, proc.stderr
     assert report["result"] == "rolled-back"
     assert "ModuleNotFoundError: No module named 'this_module_does_not_exist_ci_serve'" in proc.stderr
@@ -213,8 +162,8 @@ def test_release_that_cannot_import_is_rolled_back(head, client, bystander, cli_
 def test_unschedulable_candidate_fails_and_is_removed(head, client, bystander, cli_env, tmp_path):
     config = write_config(tmp_path, head, greeting="bonjour",
                           extra_deployment={"ray_actor_options": {"num_cpus": 64}})
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"),
-                          "--unschedulable-grace", "0")
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v2"),
+                              "--unschedulable-grace", "0")
     assert proc.returncode == 1, proc.stderr
     # judged from the cluster's own demands (issue 12): no node can ever hold it, so it fails at once
     assert "each replica asks for {CPU: 64}; no node of this cluster" in proc.stderr, proc.stderr
@@ -224,8 +173,8 @@ def test_unschedulable_candidate_fails_and_is_removed(head, client, bystander, c
 
 def test_wrong_token_exit_2_nothing_changed(head, client, bystander, cli_env, tmp_path):
     config = write_config(tmp_path, head)
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"),
-                          token="not-the-token")
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"),
+                              token="not-the-token")
     assert proc.returncode == 2
     assert "refused the token from RAY_AUTH_TOKEN" in proc.stderr and "not-the-token" not in proc.stderr
     assert set(shop_apps(client)) == {"shop-green"}
@@ -264,12 +213,12 @@ def test_fastapi_app_without_a_root_route_passes_the_default_check(head, client,
                                 "deployments": [{"name": "Items", "user_config": {"greeting": "hi"}}]}]}
     path = tmp_path / "items.yaml"
     path.write_text(json.dumps(config))
-    proc, report = deploy(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
+    proc, report = deploy_cli(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
     assert proc.returncode == 0, proc.stderr
     assert requests.get(head.serve_url + "/items-api/", timeout=10).status_code == 404
     config["applications"][0]["deployments"][0]["user_config"] = {"greeting": "yo"}
     path.write_text(json.dumps(config))
-    proc, report = deploy(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
+    proc, report = deploy_cli(head, cli_env, tmp_path, path, "--working-dir", str(APPS / "deploy_fastapi"))
     assert proc.returncode == 0, proc.stderr
     assert report["strategy"] == "in-place" and report["result"] == "deployed"
     assert requests.get(head.serve_url + "/items-api/items", timeout=10).json()["greeting"] == "yo"
@@ -294,7 +243,7 @@ def test_plan_shows_exactly_what_deploy_does(head, client, bystander, cli_env, t
     assert planned["strategy"] == "blue-green"
     assert [w["effect"] for w in planned["writes"]] == ["create shop-blue", "change shop-blue, shop-green",
                                                         "remove shop-green"]
-    proc, report = deploy(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"))
+    proc, report = deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / "deploy_v1"))
     assert proc.returncode == 0, proc.stderr
     assert report["plan"]["writes"] == planned["writes"]
     assert answer(head) == {"version": "v1", "greeting": "bonjour"}

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from ci_serve.cluster.address import Target
-from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.packages import upload_directory
 from ci_serve.deploy.cluster_config import build_body
-from tests.conftest import REPO, ci_serve_cmd
+from tests.conftest import REPO
 from tests.support import ray_versions
+from tests.support.deploy_cli import deploy_cli
+from tests.support.processes import wait_until
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
@@ -35,31 +35,6 @@ def head(request):
     with TemporaryHead(dashboard=True, num_cpus=2, **ray_versions.head_kwargs(request.param)) as h:
         h.ray_release = request.param
         yield h
-
-
-@pytest.fixture(scope="module")
-def client(head):
-    return DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
-
-
-@pytest.fixture(scope="module")
-def bystander(head, client):
-    """Someone else's application on the same cluster, deployed before any of ours."""
-    uri, _ = upload_directory(client, APPS / "deploy_v1")
-    client.put_applications({"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [
-        {"name": "bystander", "route_prefix": "/by", "import_path": "deploy_app:app",
-         "runtime_env": {"working_dir": uri}}]})
-    wait_for(lambda: (client.get_applications()["applications"].get("bystander") or {}).get("status") == "RUNNING",
-             "bystander RUNNING")
-    return client.get_applications()["applications"]["bystander"]
-
-
-def wait_for(condition, what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def config_file(tmp_path: Path, head, *, name: str = "shop", route_prefix: str | None = "/shop",
@@ -73,13 +48,8 @@ def config_file(tmp_path: Path, head, *, name: str = "shop", route_prefix: str |
 
 
 def deploy(head, cli_env, tmp_path, config: Path, code: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
-    report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    proc = subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
-                                       str(APPS / code), "--serve-url", head.serve_url, "--report", str(report),
-                                       *extra),
-                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True, timeout=500,
-                          cwd=tmp_path)
-    return proc, (json.loads(report.read_text()) if report.exists() else {})
+    return deploy_cli(head, cli_env, tmp_path, config, "--working-dir", str(APPS / code), "--serve-url",
+                      head.serve_url, *extra)
 
 
 def apps(client, prefix: str = "shop") -> dict:
@@ -94,38 +64,6 @@ def answer(head, prefix: str = "/shop") -> dict:
     return requests.get(head.serve_url + prefix, timeout=10).json()
 
 
-class Client:
-    """A constant client on the live prefix, in a thread."""
-
-    def __init__(self, head):
-        self.head = head
-        self.stop = threading.Event()
-        self.answers: list[str] = []
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self):
-        with requests.Session() as session:
-            while not self.stop.is_set():
-                try:
-                    resp = session.get(self.head.serve_url + "/shop", timeout=10)
-                    if resp.status_code == 200:
-                        self.answers.append(resp.json()["version"])
-                    else:
-                        self.failures.append(f"HTTP {resp.status_code}")
-                except requests.RequestException as exc:
-                    self.failures.append(type(exc).__name__)
-                time.sleep(0.02)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-
 def test_first_deploy(head, client, bystander, cli_env, tmp_path):
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_v1", "--version", "v1")
     assert proc.returncode == 0, proc.stderr
@@ -135,15 +73,15 @@ def test_first_deploy(head, client, bystander, cli_env, tmp_path):
 
 
 def test_blue_green_under_a_constant_client(head, client, bystander, cli_env, tmp_path):
-    with Client(head) as load:
-        wait_for(lambda: len(load.answers) > 5, "the client's first answers")
+    with Traffic(head.serve_url + "/shop") as load:
+        load.wait_for_answers(6)  # the client's first answers
         proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_v2", "--version", "v2")
-        n = len(load.answers)
-        wait_for(lambda: len(load.answers) > n + 5, "answers after the deploy")
+        load.wait_for_answers(6)  # answers after the deploy
     assert proc.returncode == 0, proc.stderr
     assert report["live_app"] == "shop-green" and report["strategy"] == "blue-green"
-    print(f"Ray {head.ray_release}: {len(load.answers)} requests during blue-green, {len(load.failures)} failed")
-    assert load.failures == [] and load.answers[0] == "v1" and load.answers[-1] == "v2"
+    print(f"Ray {head.ray_release}: {load.total} requests during blue-green, {len(load.failures)} failed")
+    versions = load.versions()
+    assert load.failures == [] and versions[0] == "v1" and versions[-1] == "v2"
     assert set(apps(client)) == {"shop-green"} and routes(head)["/shop"] == "shop-green"
 
 
@@ -193,7 +131,8 @@ def test_look_alike_foreign_app_is_never_touched(head, client, bystander, cli_en
     uri, _ = upload_directory(client, APPS / "deploy_v1")
     client.put_applications(build_body(client.get_applications(), put={"shop-blue": {
         "route_prefix": "/payments", "import_path": "deploy_app:app", "runtime_env": {"working_dir": uri}}}))
-    wait_for(lambda: (apps(client).get("shop-blue") or {}).get("status") == "RUNNING", "foreign shop-blue RUNNING")
+    wait_until(lambda: (apps(client).get("shop-blue") or {}).get("status") == "RUNNING", 180,
+               "foreign shop-blue RUNNING")
     foreign = apps(client)["shop-blue"]["deployed_app_config"]
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head, greeting="bonjour"), "deploy_v1")
     assert proc.returncode == 2, proc.stderr
@@ -202,7 +141,7 @@ def test_look_alike_foreign_app_is_never_touched(head, client, bystander, cli_en
     assert apps(client)["shop-blue"]["deployed_app_config"] == foreign
     assert answer(head, "/payments")["version"] == "v1" and answer(head)["version"] == "v2"
     client.put_applications(build_body(client.get_applications(), remove={"shop-blue"}))
-    wait_for(lambda: "shop-blue" not in apps(client), "foreign shop-blue removed")
+    wait_until(lambda: "shop-blue" not in apps(client), 180, "foreign shop-blue removed")
 
 
 def test_route_less_app_is_updated_in_place_never_exposed(head, client, bystander, cli_env, tmp_path):

@@ -15,9 +15,6 @@ deploy uploaded, fetched by the worker from the head. The checkout is a git repo
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,8 +23,9 @@ import requests
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
-from tests.conftest import ci_serve_cmd
 from tests.support.clusters import WorkerNode, alive_nodes
+from tests.support.deploy_cli import deploy_cli
+from tests.support.traffic import Traffic
 from tests.test_packages_git import git
 
 pytestmark = pytest.mark.ray
@@ -95,44 +93,9 @@ def write_config(repo: Path, head: TemporaryHead) -> Path:
 
 
 def deploy(head, cli_env, repo: Path, *extra: str):
-    report = repo.parent / f"report-{time.monotonic_ns()}.json"
-    proc = subprocess.run(ci_serve_cmd("deploy", str(repo / "serve.yaml"), "--address", head.dashboard_url,
-                                       "--serve-url", head.serve_url, "--report", str(report), *extra),
-                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True,
-                          timeout=500, cwd=repo)
-    return proc, (json.loads(report.read_text()) if report.exists() else {})
-
-
-class Traffic:
-    """Requests to /shop from a thread the whole time; every answer's version, every failure."""
-
-    def __init__(self, head: TemporaryHead):
-        self.url = head.serve_url + "/shop"
-        self.stop = threading.Event()
-        self.answers: list[str] = []
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        session = requests.Session()
-        while not self.stop.is_set():
-            try:
-                resp = session.get(self.url, timeout=10)
-                if resp.status_code == 200:
-                    self.answers.append(resp.json()["version"])
-                else:
-                    self.failures.append(f"HTTP {resp.status_code}")
-            except requests.RequestException as exc:
-                self.failures.append(type(exc).__name__)
-            time.sleep(0.02)
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
+    """Deploy from the checkout, as a workflow does; the report goes beside it, not into it."""
+    return deploy_cli(head, cli_env, repo, repo / "serve.yaml", "--serve-url", head.serve_url, *extra,
+                      report_dir=repo.parent)
 
 
 def test_two_nodes_code_from_git_blue_green_on_the_worker(cluster, cli_env, tmp_path):
@@ -161,14 +124,15 @@ def test_two_nodes_code_from_git_blue_green_on_the_worker(cluster, cli_env, tmp_
     assert client.get_applications()["applications"]["shop-blue"]["last_deployed_time_s"] == before
 
     checkout(tmp_path, "v2")
-    with Traffic(head) as traffic:
-        time.sleep(1)
+    with Traffic(head.serve_url + "/shop") as traffic:
+        traffic.wait_for_answers(5)  # the live version answers before the deploy
         proc, report = deploy(head, cli_env, repo)
-        time.sleep(1)
+        traffic.wait_for_answers(5)  # and the new one after it
     assert proc.returncode == 0, proc.stderr
     assert report["result"] == "deployed" and report["strategy"] == "blue-green"
-    assert traffic.failures == [] and len(traffic.answers) > 20, traffic.failures[:5]
-    assert traffic.answers[0] == "v1" and traffic.answers[-1] == "v2"
+    versions = traffic.versions()
+    assert traffic.failures == [] and len(versions) > 20, traffic.failures[:5]
+    assert versions[0] == "v1" and versions[-1] == "v2"
     answer = requests.get(head.serve_url + "/shop", timeout=10).json()
     assert answer["version"] == "v2" and answer["node"] == on_worker, answer
     apps = client.get_applications()["applications"]

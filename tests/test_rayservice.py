@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ci_serve.action.steps import Invocation, Outcome
+from ci_serve.action.summary import annotations
 from ci_serve.config import load_config, load_valid_config, validate_config
 from ci_serve.config.loader import _parse, read_text
 from ci_serve.config.rayservice import find_serve_config, replace_serve_config
@@ -58,12 +60,15 @@ def test_the_report_carries_manifest_lines_for_the_annotation(tmp_path: Path, cl
     proc = subprocess.run(ci_serve_cmd("validate", str(path), "--no-import", "--report", str(report)),
                           env=cli_env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    problem = json.loads(report.read_text())["problems"][0]
+    data = json.loads(report.read_text())
+    problem = data["problems"][0]
     line = line_of(text, "import_path: fruit")
     column = text.splitlines()[line - 1].index("fruit") + 1
     assert (problem["file"], problem["line"], problem["column"]) == (str(path), line, column)
-    from ci_serve.action.summary import annotations  # the ::error annotation is made from these fields
-    assert annotations is not None
+    # the action's ::error annotation, made from the report, points at the manifest's line
+    validate = Invocation("validate", ["validate"], ".ci-serve/validate.json", None)
+    note = annotations([Outcome(validate, 2, data)], tmp_path)[0]
+    assert (note.file, note.line, note.col) == ("ray-service.yaml", line, column)
 
 
 def test_yaml_syntax_error_inside_serve_config_v2_is_at_the_manifest_line(tmp_path: Path) -> None:

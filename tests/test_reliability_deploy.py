@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -26,6 +25,9 @@ from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from tests.conftest import REPO, ci_serve_cmd
+from tests.support.deploy_cli import deploy_cli
+from tests.support.processes import Background, interrupt, wait_until
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
@@ -72,103 +74,15 @@ def apps_of(head: TemporaryHead, logical: str = "shop") -> dict[str, dict]:
 
 
 def deploy(head: TemporaryHead, cli_env: dict, config: Path, working_dir: Path, *extra: str,
-           timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
-                                       str(working_dir), "--serve-url", head.serve_url, *extra),
-                          env=dict(cli_env, RAY_AUTH_TOKEN=head.token), capture_output=True, text=True,
-                          timeout=timeout)
+           timeout: float = 400) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``ci-serve deploy`` of ``config`` with code from ``working_dir``; the process and its report."""
+    return deploy_cli(head, cli_env, config.parent, config, "--working-dir", str(working_dir), "--serve-url",
+                      head.serve_url, *extra, timeout=timeout)
 
 
-class Background:
-    """``ci-serve`` in the background, its stderr collected line by line by a thread."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str]):
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.out = ""
-        self._err = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stderr.readline, "")),
-                                     daemon=True)
-        self._out = threading.Thread(target=self._read_out, daemon=True)
-        self._err.start()
-        self._out.start()
-
-    def _read_out(self) -> None:
-        self.out = self.proc.stdout.read()
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert self.proc.poll() is None or any(text in line for line in self.lines), \
-                f"exited {self.proc.returncode} before {text!r}:\n{self.log}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n{self.log}"
-            time.sleep(0.1)
-
-    def finish(self, timeout: float = 400) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self._err.join(timeout=10)
-        self._out.join(timeout=10)
-        return code
-
-
-def cancel_as_the_runner(proc: subprocess.Popen) -> tuple[str, float]:
-    """SIGINT; SIGTERM 7.5 s later; SIGKILL 2.5 s after that (actions/runner). Returns the last signal
-    sent before the process exited and the seconds from the SIGINT to the exit."""
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    for sent, due, nxt in (("SIGINT", 7.5, signal.SIGTERM), ("SIGTERM", 10.0, signal.SIGKILL)):
-        try:
-            proc.wait(timeout=max(0.0, t0 + due - time.monotonic()))
-            return sent, time.monotonic() - t0
-        except subprocess.TimeoutExpired:
-            proc.send_signal(nxt)
-    proc.wait()
-    return "SIGKILL", time.monotonic() - t0
-
-
-class Clients:
-    """``n`` threads sending GET to the live route in a loop; every answer recorded per client."""
-
-    def __init__(self, url: str, n: int = 4):
-        self.url = url
-        self.stop = threading.Event()
-        self.answers: list[list[tuple[float, object]]] = [[] for _ in range(n)]
-        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(n)]
-
-    def _loop(self, i: int) -> None:
-        with requests.Session() as session:
-            while not self.stop.is_set():
-                try:
-                    resp = session.get(self.url, timeout=30)
-                    answer: object = resp.json() if resp.status_code == 200 else f"HTTP {resp.status_code}"
-                except (requests.RequestException, ValueError) as exc:
-                    answer = f"{type(exc).__name__}: {exc}"
-                self.answers[i].append((time.monotonic(), answer))
-
-    def __enter__(self) -> Clients:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-    @property
-    def total(self) -> int:
-        return sum(len(a) for a in self.answers)
-
-    def bad(self) -> list[object]:
-        return [a for answers in self.answers for _, a in answers if a not in ANSWERS.values()]
+def bad(traffic: Traffic) -> list[object]:
+    """Every answer that was not a whole v1, v2 or v3 answer."""
+    return [a for answers in traffic.answers for _, a in answers if a not in ANSWERS.values()]
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +94,20 @@ def head():
 def ensure_live(head: TemporaryHead, cli_env: dict, tmp_path: Path, version: str) -> Path:
     """``shop`` live at /shop answering ``version`` (deploys it if needed); returns the config."""
     config = write_config(tmp_path / "serve.yaml", head)
-    proc = deploy(head, cli_env, config, APPS / f"deploy_{version}")
+    proc, _ = deploy(head, cli_env, config, APPS / f"deploy_{version}")
     assert proc.returncode == 0, proc.stderr
     assert requests.get(head.serve_url + "/shop", timeout=10).json() == ANSWERS[version]
     return config
+
+
+def candidate_replica_starting(head: TemporaryHead) -> bool:
+    """The candidate exists beside the live app, deploying, with a replica started (which the slow app
+    keeps in its constructor)."""
+    apps = apps_of(head)
+    candidates = [app for app in apps.values() if app.get("status") == "DEPLOYING"]
+    return len(apps) == 2 and any(replica.get("state") == "STARTING" for app in candidates
+                                  for deployment in (app.get("deployments") or {}).values()
+                                  for replica in deployment.get("replicas") or [])
 
 
 def assert_one_live(head: TemporaryHead, version: str) -> None:
@@ -197,10 +121,9 @@ def assert_one_live(head: TemporaryHead, version: str) -> None:
 # -- zero downtime ------------------------------------------------------------------------------
 def test_zero_downtime_across_a_blue_green_switch(head, cli_env, tmp_path):
     config = ensure_live(head, cli_env, tmp_path, "v1")
-    with Clients(head.serve_url + "/shop") as clients:
-        while clients.total < 50:  # the clients are running before the deploy starts
-            time.sleep(0.1)
-        proc = deploy(head, cli_env, config, APPS / "deploy_v2", "--strategy", "blue-green")
+    with Traffic(head.serve_url + "/shop", clients=4, pause=0) as clients:
+        clients.wait_for_answers(50)  # the clients are running before the deploy starts
+        proc, _ = deploy(head, cli_env, config, APPS / "deploy_v2", "--strategy", "blue-green")
         assert proc.returncode == 0, proc.stderr
         t_done = time.monotonic()
         deadline = t_done + 120
@@ -209,7 +132,7 @@ def test_zero_downtime_across_a_blue_green_switch(head, cli_env, tmp_path):
             time.sleep(0.2)
     print(f"{clients.total} requests from {len(clients.answers)} clients across the switch")
     assert clients.total >= 1000
-    assert clients.bad() == [], clients.bad()[:10]  # none failed, none a half-started version
+    assert bad(clients) == [], bad(clients)[:10]  # none failed, none a half-started version
     for answers in clients.answers:
         versions = [a["version"] for _, a in answers]
         assert "v1" in versions[:5] and versions[-1] == "v2"
@@ -225,23 +148,20 @@ def test_runner_cancel_during_the_gate_removes_the_candidate_in_time(head, cli_e
     bg = Background(ci_serve_cmd("deploy", str(config), "--address", head.dashboard_url, "--working-dir",
                                  str(slow_app_dir(tmp_path)), "--serve-url", head.serve_url, "--report", str(report)),
                     dict(cli_env, RAY_AUTH_TOKEN=head.token))
-    with Clients(head.serve_url + "/shop", n=2) as clients:
+    with Traffic(head.serve_url + "/shop", clients=2, pause=0) as clients:
         bg.wait_for("write candidate")
-        time.sleep(3)  # the candidate's replica is in its constructor now
-        assert len(apps_of(head)) == 2, "the candidate should exist beside the live app"
-        last, took = cancel_as_the_runner(bg.proc)
+        wait_until(lambda: candidate_replica_starting(head), 120, "the candidate's replica in its constructor")
+        took = interrupt(bg.proc)  # the runner's SIGINT only: it must exit without the SIGTERM
         bg.finish()
-        time.sleep(1)
-    print(f"exited {took:.1f} s after SIGINT (last signal {last})")
-    assert last == "SIGINT", f"still running when the runner's SIGTERM was due:\n{bg.log}"
+        clients.wait_for_answers(10)  # the live version still answers after the cancel
+    print(f"exited {took:.1f} s after SIGINT, no SIGTERM needed")
     assert bg.proc.returncode == 1, bg.log
     assert "cancelled by SIGINT" in bg.log and "Traceback" not in bg.log
     data = json.loads(report.read_text())
     assert data["exit_code"] == 1 and data["errors"][0]["type"] == "Cancelled"
-    assert clients.bad() == [] and clients.total > 0  # the live version answered throughout
-    deadline = time.monotonic() + 60  # the removal was written; Ray may take a moment to finish it
-    while len(apps_of(head)) > 1 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert bad(clients) == [] and clients.total > 0  # the live version answered throughout
+    # the removal was written; Ray may take a moment to finish it
+    wait_until(lambda: len(apps_of(head)) == 1, 120, "the candidate removed")
     assert_one_live(head, "v2")
 
 
@@ -282,14 +202,14 @@ def test_two_deploys_at_once_one_proceeds_the_other_stops_cleanly(head, cli_env,
 def test_cluster_dying_during_the_gate_is_a_clear_exit_1_or_3(make_head, cli_env, tmp_path):
     dying = make_head(num_cpus=2)
     config = write_config(tmp_path / "serve.yaml", dying)
-    assert deploy(dying, cli_env, config, APPS / "deploy_v1").returncode == 0
+    assert deploy(dying, cli_env, config, APPS / "deploy_v1")[0].returncode == 0
     report = tmp_path / "report.json"
     # a shorter wait for the dead dashboard (default 40 s per request) keeps the test short
     bg = Background(ci_serve_cmd("deploy", str(config), "--address", dying.dashboard_url, "--working-dir",
                                  str(slow_app_dir(tmp_path)), "--serve-url", dying.serve_url, "--report", str(report)),
                     dict(cli_env, RAY_AUTH_TOKEN=dying.token, CI_SERVE_RETRY_BUDGET_S="10"))
     bg.wait_for("write candidate")
-    time.sleep(2)
+    wait_until(lambda: candidate_replica_starting(dying), 120, "the candidate's replica in its constructor")
     dying.stop()
     t0 = time.monotonic()
     code = bg.finish(timeout=400)

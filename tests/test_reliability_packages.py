@@ -3,18 +3,26 @@ reference to it expires (issue 6).
 
 The dashboard pins an uploaded package for ``RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S``
 (600 s by default); after that only references held by running jobs and actors keep it in the GCS.
-The test shortens the pin to 5 s and the node's local cache of unpacked working_dirs to nothing
-(``RAY_RUNTIME_ENV_WORKING_DIR_CACHE_SIZE_GB=0``), so a replica started after the expiry must fetch
-the package from the GCS again. Then it kills the only replica and checks a new one comes back with
-the same code.
+The test shortens the pin to ``EXPIRY_S`` (40 s) and the node's local cache of unpacked working_dirs
+to nothing (``RAY_RUNTIME_ENV_WORKING_DIR_CACHE_SIZE_GB=0``), so a replica started after the expiry
+must fetch the package from the GCS again. Then it kills the only replica and checks a new one comes
+back with the same code.
+
+The control: a package uploaded at the same moment that no application uses must be gone after the
+same wait, so the deployed package is known to survive the expiry, not a wait too short for it. A
+GET of a package pins it again (Ray's dashboard adds a temporary reference on every check), so each
+package is checked only after its pin has run out.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import time
+import uuid
+import zipfile
 
 import pytest
 import requests
@@ -34,18 +42,40 @@ def replica_pids(head: TemporaryHead) -> list[int]:
     return [r["pid"] for r in replicas if r.get("state") == "RUNNING" and r.get("pid")]
 
 
+def unused_package(client: DashboardClient) -> str:
+    """Upload a package no application refers to (pinned by the check that it arrived); its URI."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("unused/README", "referenced by nobody")
+    uri = f"gcs://_ray_pkg_{uuid.uuid4().hex}.zip"
+    client.upload_package(uri, data.getvalue())
+    assert client.package_exists(uri)
+    return uri
+
+
+def wait_until_collected(client: DashboardClient, uri: str, rounds: int = 3) -> None:
+    """Each round outlasts the pin, then checks once (the check itself pins again)."""
+    for _ in range(rounds):
+        time.sleep(EXPIRY_S + 10)
+        if not client.package_exists(uri):
+            return
+    raise AssertionError(f"{uri}, used by nobody, was still in the GCS after {rounds} pin expiries")
+
+
 def test_uploaded_code_survives_the_temporary_reference_and_a_replica_restart(cli_env, tmp_path):
     env = {"RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S": str(EXPIRY_S),
            "RAY_RUNTIME_ENV_WORKING_DIR_CACHE_SIZE_GB": "0"}
     with TemporaryHead(dashboard=True, num_cpus=2, extra_env=env) as head:
         config = write_config(tmp_path / "serve.yaml", head)
-        report = tmp_path / "report.json"
-        proc = deploy(head, cli_env, config, APPS / "deploy_v2", "--report", str(report))
+        proc, report = deploy(head, cli_env, config, APPS / "deploy_v2")
         assert proc.returncode == 0, proc.stderr
-        uri = json.loads(report.read_text())["packages"][0]["uri"]
+        uri = report["packages"][0]["uri"]
         assert uri.startswith("gcs://")
         client = DashboardClient(Target(head.dashboard_url, head.token))
-        time.sleep(EXPIRY_S + 10)  # the pin expires; the GCS drops unreferenced packages
+        control = unused_package(client)  # pinned now, after the deploy's own checks of its package
+        t0 = time.monotonic()
+        wait_until_collected(client, control)  # the pins have expired: the GCS drops unreferenced packages
+        print(f"the unused package was collected {time.monotonic() - t0:.0f} s after its pin")
         assert client.package_exists(uri), f"{uri} was garbage-collected while the app runs"
         (old,) = replica_pids(head)
         os.kill(old, signal.SIGKILL)

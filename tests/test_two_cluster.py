@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -20,8 +18,10 @@ import requests
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead, free_port
-from tests.conftest import REPO, ci_serve_cmd
+from tests.conftest import REPO
+from tests.support.deploy_cli import run_cli
 from tests.support.haproxy import HAProxy, haproxy_binary
+from tests.support.traffic import Traffic
 
 # Under CI the proxy must be there (scripts/test installs it): a skip would hide the test.
 pytestmark = [pytest.mark.ray, pytest.mark.skipif(not haproxy_binary() and not os.environ.get("CI"),
@@ -61,84 +61,46 @@ def requests_file(tmp_path: Path, version: str) -> Path:
     return path
 
 
-def run(cli_env, token: str, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    proc = subprocess.run(ci_serve_cmd(*args, "--report", str(report)), env=dict(cli_env, RAY_AUTH_TOKEN=token),
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    return proc, (json.loads(report.read_text()) if report.exists() else {})
-
-
-class Client:
-    """Requests through the proxy, the whole time, in a thread."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.stop = threading.Event()
-        self.versions: list[str] = []
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        session = requests.Session()
-        while not self.stop.is_set():
-            try:
-                resp = session.get(self.url, timeout=10)
-                if resp.status_code == 200:
-                    self.versions.append(resp.json()["version"])
-                else:
-                    self.failures.append(f"HTTP {resp.status_code}")
-            except requests.RequestException as exc:
-                self.failures.append(type(exc).__name__)
-            time.sleep(0.02)
-
-    def __enter__(self) -> Client:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-
-
 def deploy_two(cli_env, tmp_path, live, standby, proxy, app_dir, version, *extra):
-    return run(cli_env, live.token, tmp_path, "deploy", str(write_config(tmp_path, standby, app_dir)),
-               "--address", live.dashboard_url, "--standby-address", standby.dashboard_url,
-               "--standby-url", standby.serve_url, "--switch-command", str(proxy.switch_script),
-               "--verify-url", proxy.url, "--requests", str(requests_file(tmp_path, version)), *extra)
+    return run_cli(cli_env, live.token, tmp_path, "deploy", str(write_config(tmp_path, standby, app_dir)),
+                   "--address", live.dashboard_url, "--standby-address", standby.dashboard_url,
+                   "--standby-url", standby.serve_url, "--switch-command", str(proxy.switch_script),
+                   "--verify-url", proxy.url, "--requests", str(requests_file(tmp_path, version)), *extra)
 
 
 def test_switch_between_clusters_under_load_then_a_failing_candidate(clusters, cli_env, tmp_path):
     blue, green = clusters
     # v1 runs on blue, deployed the ordinary way; the proxy points at it.
-    proc, _ = run(cli_env, blue.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
-                  "--address", blue.dashboard_url)
+    proc, _ = run_cli(cli_env, blue.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                      "--address", blue.dashboard_url)
     assert proc.returncode == 0, proc.stderr
     with HAProxy(tmp_path / "proxy", blue.serve_url, free_port()) as proxy:
         assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v1"
 
-        with Client(proxy.url + "/shop") as client:
-            time.sleep(1)
+        with Traffic(proxy.url + "/shop") as client:
+            client.wait_for_answers(5)  # the live version answers through the proxy before the deploy
             proc, report = deploy_two(cli_env, tmp_path, blue, green, proxy, "deploy_v2", "v2")
-            time.sleep(1)
+            client.wait_for_answers(5)  # and the new one after it
         assert proc.returncode == 0, proc.stderr
         assert report["result"] == "deployed"
         assert report["live_address"] == green.dashboard_url and report["standby_address"] == blue.dashboard_url
         assert client.failures == [], client.failures[:10]
-        assert client.versions[0] == "v1" and client.versions[-1] == "v2"
+        versions = client.versions()
+        assert versions[0] == "v1" and versions[-1] == "v2"
         # once v2 answered through the proxy, v1 never did again
-        assert "v1" not in client.versions[client.versions.index("v2"):]
+        assert "v1" not in versions[versions.index("v2"):]
         assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
         blue_apps = DashboardClient(Target(blue.dashboard_url, blue.token)).get_applications()["applications"]
         assert "shop" not in blue_apps, "without --keep-standby the old cluster's app is retired"
 
         # A release that cannot import, sent to the standby (now blue): proxy and live (green) untouched.
         green_before = DashboardClient(Target(green.dashboard_url, green.token)).get_applications()
-        with Client(proxy.url + "/shop") as client:
+        with Traffic(proxy.url + "/shop") as client:
             proc, report = deploy_two(cli_env, tmp_path, green, blue, proxy, "deploy_broken", "v3")
         assert proc.returncode == 1, proc.stderr
         assert report["result"] == "rolled-back"
         assert "live cluster was not touched" in proc.stderr
-        assert client.failures == [] and set(client.versions) == {"v2"}
+        assert client.failures == [] and set(client.versions()) == {"v2"}
         assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
         green_after = DashboardClient(Target(green.dashboard_url, green.token)).get_applications()
         assert green_after["applications"]["shop"]["last_deployed_time_s"] == \
@@ -156,11 +118,11 @@ def test_failed_verification_switches_back(clusters, cli_env, tmp_path):
         noop.write_text("#!/bin/sh\necho \"pretending to switch to $CI_SERVE_NEW_URL\" >> "
                         f"{tmp_path}/switch.log\n")
         noop.chmod(0o755)
-        proc, report = run(cli_env, green.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
-                           "--address", green.dashboard_url, "--standby-address", blue.dashboard_url,
-                           "--standby-url", blue.serve_url, "--switch-command", str(noop),
-                           "--verify-url", proxy.url, "--requests", str(requests_file(tmp_path, "v1")),
-                           "--verify-timeout", "5")
+        proc, report = run_cli(cli_env, green.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                               "--address", green.dashboard_url, "--standby-address", blue.dashboard_url,
+                               "--standby-url", blue.serve_url, "--switch-command", str(noop),
+                               "--verify-url", proxy.url, "--requests", str(requests_file(tmp_path, "v1")),
+                               "--verify-timeout", "5")
         assert proc.returncode == 1, proc.stderr
         lines = (tmp_path / "switch.log").read_text().splitlines()
         assert lines == [f"pretending to switch to {blue.serve_url}", f"pretending to switch to {green.serve_url}"]
@@ -172,10 +134,10 @@ def test_no_proof_that_traffic_moved_keeps_the_old_cluster(clusters, cli_env, tm
     traffic, keeps its applications, and the run says so (issue 11)."""
     green, blue = clusters[1], clusters[0]
     with HAProxy(tmp_path / "proxy", green.serve_url, free_port()) as proxy:
-        proc, report = run(cli_env, green.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
-                           "--address", green.dashboard_url, "--serve-url", green.serve_url,
-                           "--standby-address", blue.dashboard_url, "--standby-url", blue.serve_url,
-                           "--switch-command", "true")
+        proc, report = run_cli(cli_env, green.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                               "--address", green.dashboard_url, "--serve-url", green.serve_url,
+                               "--standby-address", blue.dashboard_url, "--standby-url", blue.serve_url,
+                               "--switch-command", "true")
         assert proc.returncode == 0, proc.stderr
         assert "keeps its applications" in proc.stderr and "nothing proves the traffic moved" in proc.stderr
         assert "shop" in DashboardClient(Target(green.dashboard_url, green.token)).get_applications()["applications"]
@@ -204,9 +166,9 @@ def test_a_foreign_app_under_our_name_on_the_standby_is_not_touched(clusters, cl
                                                     "import_path": "deploy_app:app",
                                                     "runtime_env": {"working_dir": str(APPS / "deploy_v2")}}]}))
     switched = tmp_path / "switched"
-    proc, report = run(cli_env, green.token, tmp_path, "deploy", str(config), "--address", green.dashboard_url,
-                       "--serve-url", green.serve_url, "--standby-address", blue.dashboard_url,
-                       "--standby-url", blue.serve_url, "--switch-command", f"touch {switched}")
+    proc, report = run_cli(cli_env, green.token, tmp_path, "deploy", str(config), "--address", green.dashboard_url,
+                           "--serve-url", green.serve_url, "--standby-address", blue.dashboard_url,
+                           "--standby-url", blue.serve_url, "--switch-command", f"touch {switched}")
     assert proc.returncode == 1, proc.stderr
     assert "api is not ours" in proc.stderr and "nothing was written to the standby" in proc.stderr
     assert not switched.exists()

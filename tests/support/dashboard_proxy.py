@@ -25,6 +25,10 @@ class DashboardProxy:
     ``"drop"`` closes the connection without an answer (before forwarding, so a dropped write never
     reached the cluster); ``"drop-after"`` forwards the request and then drops the answer, the
     "unclear write" case a client must resolve by re-reading.
+
+    ``hold(method, prefix)`` makes the next matching request wait before it is forwarded until
+    ``release()``: a test can then change the cluster at a known point of a run, not after a guessed
+    sleep. ``held`` is set when that request has arrived.
     """
 
     def __init__(self, upstream: str, *, fail_ratio: float = 0.0, modes: tuple[str, ...] = ("503", "drop"),
@@ -39,6 +43,9 @@ class DashboardProxy:
         self.enabled = True
         #: every request received: (monotonic time, method, path)
         self.log: list[tuple[float, str, str]] = []
+        self._hold: tuple[str, str] | None = None
+        self.held = threading.Event()
+        self._released = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -56,6 +63,22 @@ class DashboardProxy:
         with self.lock:
             return [e for e in self.log if since <= e[0] <= until and e[2].startswith(prefix)
                     and (method is None or e[1] == method)]
+
+    def hold(self, method: str, prefix: str) -> None:
+        """Hold the next ``method`` request whose path starts with ``prefix`` until :meth:`release`."""
+        self.held.clear()
+        self._released.clear()
+        self._hold = (method, prefix)
+
+    def release(self) -> None:
+        self._hold = None
+        self._released.set()
+
+    def _wait_if_held(self, method: str, path: str) -> None:
+        rule = self._hold
+        if rule is not None and method == rule[0] and path.startswith(rule[1]):
+            self.held.set()
+            self._released.wait(timeout=600)
 
     def _fault(self, path: str) -> str | None:
         if not self.enabled or not path.startswith(self.paths):
@@ -90,6 +113,7 @@ class DashboardProxy:
                     proxy.log.append((time.monotonic(), self.command, self.path))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                proxy._wait_if_held(self.command, self.path)
                 fault = proxy._fault(self.path)
                 if fault == "503":
                     proxy._count("503")
@@ -134,6 +158,7 @@ class DashboardProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 
