@@ -12,7 +12,7 @@ import pytest
 from ci_serve.errors import ConfigError, InputError
 from ci_serve.smoke import junit, logs
 from ci_serve.smoke.checks import Answer, Outcome, compare, default_check, json_equal
-from ci_serve.smoke.readiness import judge, lacks_resources
+from ci_serve.smoke.readiness import judge_readiness, lacks_resources
 from ci_serve.smoke.requests_file import parse_requests
 from ci_serve.smoke.target import join_route, resolve_target, route_for
 from tests.conftest import EXAMPLES, ci_serve_cmd
@@ -84,8 +84,8 @@ JUDGE = [
 
 
 @pytest.mark.parametrize("apps,state,reason", [c[1:] for c in JUDGE], ids=[c[0] for c in JUDGE])
-def test_judge(apps: dict, state: str, reason: str | None) -> None:
-    verdict = judge(apps, ["a"])
+def test_judge_readiness(apps: dict, state: str, reason: str | None) -> None:
+    verdict = judge_readiness(apps, ["a"])
     assert verdict.state == state
     if reason:
         assert reason in verdict.reason

@@ -13,7 +13,7 @@ Order and why:
    the CI profile. An import error ends the run here (exit 1).
 4. The driver connects to the head, starts Serve with its HTTP proxy on the head's free port, and
    hands the config to the Serve controller, as the dashboard's PUT would.
-5. ``serve.status()`` is polled through the driver; :func:`ci_serve.smoke.readiness.judge` fails the
+5. ``serve.status()`` is polled through the driver; :func:`ci_serve.smoke.readiness.judge_readiness` fails the
    run at once on a failure Ray reports; then the proxy's route table is awaited and the requests sent.
 6. ``finally``: the driver and the head are SIGKILLed (the head by session) and the temp folder
    removed, on success, failure, timeout and cancel alike.
@@ -299,7 +299,7 @@ def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHea
             raise CheckFailed(f"could not read Serve's status: {answer.get('error')}",
                               details=str(answer.get("details") or "")[-3000:] or None)
         apps = answer["apps"]
-        verdict = readiness.judge(apps, names)
+        verdict = readiness.judge_readiness(apps, names)
         run.data["applications"] = {n: {"status": a["status"], "message": a["message"][:2000],
                                         "deployments": {d: v["status"] for d, v in a["deployments"].items()}}
                                     for n, a in apps.items()}
@@ -318,7 +318,7 @@ def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHea
         time.sleep(POLL_S)
 
 
-def _deploy_failure(verdict: readiness.Verdict, head: TemporaryHead) -> CheckFailed:
+def _deploy_failure(verdict: readiness.ReadinessVerdict, head: TemporaryHead) -> CheckFailed:
     details = logs.trim_traceback(verdict.message.strip())
     cause = None if verdict.unschedulable else logs.exception_line(verdict.message)
     log = logs.failure_log(head.logs_dir, verdict.app, verdict.deployment)
