@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci_serve.deploy.gate import GateFailed, Goal, config_matches, exception_line, judge_gate, wait_ready
+from ci_serve.deploy.gate import GateFailed, Goal, config_matches, judge_gate, wait_ready
 
 SENT = {"name": "a", "import_path": "m:app", "route_prefix": "/a"}
 IMPORT_TRACE = ("Deploying app 'a' failed with exception:\nTraceback (most recent call last):\n"
@@ -71,10 +71,6 @@ def test_unschedulable_cause_names_resources():
 ])
 def test_config_matches(sent, seen, ok):
     assert config_matches(sent, seen) is ok
-
-
-def test_exception_line_none_for_plain_text():
-    assert exception_line("nothing to see") is None
 
 
 class Clock:

@@ -190,16 +190,6 @@ def test_junit_deploy_failure_case() -> None:
     assert case.get("name") == "deploy" and case.find("failure").text == "Traceback"
 
 
-def test_trim_traceback_and_exception_line() -> None:
-    text = ("Error:\n\x1b[36mray::X\x1b[39m\n"
-            '  File "/v/site-packages/ray/serve/_private/replica.py", line 1, in f\n    raise X\n    ^^^\n'
-            "RuntimeError: Traceback (most recent call last):\n"
-            '  File "/tmp/app.py", line 5, in __init__\n    raise ValueError("no")\nValueError: no\n')
-    trimmed = logs.trim_traceback(text)
-    assert "site-packages/ray" not in trimmed and "/tmp/app.py" in trimmed and "\x1b" not in trimmed
-    assert logs.exception_line(text) == "ValueError: no"
-
-
 def test_log_tail_prefers_replica_with_traceback(tmp_path: Path) -> None:
     serve = tmp_path / "serve"
     serve.mkdir()

@@ -29,6 +29,7 @@ from ci_serve import console
 from ci_serve.deploy.capacity import Capacity, replica_bundle, show_bundle
 from ci_serve.errors import CheckFailed
 from ci_serve.report import Run
+from ci_serve.tracebacks import exception_line
 
 GateState = Literal["ready", "waiting", "stale", "failed", "unschedulable", "infeasible", "missing", "gone",
                 "superseded"]
@@ -96,15 +97,6 @@ def superseded(goal: Goal, app: dict[str, Any]) -> bool:
     seen_time = app.get("last_deployed_time_s")
     newer = goal.previous_time is None or (isinstance(seen_time, (int, float)) and seen_time > goal.previous_time)
     return newer and code_identity(goal.config) != code_identity(app.get("deployed_app_config"))
-
-
-def exception_line(message: str) -> str | None:
-    """The line of a Python traceback that says what went wrong (``ModuleNotFoundError: ...``)."""
-    lines = [ln.strip() for ln in (message or "").splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure)\b", line):
-            return line
-    return None
 
 
 def judge_gate(goal: Goal, applications: dict[str, Any], capacity: Capacity | None = None) -> GateVerdict:

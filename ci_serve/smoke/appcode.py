@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ci_serve.errors import CheckFailed
-from ci_serve.smoke.logs import trim_traceback
+from ci_serve.tracebacks import trim_traceback
 
 
 class AppCodeError(CheckFailed):

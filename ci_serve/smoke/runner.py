@@ -42,6 +42,7 @@ from ci_serve.smoke.driver_client import DriverProcess, DriverTimeout
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for
+from ci_serve.tracebacks import exception_line, trim_traceback
 
 POLL_S = 0.2
 
@@ -319,8 +320,8 @@ def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHea
 
 
 def _deploy_failure(verdict: readiness.ReadinessVerdict, head: TemporaryHead) -> CheckFailed:
-    details = logs.trim_traceback(verdict.message.strip())
-    cause = None if verdict.unschedulable else logs.exception_line(verdict.message)
+    details = trim_traceback(verdict.message.strip())
+    cause = None if verdict.unschedulable else exception_line(verdict.message)
     log = logs.failure_log(head.logs_dir, verdict.app, verdict.deployment)
     if log and not verdict.unschedulable:
         details = f"{details}\n{log}" if details else log
