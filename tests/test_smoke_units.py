@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ci_serve.config.inspect import AppImportError
 from ci_serve.errors import ConfigError, InputError
-from ci_serve.smoke import junit, logs
+from ci_serve.smoke import appcode, junit, logs
 from ci_serve.smoke.checks import Answer, Outcome, compare, default_check, json_equal
 from ci_serve.smoke.readiness import judge_readiness, lacks_resources
 from ci_serve.smoke.requests_file import parse_requests
@@ -188,6 +189,22 @@ def test_junit_deploy_failure_case() -> None:
     text = junit.render([], deploy_error="application 'a' is DEPLOY_FAILED", deploy_details="Traceback")
     case = ET.fromstring(text.split("\n", 1)[1]).find("testsuite/testcase")
     assert case.get("name") == "deploy" and case.find("failure").text == "Traceback"
+
+
+def test_an_app_that_cannot_import_is_the_error_validate_raises() -> None:
+    """One name for one failure: the driver's failed import is validate's AppImportError, with its hint;
+    the smoke runner reports it as a failed check (exit 1)."""
+    answer = {"ok": False, "type": "ModuleNotFoundError", "module": "builtins",
+              "error": "ModuleNotFoundError: No module named 'nope'",
+              "details": ('Traceback (most recent call last):\n  File "/x/site-packages/ray/_common/utils.py", '
+                          "line 1, in import_attr\n    module = importlib.import_module(name)\n"
+                          "ModuleNotFoundError: No module named 'nope'\n")}
+    with pytest.raises(AppImportError) as info:
+        appcode.code_options(answer, "nope:app")
+    err = info.value
+    assert err.message == err.last_line == "ModuleNotFoundError: No module named 'nope'"
+    assert err.import_path == "nope:app" and "--app-dir" in (err.hint or "")
+    assert "site-packages/ray" not in (err.details or "") and "No module named 'nope'" in (err.details or "")
 
 
 def test_log_tail_prefers_replica_with_traceback(tmp_path: Path) -> None:

@@ -237,22 +237,23 @@ def _driver_env(head: TemporaryHead, target: SmokeTarget) -> dict[str, str]:
 
 
 def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float, driver: DriverProcess) -> Profile:
-    from ci_serve.config.inspect import merge_deployment_options
+    from ci_serve.config.inspect import AppImportError, import_timeout, merge_deployment_options
 
     options: dict[str, dict[str, dict[str, Any]]] = {}
     wanted = [{"name": a.name, "import_path": a.import_path, "args": a.args} for a in target.apps]
+    allowed = deadline - time.monotonic()
     try:
-        answer = driver.call("inspect", deadline - time.monotonic(), apps=wanted, app_dir=target.python_path[0])
+        answer = driver.call("inspect", allowed, apps=wanted, app_dir=target.python_path[0])
     except DriverTimeout:
-        raise appcode.import_timeout(", ".join(a.import_path for a in target.apps),
-                                     deadline - time.monotonic()) from None
+        late = import_timeout(", ".join(a.import_path for a in target.apps), allowed)
+        raise CheckFailed(late.message, late.hint) from None  # in smoke, an app that cannot import fails the check
     for app in target.apps:
         raw = next(a for a in target.config["applications"] if a.get("name", "default") == app.name)
         in_config = {d["name"]: {k: v for k, v in d.items() if k != "name"}
                      for d in raw.get("deployments") or [] if isinstance(d, dict) and "name" in d}
         try:
             code = appcode.code_options(answer["apps"][app.name], app.import_path)
-        except appcode.AppCodeError as exc:
+        except AppImportError as exc:
             if app.local_code:
                 raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.message}", exc.hint,
                                   details=exc.details) from None
