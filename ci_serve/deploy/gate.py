@@ -37,6 +37,10 @@ GateState = Literal["ready", "waiting", "stale", "failed", "unschedulable", "inf
 UNSCHEDULABLE_MARKERS = ("to be scheduled", "Resources required for each replica")
 #: deployment statuses of a deployment that serves: an autoscaled one scaling under traffic is ready
 SERVING = ("HEALTHY", "UPSCALING", "DOWNSCALING")
+#: how long the gate waits for every application to be ready (``deploy --timeout``'s default)
+DEPLOY_TIMEOUT_S = 600.0
+#: how long replicas may wait for room on a full cluster without an autoscaler before the gate fails
+UNSCHEDULABLE_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,8 @@ class Superseded(GateFailed):
     """Another write replaced our goal for an application: not ours to clean up any more."""
 
 
-def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = 600.0,
-               unschedulable_grace: float = 60.0, run: Run | None = None, step_name: str = "gate",
+def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = DEPLOY_TIMEOUT_S,
+               unschedulable_grace: float = UNSCHEDULABLE_GRACE_S, run: Run | None = None, step_name: str = "gate",
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                heartbeat_every: float = 5.0, capacity: Callable[[], Capacity | None] | None = None,
                capacity_every: float = 2.0) -> GateResult:

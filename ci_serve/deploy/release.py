@@ -25,7 +25,7 @@ from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
 from ci_serve.deploy.cluster_config import build_body
-from ci_serve.deploy.gate import GateFailed, Goal, Superseded, wait_ready
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFailed, Goal, Superseded, wait_ready
 from ci_serve.deploy.guard import (
     ClusterChanged,
     Expected,
@@ -46,8 +46,8 @@ from ci_serve.smoke.checks import Outcome
 @dataclass
 class Options:
     strategy: str = "auto"
-    timeout: float = 600.0
-    unschedulable_grace: float = 60.0
+    timeout: float = DEPLOY_TIMEOUT_S
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     version: str | None = None
     serve_url: str | None = None
     requests: list[Any] | None = None

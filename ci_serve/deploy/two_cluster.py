@@ -35,7 +35,7 @@ from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
-from ci_serve.deploy.gate import Goal, wait_ready
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
@@ -56,8 +56,8 @@ class TwoClusterOptions:
     keep_standby: bool = False
     requests: list[Any] | None = None
     working_dir: Path | None = None
-    timeout: float = 600.0
-    unschedulable_grace: float = 60.0
+    timeout: float = DEPLOY_TIMEOUT_S
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     version: str | None = None
     #: the live (old) cluster's real Serve address (``--serve-url``), for the switch-back and the proof
     live_url: str | None = None
