@@ -48,7 +48,7 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}"
 
     def render(self) -> str:
+        """``file:line:column: path: message`` and the fix on the next line. The severity is not in it:
+        a caller prints a warning after ``WARN  `` (the tool's one prefix for warnings), an error as is."""
         text = f"{self.where}: {self.path}: {self.message}" if self.path else f"{self.where}: {self.message}"
-        if self.severity != "error":
-            text = f"{self.severity}: {text}"
         return text + (f"\n    fix: {self.hint}" if self.hint else "")

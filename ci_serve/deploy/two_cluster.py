@@ -338,7 +338,7 @@ class TwoClusterRelease:
                     self.live.put_applications(body)
                 st.detail = f"removed {', '.join(sorted(gone)) or 'nothing'} from {self.live.address}"
         except CiServeError as err:  # traffic already moved: a leftover is a warning, not a failure
-            console.say(f"WARNING the old cluster keeps its applications: {err.message}")
+            console.say(f"WARN  the old cluster keeps its applications: {err.message}")
 
 
 def _what(cause: BaseException) -> str:

@@ -95,7 +95,7 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
     requirements, where = _requirements(opts)
     say(_ray_line(requirements, where))  # the first line: which Ray this smoke test runs
     if requirements and versions.SERVE_EXTRA_LINE in requirements:
-        say(f"note: {where} pins Ray without the [serve] extra; its packages are added (`ray[serve]`)")
+        say(f"NOTE  {where} pins Ray without the [serve] extra; its packages are added (`ray[serve]`)")
     # Serve reports replicas that cannot be scheduled after this many seconds (default 30). Worker
     # prestart: the raylet starts one idle worker per CPU while the head boots, so the Serve controller
     # and proxy get a worker at once (measured: Serve start about 0.5 s sooner; docs/benchmarks.md).
@@ -124,7 +124,7 @@ def smoke(opts: SmokeOptions, run: Run) -> int:
         raise
     head.extra_env["PYTHONPATH"] = os.pathsep.join(target.python_path)
     for notice in target.notices:
-        say(f"note: {notice}")
+        say(f"NOTE  {notice}")
     for warning in target.warnings:  # keys Ray ignores: as `ci-serve validate` shows them
         say(f"WARN  {warning}")
     run.data["warnings"] = list(target.warnings)
@@ -257,7 +257,7 @@ def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float, drive
             if app.local_code:
                 raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.message}", exc.hint,
                                   details=exc.details) from None
-            say(f"note: {app.name}: cannot import {app.import_path} here (its runtime_env brings the code); "
+            say(f"NOTE  {app.name}: cannot import {app.import_path} here (its runtime_env brings the code); "
                 "CI profile from the config only")
             options[app.name] = in_config
             continue
