@@ -58,9 +58,11 @@ class GateVerdict:
     """Where one application of a deploy stands against its goal, and why."""
 
     state: GateState
+    #: one line for a person: the heartbeat while waiting, the error's message on a failure
     reason: str
     #: for failures: the cause, e.g. the exception line of an import error
     cause: str | None = None
+    #: for failures: Ray's whole message (a traceback), shown below the error
     details: str | None = None
 
 
