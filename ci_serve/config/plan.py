@@ -24,7 +24,7 @@ Applications live on the cluster but absent from the comparison are listed as le
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,7 +69,7 @@ class DeploymentPlan:
     def verdict(self) -> ChangeClass:
         if self.action in ("added", "removed"):
             return "heavyweight"
-        return _heaviest(c.kind for c in self.changes)
+        return heaviest(c.kind for c in self.changes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "action": self.action, "verdict": self.verdict,
@@ -89,7 +89,7 @@ class AppPlan:
     def verdict(self) -> ChangeClass:
         if self.action in ("added", "removed"):
             return "heavyweight"
-        return _heaviest([c.kind for c in self.changes] + [d.verdict for d in self.deployments])
+        return heaviest([c.kind for c in self.changes] + [d.verdict for d in self.deployments])
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "live_name": self.live_name, "action": self.action, "verdict": self.verdict,
@@ -105,14 +105,15 @@ class Plan:
 
     @property
     def verdict(self) -> ChangeClass:
-        return _heaviest(a.verdict for a in self.applications)
+        return heaviest(a.verdict for a in self.applications)
 
     def as_dict(self) -> dict[str, Any]:
         return {"applications": [a.as_dict() for a in self.applications], "verdict": self.verdict,
                 "left_alone": list(self.left_alone)}
 
 
-def _heaviest(kinds: Any) -> ChangeClass:
+def heaviest(kinds: Iterable[ChangeClass]) -> ChangeClass:
+    """The heaviest class among ``kinds``: what a deploy of all those changes would do."""
     kinds = set(kinds)
     if "heavyweight" in kinds:
         return "heavyweight"

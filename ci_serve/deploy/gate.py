@@ -77,7 +77,7 @@ def config_matches(sent: Any, seen: Any) -> bool:
         return sent is seen
     if isinstance(sent, (int, float)) and isinstance(seen, (int, float)):
         return float(sent) == float(seen)
-    return sent == seen
+    return bool(sent == seen)
 
 
 def goal_observed(goal: Goal, app: dict[str, Any]) -> bool:
@@ -121,7 +121,8 @@ def judge_gate(goal: Goal, applications: dict[str, Any], capacity: Capacity | No
         return GateVerdict("stale", "cluster has not picked up the new config yet")
     status = str(app.get("status") or "UNKNOWN")
     message = str(app.get("message") or "")
-    deployments = app.get("deployments") if isinstance(app.get("deployments"), dict) else {}
+    found = app.get("deployments")
+    deployments: dict[str, Any] = found if isinstance(found, dict) else {}
     if status == "DEPLOY_FAILED":
         # The app message may only say "Failed to update the deployments ['X']"; the exception is then
         # in the failed deployment's own message.

@@ -36,7 +36,7 @@ from ci_serve.deploy.guard import (
     drifted,
     expected_from,
 )
-from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, Write, plan_release
+from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, RequestedStrategy, Write, plan_release
 from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
 from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
@@ -45,7 +45,7 @@ from ci_serve.smoke.checks import Outcome
 
 @dataclass
 class Options:
-    strategy: str = "auto"
+    strategy: RequestedStrategy = "auto"
     timeout: float = DEPLOY_TIMEOUT_S
     unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     version: str | None = None
@@ -97,7 +97,7 @@ class Release:
             st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
                                   for s in shipped) or "no working_dir"
         plan = plan_release(view, {**shipped_config},
-                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version))  # type: ignore[arg-type]
+                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version))
         self.logicals = {a.logical for a in plan.apps}
         self._check_requests_target(plan)
         self.run.data["plan"] = plan.as_dict()

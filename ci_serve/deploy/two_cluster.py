@@ -41,6 +41,7 @@ from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
 from ci_serve.report import Run
+from ci_serve.smoke.checks import Outcome
 
 #: how long the public entry may take to answer from the new cluster after the switch command
 VERIFY_TIMEOUT_S = 60.0
@@ -143,7 +144,7 @@ class TwoClusterRelease:
         """Positive proof that the public entry no longer reaches the old cluster (see the module docstring)."""
         if not self.opts.verify_url:
             return False, "no --verify-url, so nothing proves the traffic moved"
-        outcomes: list[checks.Outcome] = []
+        outcomes: list[Outcome] = []
         try:
             checks.run_checks(self.opts.requests, self.old_url(), self.prefixes(), outcomes, attempts=1)
         except CheckFailed:
@@ -186,7 +187,7 @@ class TwoClusterRelease:
                    capacity=lambda: capacity.observe(self.standby))
 
     def check(self, base_url: str, step: str, *, requests: list[Any] | None = None, attempts: int = 3) -> None:
-        outcomes: list[checks.Outcome] = []
+        outcomes: list[Outcome] = []
         with console.step(self.run, step) as st:
             try:
                 checks.run_checks(requests, base_url, self.prefixes(), outcomes, attempts=attempts)
@@ -224,7 +225,7 @@ class TwoClusterRelease:
             attempt = 0
             while True:
                 attempt += 1
-                outcomes: list[checks.Outcome] = []
+                outcomes: list[Outcome] = []
                 try:
                     checks.run_checks(requests, url, self.prefixes(), outcomes, attempts=1)
                 except CheckFailed as exc:
