@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 
 from ci_serve.config.plan import Plan, heaviest, plan_changes
 from ci_serve.deploy.ownership import COLOURS, MARKER_VARS, with_marker, without_marker
-from ci_serve.deploy.view import AppView, ClusterView, preview_prefix
+from ci_serve.deploy.view import NO_ROUTE, AppView, ClusterView, preview_prefix
 from ci_serve.errors import InputError
 
 Kind = Literal["none", "lightweight", "heavyweight", "new"]
@@ -308,7 +308,7 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
                 says.append(f"update {d.target} in place ({d.kind})")
             else:
                 created.add(d.target)
-                says.append(f"add {d.target} on {d.route_prefix or '(no route)'}")
+                says.append(f"add {d.target} on {d.route_prefix or NO_ROUTE}")
         for name in d.leftovers:
             if name != d.target:
                 removed.add(name)

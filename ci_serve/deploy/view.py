@@ -26,6 +26,7 @@ import requests
 from ci_serve import secrets
 from ci_serve.deploy.ownership import COLOURS, adoptable, marker_of, owner_of, version_of
 
+#: how a route-less application (``route_prefix: null``) is shown
 NO_ROUTE = "(no route)"
 
 
