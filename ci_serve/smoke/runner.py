@@ -45,6 +45,8 @@ from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_
 from ci_serve.tracebacks import exception_line, trim_traceback
 
 POLL_S = 0.2
+#: how long a whole smoke test may take (``smoke --timeout``'s default)
+SMOKE_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -53,7 +55,7 @@ class SmokeOptions:
     args: list[str]
     app_dir: str = "."
     requests_file: str | None = None
-    timeout: float = 300.0
+    timeout: float = SMOKE_TIMEOUT_S
     ci_profile: bool = True
     junit: str | None = None
     #: a pip requirements file: test with the Ray and packages it pins, in an environment of its own
