@@ -46,7 +46,7 @@ class FastPoller:
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def loop(self) -> None:
-        from ci_serve.deploy.gate import judge
+        from ci_serve.deploy.gate import judge_gate
 
         while not self.stop.is_set() and self.first_ready is None:
             try:
@@ -54,7 +54,7 @@ class FastPoller:
             except Exception:
                 apps = {}
             seen = time.monotonic()  # the answer describes the cluster at most one round trip ago
-            if judge(self.goal, apps).state == "ready":
+            if judge_gate(self.goal, apps).state == "ready":
                 self.first_ready = seen
             self.stop.wait(FAST_POLL_S)
 
@@ -80,7 +80,7 @@ def wait_steady(client, names: list[str], timeout: float = 300) -> None:
 def one_gate(head, direct, proxy: DashboardProxy, uri: str, steady: list[str], name: str) -> dict:
     from ci_serve.cluster.address import Target
     from ci_serve.cluster.dashboard import DashboardClient
-    from ci_serve.deploy.gate import Goal, judge, wait_ready
+    from ci_serve.deploy.gate import Goal, judge_gate, wait_ready
 
     config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
               "applications": [_app(n, uri) for n in [*steady, name]]}
@@ -90,7 +90,7 @@ def one_gate(head, direct, proxy: DashboardProxy, uri: str, steady: list[str], n
 
     def read() -> dict:
         snap = gate_client.get_applications()
-        polls.append((time.monotonic(), judge(goal, snap["applications"]).state))
+        polls.append((time.monotonic(), judge_gate(goal, snap["applications"]).state))
         return snap
 
     with FastPoller(direct, goal) as fast:

@@ -148,3 +148,17 @@ def test_every_command_has_add_arguments_and_execute() -> None:
         module = importlib.import_module(f"ci_serve.commands.{name}")
         assert callable(module.add_arguments) and callable(module.execute), name
         assert not hasattr(module, "run"), name
+
+
+def test_one_prefix_for_warnings_and_one_for_notes():
+    """A message the tool prints starts ``WARN  `` or ``NOTE  `` (aligned with ``ERROR `` and ``TIP   ``),
+    never ``WARNING`` or ``note:``."""
+    import re
+
+    import ci_serve
+
+    other = re.compile(r"""say\(f?["'](WARNING|Warning|warning:|NOTE:|Note:|note:)""")
+    package = Path(ci_serve.__file__).parent
+    found = [f"{path.relative_to(package)}:{number}: {line.strip()}" for path in sorted(package.rglob("*.py"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if other.search(line)]
+    assert found == []

@@ -77,3 +77,18 @@ def test_no_answer_times_out_and_a_cancel_is_raised_while_waiting(tmp_path: Path
         cancel.clear()
         driver.stop()
     assert driver.proc is not None and driver.proc.poll() is not None
+
+
+def test_a_log_tail_is_the_last_lines_with_secrets_masked(tmp_path: Path) -> None:
+    """The driver's and the temporary head's logs are shown the same way (one ``masked_tail``)."""
+    from ci_serve import secrets
+    from ci_serve.cluster.head import masked_tail
+
+    secrets.register("s3cr3t-driver-token")
+    log = tmp_path / "driver.log"
+    log.write_text("".join(f"line {i}\n" for i in range(40)) + "token=s3cr3t-driver-token\n")
+    driver = DriverProcess(sys.executable, {}, tmp_path, log)
+    shown = driver.log_tail(lines=3)
+    assert shown.splitlines()[:2] == ["line 38", "line 39"] and "s3cr3t-driver-token" not in shown
+    assert shown == masked_tail(log, 3)
+    assert masked_tail(tmp_path / "not-written-yet.log") == ""

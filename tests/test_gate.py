@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci_serve.deploy.gate import GateFailed, Goal, config_matches, exception_line, judge, wait_ready
+from ci_serve.deploy.gate import GateFailed, Goal, config_matches, judge_gate, wait_ready
 
 SENT = {"name": "a", "import_path": "m:app", "route_prefix": "/a"}
 IMPORT_TRACE = ("Deploying app 'a' failed with exception:\nTraceback (most recent call last):\n"
@@ -50,13 +50,14 @@ CASES = [
 
 @pytest.mark.parametrize("name, goal, apps, state, reason", CASES, ids=[c[0] for c in CASES])
 def test_judge(name, goal, apps, state, reason):
-    verdict = judge(goal, apps)
+    verdict = judge_gate(goal, apps)
     assert verdict.state == state
     assert reason in verdict.reason
 
 
 def test_unschedulable_cause_names_resources():
-    verdict = judge(Goal("a", SENT), {"a": app("DEPLOYING", deps={"Echo": {"status": "UPDATING", "message": UNSCHED}})})
+    apps = {"a": app("DEPLOYING", deps={"Echo": {"status": "UPDATING", "message": UNSCHED}})}
+    verdict = judge_gate(Goal("a", SENT), apps)
     assert 'total resources available: {"CPU": 0.9}' in verdict.cause
 
 
@@ -70,10 +71,6 @@ def test_unschedulable_cause_names_resources():
 ])
 def test_config_matches(sent, seen, ok):
     assert config_matches(sent, seen) is ok
-
-
-def test_exception_line_none_for_plain_text():
-    assert exception_line("nothing to see") is None
 
 
 class Clock:
@@ -144,7 +141,7 @@ OURS = {**SENT, "runtime_env": {"working_dir": "gcs://_ray_pkg_ours.zip"}}
      app(t=200.0, config=dict(OURS)), "ready"),
 ])
 def test_superseded(name, goal, seen, state):
-    assert judge(goal, {"a": seen}).state == state
+    assert judge_gate(goal, {"a": seen}).state == state
 
 
 def test_loop_superseded_raises_its_own_error():
@@ -232,7 +229,7 @@ PLACEMENT = [
 
 @pytest.mark.parametrize("name, apps, capacity, state, reason", PLACEMENT, ids=[c[0] for c in PLACEMENT])
 def test_placement(name, apps, capacity, state, reason):
-    verdict = judge(Goal("a", SENT, None), apps, capacity)
+    verdict = judge_gate(Goal("a", SENT, None), apps, capacity)
     assert verdict.state == state, verdict
     assert reason in verdict.reason
 
@@ -240,7 +237,7 @@ def test_placement(name, apps, capacity, state, reason):
 def test_infeasible_names_the_node_types_seen():
     status = cluster_status([({"nosuch": 1.0}, 1)], nodes=[HEAD_NODE, ONDEMAND_NODE])
     status["autoscalerReport"]["activeNodes"] = {"ray.head.default": 1, "ondemand": 1}
-    verdict = judge(Goal("a", SENT), waiting_on({"nosuch": 1.0}), read_capacity(status, [NO_NODE_TYPE]))
+    verdict = judge_gate(Goal("a", SENT), waiting_on({"nosuch": 1.0}), read_capacity(status, [NO_NODE_TYPE]))
     assert verdict.state == "infeasible"
     assert verdict.cause == "node types ondemand, ray.head.default; nodes {CPU: 1}, {CPU: 1, ondemand: 1}"
 
@@ -251,7 +248,7 @@ def test_the_read_only_autoscaler_of_a_plain_head_is_no_autoscaler():
     status["autoscalerReport"]["activeNodes"] = {"nodeD286Cfbb44Ea15Abd4E346911C2Bd6029Ff41E3369Fc19E9Dcde63D7": 1}
     capacity = read_capacity(status, [])
     assert not capacity.autoscaler and capacity.node_types == ()
-    verdict = judge(Goal("a", SENT), waiting_on({"CPU": 64.0}), capacity)
+    verdict = judge_gate(Goal("a", SENT), waiting_on({"CPU": 64.0}), capacity)
     assert verdict.state == "infeasible" and verdict.cause == "nodes {CPU: 2}"
 
 

@@ -307,7 +307,7 @@ def test_smoke_reports_a_manifest_as_validate_does(tmp_path: Path) -> None:
     checked = validate_config(manifest, check_imports=False)
     assert checked.ok and len(checked.warnings) == 1
     target = resolve_target(str(manifest), [], APPS)
-    assert target.warnings == [checked.warnings[0].render().removeprefix("warning: ")]
+    assert target.warnings == [checked.warnings[0].render()]
     assert f"{manifest}:{line_of(text, 'max_concurrent_queries')}:13" in target.warnings[0]
 
     manifest.write_text(text.replace("import_path: graph_app:app", "import_path: graph_app", 1))

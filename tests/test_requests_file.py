@@ -84,6 +84,19 @@ def test_every_problem_reported_at_once() -> None:
     assert info.value.as_dict()["problems"][0]["file"] == "r.yaml"
 
 
+def test_problems_are_reported_like_a_serve_config_s() -> None:
+    """One ``Problem`` type for every file a user writes: same report keys, same ``file:line: path:`` lines."""
+    from ci_serve.config.problems import Problem
+
+    with pytest.raises(RequestsFileError) as info:
+        parse_requests("requests:\n  - {name: a, method: FETCH}\n", "r.yaml")
+    problem = info.value.problems[0]
+    assert isinstance(problem, Problem)
+    assert set(info.value.as_dict()["problems"][0]) == {"file", "line", "column", "path", "message", "hint",
+                                                       "severity"}
+    assert problem.render().startswith("r.yaml:2: requests[0].method: unknown method 'FETCH'")
+
+
 def test_missing_file_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(RequestsFileError) as info:
         load_requests(tmp_path / "nope.yaml")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from ci_serve.config.inspect import AppImportError
 from ci_serve.errors import ConfigError, InputError
-from ci_serve.smoke import junit, logs
+from ci_serve.smoke import appcode, junit, logs
 from ci_serve.smoke.checks import Answer, Outcome, compare, default_check, json_equal
-from ci_serve.smoke.readiness import judge, lacks_resources
+from ci_serve.smoke.readiness import judge_readiness, lacks_resources
 from ci_serve.smoke.requests_file import parse_requests
 from ci_serve.smoke.target import join_route, resolve_target, route_for
 from tests.conftest import EXAMPLES, ci_serve_cmd
@@ -84,8 +85,8 @@ JUDGE = [
 
 
 @pytest.mark.parametrize("apps,state,reason", [c[1:] for c in JUDGE], ids=[c[0] for c in JUDGE])
-def test_judge(apps: dict, state: str, reason: str | None) -> None:
-    verdict = judge(apps, ["a"])
+def test_judge_readiness(apps: dict, state: str, reason: str | None) -> None:
+    verdict = judge_readiness(apps, ["a"])
     assert verdict.state == state
     if reason:
         assert reason in verdict.reason
@@ -190,14 +191,20 @@ def test_junit_deploy_failure_case() -> None:
     assert case.get("name") == "deploy" and case.find("failure").text == "Traceback"
 
 
-def test_trim_traceback_and_exception_line() -> None:
-    text = ("Error:\n\x1b[36mray::X\x1b[39m\n"
-            '  File "/v/site-packages/ray/serve/_private/replica.py", line 1, in f\n    raise X\n    ^^^\n'
-            "RuntimeError: Traceback (most recent call last):\n"
-            '  File "/tmp/app.py", line 5, in __init__\n    raise ValueError("no")\nValueError: no\n')
-    trimmed = logs.trim_traceback(text)
-    assert "site-packages/ray" not in trimmed and "/tmp/app.py" in trimmed and "\x1b" not in trimmed
-    assert logs.exception_line(text) == "ValueError: no"
+def test_an_app_that_cannot_import_is_the_error_validate_raises() -> None:
+    """One name for one failure: the driver's failed import is validate's AppImportError, with its hint;
+    the smoke runner reports it as a failed check (exit 1)."""
+    answer = {"ok": False, "type": "ModuleNotFoundError", "module": "builtins",
+              "error": "ModuleNotFoundError: No module named 'nope'",
+              "details": ('Traceback (most recent call last):\n  File "/x/site-packages/ray/_common/utils.py", '
+                          "line 1, in import_attr\n    module = importlib.import_module(name)\n"
+                          "ModuleNotFoundError: No module named 'nope'\n")}
+    with pytest.raises(AppImportError) as info:
+        appcode.code_options(answer, "nope:app")
+    err = info.value
+    assert err.message == err.last_line == "ModuleNotFoundError: No module named 'nope'"
+    assert err.import_path == "nope:app" and "--app-dir" in (err.hint or "")
+    assert "site-packages/ray" not in (err.details or "") and "No module named 'nope'" in (err.details or "")
 
 
 def test_log_tail_prefers_replica_with_traceback(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ci_serve.cluster.pyenv import is_ray_release
 from ci_serve.config.importpath import is_import_path, looks_like_config_file
+from ci_serve.deploy.planner import STRATEGIES
 from ci_serve.errors import InputError
 
 COMMANDS = ("auto", "smoke", "validate", "build", "plan", "deploy", "status")
-STRATEGIES = ("auto", "blue-green", "in-place")
 #: commands that talk to a cluster and so need ``address``
 NEEDS_ADDRESS = ("plan", "deploy", "status")
 STANDBY_INPUTS = ("standby-address", "standby-url", "switch-command")

@@ -105,7 +105,7 @@ def install_requirements(path: str) -> None:
     kept = [line for line in text.splitlines() if not mentions_ray(line)]
     with group(f"pip install -r {path}"):
         if len(kept) != len(text.splitlines()):
-            console.say("note: the Ray pin is left out here (smoke tests on it in an environment of its own)")
+            console.say("NOTE  the Ray pin is left out here (smoke tests on it in an environment of its own)")
         with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=Path(path).resolve().parent,
                                          prefix=".ci-serve-req-") as fh:
             fh.write("\n".join(kept) + "\n")
@@ -154,7 +154,7 @@ def write_outputs(values: dict[str, str]) -> None:
             for name, value in values.items():
                 gha.set_output(name, secrets.mask(value))
         except OSError as exc:
-            console.say(f"WARNING could not write the step outputs: {exc}")
+            console.say(f"WARN  could not write the step outputs: {exc}")
     else:
         for name, value in values.items():
             console.say(f"output {name}={secrets.mask(value)}")
@@ -165,7 +165,7 @@ def write_summary(markdown: str) -> None:
         try:
             gha.append_job_summary(secrets.mask(markdown))
         except OSError as exc:
-            console.say(f"WARNING could not write the job summary: {exc}")
+            console.say(f"WARN  could not write the job summary: {exc}")
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:

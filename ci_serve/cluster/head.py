@@ -34,6 +34,16 @@ class HeadStartError(CiServeError):
     result = "error"
 
 
+def masked_tail(log_path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log a process of ours writes, secrets masked ("" while it has none):
+    what an error about that process shows of it."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return secrets.mask("\n".join(text.splitlines()[-lines:]))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -242,11 +252,7 @@ class TemporaryHead:
                 pass
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return secrets.mask("\n".join(text.splitlines()[-lines:]))
+        return masked_tail(self.log_path, lines)
 
     def __enter__(self) -> TemporaryHead:
         try:

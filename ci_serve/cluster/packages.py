@@ -120,11 +120,11 @@ def upload_directory(client: PackageStore, directory: Path, excludes: list[str] 
     return uri, True
 
 
-def ship_working_dirs(client: PackageStore, config: dict[str, Any], *, base_dir: Path, override: Path | None = None,
-                      only: set[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def ship_working_dirs(client: PackageStore, config: dict[str, Any], *, base_dir: Path,
+                      override: Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A copy of ``config`` whose local ``working_dir`` folders are replaced by uploaded package URIs.
 
-    ``override`` (``--working-dir``) applies to every application (in ``only``, when given). A
+    ``override`` (``--working-dir``) applies to every application. A
     relative local folder is taken relative to ``base_dir`` (the config file's folder). Returns the
     new config and one record per application: ``{app, source, uri, uploaded}``.
     """
@@ -135,8 +135,6 @@ def ship_working_dirs(client: PackageStore, config: dict[str, Any], *, base_dir:
     cache: dict[tuple[Path, tuple[str, ...]], tuple[str, bool]] = {}  # one package per (folder, excludes)
     for app in config.get("applications") or []:
         name = app.get("name")
-        if only is not None and name not in only:
-            continue
         runtime_env = app.get("runtime_env")
         runtime_env = dict(runtime_env) if isinstance(runtime_env, dict) else {}
         source = str(override) if override is not None else runtime_env.get("working_dir")

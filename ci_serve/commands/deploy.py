@@ -11,6 +11,9 @@ import os
 from typing import TYPE_CHECKING
 
 from ci_serve.commands.options import add_cluster_arguments, add_ray_pin_arguments, add_report_argument
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
+from ci_serve.deploy.planner import STRATEGIES
+from ci_serve.deploy.two_cluster import VERIFY_TIMEOUT_S
 from ci_serve.errors import InputError
 from ci_serve.steps import StepLog
 
@@ -18,7 +21,6 @@ if TYPE_CHECKING:
     from ci_serve.deploy.result import DeployResult
     from ci_serve.deploy.stage import RayPin, ReleaseInputs, Standby
 
-STRATEGIES = ("auto", "in-place", "blue-green")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="auto (default): in-place for lightweight changes, blue-green otherwise")
     add_release_arguments(parser)
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="how long the gate waits for RUNNING (default 600)")
+    parser.add_argument("--timeout", type=float, default=DEPLOY_TIMEOUT_S, metavar="SECONDS",
+                        help=f"how long the gate waits for RUNNING (default {DEPLOY_TIMEOUT_S:g})")
     parser.add_argument("--unschedulable-grace", type=float, metavar="SECONDS",
-                        default=float(os.environ.get("CI_SERVE_UNSCHEDULABLE_GRACE_S") or 60.0),
+                        default=float(os.environ.get("CI_SERVE_UNSCHEDULABLE_GRACE_S") or UNSCHEDULABLE_GRACE_S),
                         help="fail this long after replicas are reported unschedulable "
                              "(default 60, or $CI_SERVE_UNSCHEDULABLE_GRACE_S)")
     two = parser.add_argument_group(
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="shell command that moves traffic to $CI_SERVE_NEW_URL (also gets CI_SERVE_NEW_ADDRESS, "
                           "CI_SERVE_OLD_ADDRESS); the one input run by a shell")
     two.add_argument("--verify-url", metavar="URL", help="the public entry that must answer from the new version")
-    two.add_argument("--verify-timeout", type=float, default=60.0, metavar="SECONDS",
+    two.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT_S, metavar="SECONDS",
                      help="how long the public entry may take to answer from the new version (default 60)")
     two.add_argument("--keep-standby", action="store_true",
                      help="after the switch, keep the old cluster's applications running as a warm standby")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ci_serve import console
 from ci_serve.commands.deploy import add_release_arguments, ray_pin, release_inputs
 from ci_serve.commands.options import add_cluster_arguments, add_ray_pin_arguments
+from ci_serve.deploy.planner import STRATEGIES
 from ci_serve.steps import StepLog
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-dir", default=None, metavar="DIR",
                         help="folder the import paths are imported from (default: each application's local "
                              "runtime_env.working_dir, relative to CONFIG, else the current folder)")
-    parser.add_argument("--strategy", choices=("auto", "in-place", "blue-green"), default="auto",
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="as for deploy (default auto)")
     add_release_arguments(parser)
     parser.add_argument("--report", metavar="FILE", help="write the plan as JSON (under \"plan\") to FILE")

@@ -9,12 +9,12 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ci_serve.errors import InputError
+from ci_serve.smoke.runner import SMOKE_TIMEOUT_S
 from ci_serve.steps import StepLog
 
 if TYPE_CHECKING:
     from ci_serve.smoke.runner import SmokeResult
 
-DEFAULT_TIMEOUT_S = 300.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "at its route prefix without a 5xx)")
     parser.add_argument("--app-dir", metavar="DIR", default=".",
                         help="folder put first on the import path, like `serve run -d` (default: .)")
-    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT_S,
-                        help=f"give up after this long in all (default: {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=SMOKE_TIMEOUT_S,
+                        help=f"give up after this long in all (default: {SMOKE_TIMEOUT_S:g})")
     parser.add_argument("--report", metavar="FILE", help="write a JSON account of the run to FILE")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML file, one test case per request")
     pins = parser.add_mutually_exclusive_group()

@@ -31,7 +31,12 @@ _DETAIL_LINES = 15
 
 
 class AppImportError(ConfigError):
-    """An import path could not be imported or built into an application graph."""
+    """An import path could not be imported or built into an application graph.
+
+    Bad input (exit 2) to the commands that read the code before anything runs (``validate``,
+    ``build``, ``plan``); the smoke test, for which the app failing to start is the check failing,
+    reports it as a :class:`~ci_serve.errors.CheckFailed` (exit 1) instead.
+    """
 
     def __init__(self, message: str, hint: str | None = None, *, import_path: str = "",
                  last_line: str = "", details: str | None = None):
@@ -91,10 +96,7 @@ def _run_worker(request: str, result_path: Path, import_path: str, timeout: floa
         _, stderr = proc.communicate(timeout=timeout)
         return stderr or ""
     except subprocess.TimeoutExpired:
-        raise AppImportError(
-            f"importing {import_path} did not finish within {timeout:.0f}s",
-            "the module must not block at import time (no serve.run(), ray.init() or network waits "
-            "at module level)", import_path=import_path) from None
+        raise import_timeout(import_path, timeout) from None
     finally:
         if proc.poll() is None:  # timeout or cancel: take the whole process group down
             try:
@@ -104,22 +106,34 @@ def _run_worker(request: str, result_path: Path, import_path: str, timeout: floa
             proc.wait()
 
 
+def import_timeout(import_path: str, timeout: float) -> AppImportError:
+    """The error for an import that did not finish within ``timeout`` seconds."""
+    return AppImportError(f"importing {import_path} did not finish within {timeout:.0f}s",
+                          "the module must not block at import time (no serve.run(), ray.init() or network "
+                          "waits at module level)", import_path=import_path)
+
+
+def import_hint(kind: str, module: Any, last_line: str, app_dir: str | Path | None = None) -> str:
+    """What to do about an exception of type ``kind`` (defined in ``module``) raised by importing an app."""
+    if kind in ("ModuleNotFoundError", "ImportError"):
+        folder = "--app-dir" if app_dir is None else f"--app-dir ({app_dir})"
+        return (f"check the module part of the import path, that {folder} is the folder "
+                "that holds it, and that the application's dependencies are installed")
+    if kind == "AttributeError" and "has no attribute" in last_line:
+        return ("the name after ':' must be an application (`MyDeployment.bind()`) or a builder "
+                "function defined in that module")
+    if kind in ("TypeError", "ValueError") and module == "builtins" and \
+            ("Application" in last_line or "builder" in last_line):
+        return ("an import path names an application (`app = MyDeployment.bind()`) or a builder "
+                "function taking one dict of arguments; arguments are only for builder functions")
+    if kind == "SyntaxError":
+        return "fix the syntax error in the application's code"
+    return "the application's code raised while being imported or built; see the traceback"
+
+
 def _import_error(import_path: str, app_dir: str | Path, error: dict[str, Any]) -> AppImportError:
     kind, last_line = error.get("type", "Exception"), error.get("last_line", "")
-    if kind in ("ModuleNotFoundError", "ImportError"):
-        hint = (f"check the module part of the import path, that --app-dir ({app_dir}) is the folder "
-                "that holds it, and that the application's dependencies are installed")
-    elif kind == "AttributeError" and "has no attribute" in last_line:
-        hint = ("the name after ':' must be an application (`MyDeployment.bind()`) or a builder "
-                "function defined in that module")
-    elif kind in ("TypeError", "ValueError") and error.get("module") == "builtins" and \
-            ("Application" in last_line or "builder" in last_line):
-        hint = ("an import path names an application (`app = MyDeployment.bind()`) or a builder "
-                "function taking one dict of arguments; arguments are only for builder functions")
-    elif kind == "SyntaxError":
-        hint = "fix the syntax error in the application's code"
-    else:
-        hint = "the application's code raised while being imported or built; see the traceback"
+    hint = import_hint(kind, error.get("module"), last_line, app_dir)
     tb_lines = error.get("traceback", "").rstrip().splitlines()
     return AppImportError(f"cannot import {import_path}: {last_line}", hint, import_path=import_path,
                           last_line=last_line, details="\n".join(tb_lines[-_DETAIL_LINES:]) or None)

@@ -24,13 +24,14 @@ Applications live on the cluster but absent from the comparison are listed as le
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ci_serve.secrets import MASK
 
-Verdict = Literal["none", "lightweight", "heavyweight"]
+#: how much of an application a change restarts; a plan's verdict is the heaviest class it holds
+ChangeClass = Literal["none", "lightweight", "heavyweight"]
 Action = Literal["added", "removed", "changed", "unchanged"]
 
 LIGHT_APP_FIELDS = frozenset({"route_prefix", "logging_config", "autoscaling_policy", "external_scaler_enabled"})
@@ -52,7 +53,7 @@ class FieldChange:
     field: str
     old: Any
     new: Any
-    kind: Verdict
+    kind: ChangeClass
 
     def as_dict(self) -> dict[str, Any]:
         return {"field": self.field, "old": self.old, "new": self.new, "class": self.kind}
@@ -65,10 +66,10 @@ class DeploymentPlan:
     changes: list[FieldChange] = field(default_factory=list)
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> ChangeClass:
         if self.action in ("added", "removed"):
             return "heavyweight"
-        return _heaviest(c.kind for c in self.changes)
+        return heaviest(c.kind for c in self.changes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "action": self.action, "verdict": self.verdict,
@@ -85,10 +86,10 @@ class AppPlan:
     deployments: list[DeploymentPlan] = field(default_factory=list)
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> ChangeClass:
         if self.action in ("added", "removed"):
             return "heavyweight"
-        return _heaviest([c.kind for c in self.changes] + [d.verdict for d in self.deployments])
+        return heaviest([c.kind for c in self.changes] + [d.verdict for d in self.deployments])
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "live_name": self.live_name, "action": self.action, "verdict": self.verdict,
@@ -103,15 +104,16 @@ class Plan:
     left_alone: list[str] = field(default_factory=list)
 
     @property
-    def verdict(self) -> Verdict:
-        return _heaviest(a.verdict for a in self.applications)
+    def verdict(self) -> ChangeClass:
+        return heaviest(a.verdict for a in self.applications)
 
     def as_dict(self) -> dict[str, Any]:
         return {"applications": [a.as_dict() for a in self.applications], "verdict": self.verdict,
                 "left_alone": list(self.left_alone)}
 
 
-def _heaviest(kinds: Any) -> Verdict:
+def heaviest(kinds: Iterable[ChangeClass]) -> ChangeClass:
+    """The heaviest class among ``kinds``: what a deploy of all those changes would do."""
     kinds = set(kinds)
     if "heavyweight" in kinds:
         return "heavyweight"
@@ -182,7 +184,7 @@ def _app_plan(name: str, live_name: str, app: dict[str, Any], live_app: dict[str
         old_value = live_config.get(key, APP_DEFAULTS.get(key, UNSET))
         new_value = new.get(key, APP_DEFAULTS.get(key, UNSET))
         if old_value != new_value:
-            kind: Verdict = "lightweight" if key in LIGHT_APP_FIELDS else "heavyweight"
+            kind: ChangeClass = "lightweight" if key in LIGHT_APP_FIELDS else "heavyweight"
             result.changes.extend(_field_changes(key, old_value, new_value, kind))
     result.deployments = _deployment_plans(new, live_config, live_app.get("deployments") or {}, graph)
     if result.changes or any(d.action != "unchanged" for d in result.deployments):
@@ -229,7 +231,7 @@ def _deployment_plan(name: str, new: dict[str, Any], old: dict[str, Any], effect
             new_value = code_options.get(key, UNSET) if code_options is not None else FROM_CODE
             same = old_value == new_value
         if not same:
-            kind: Verdict = "lightweight" if key in LIGHT_DEPLOYMENT_FIELDS else "heavyweight"
+            kind: ChangeClass = "lightweight" if key in LIGHT_DEPLOYMENT_FIELDS else "heavyweight"
             plan.changes.extend(_field_changes(key, old_value, new_value, kind))
     if plan.changes:
         plan.action = "changed"
@@ -248,7 +250,7 @@ def _covers(effective: Any, wanted: Any) -> bool:
     return same
 
 
-def _field_changes(key: str, old: Any, new: Any, kind: Verdict) -> list[FieldChange]:
+def _field_changes(key: str, old: Any, new: Any, kind: ChangeClass) -> list[FieldChange]:
     """One change per field; ``runtime_env`` is split per entry so the plan says which part changed,
     and every ``env_vars`` value is shown as ``***``."""
     if key == "runtime_env" and isinstance(old, dict) and isinstance(new, dict):

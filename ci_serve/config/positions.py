@@ -78,20 +78,6 @@ def _walk(root: yaml.Node, positions: Positions) -> None:
             stack.extend(reversed([(item, (*path, index)) for index, item in enumerate(node.value)]))
 
 
-def load_yaml_with_positions(text: str) -> tuple[Any, Positions]:
-    """Parse one YAML document; raise ``yaml.YAMLError`` on bad syntax."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        positions = Positions()
-        if node is None:
-            return None, positions
-        _walk(node, positions)
-        return loader.construct_document(node), positions
-    finally:
-        loader.dispose()
-
-
 @dataclass
 class Document:
     """One YAML document of a stream: its data, positions and composed root node."""

@@ -1,4 +1,5 @@
-"""A problem found in a Serve config: where it is (file:line:column and field path) and what to do."""
+"""A problem found in a file a user wrote (a Serve config, a smoke requests file): where it is
+(file:line:column and field path) and what to do."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ def format_path(path: Sequence[str | int]) -> str:
 @dataclass(frozen=True)
 class Problem:
     file: str
+    #: 1-based; None when the problem has no place in the file (it is unreadable, or empty)
     line: int | None
+    #: 1-based; None when only the line is known
     column: int | None
+    #: the field, as :func:`format_path` writes it; empty when the problem is not about one field
     path: str
     message: str
     hint: str | None = None
@@ -39,10 +43,12 @@ class Problem:
     def where(self) -> str:
         if self.line is None:
             return self.file
-        return f"{self.file}:{self.line}:{self.column or 1}"
+        if self.column is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
 
     def render(self) -> str:
-        text = f"{self.where}: {self.path}: {self.message}"
-        if self.severity != "error":
-            text = f"{self.severity}: {text}"
+        """``file:line:column: path: message`` and the fix on the next line. The severity is not in it:
+        a caller prints a warning after ``WARN  `` (the tool's one prefix for warnings), an error as is."""
+        text = f"{self.where}: {self.path}: {self.message}" if self.path else f"{self.where}: {self.message}"
         return text + (f"\n    fix: {self.hint}" if self.hint else "")

@@ -319,7 +319,7 @@ def _say_notes(checked: ValidationResult) -> None:
     for notice in checked.config.notices if checked.config else []:
         say(f"NOTE  {notice}")
     for warning in checked.warnings:
-        say(f"WARN  {warning.render().removeprefix('warning: ')}")
+        say(f"WARN  {warning.render()}")
 
 
 def require_valid(checked: ValidationResult, path: str) -> LoadedConfig:

@@ -1,6 +1,6 @@
 """The gate: is an application ready, failed, stuck or stale, given one status snapshot?
 
-:func:`judge` is pure (a snapshot and what was sent in, a verdict and a reason out) and table-tested.
+:func:`judge_gate` is pure (a snapshot and what was sent in, a verdict and a reason out) and table-tested.
 :func:`wait_ready` is the small loop around it: poll, judge every goal, print a heartbeat, stop on
 the first failure, on two consecutive all-ready polls, or at the timeout.
 
@@ -28,13 +28,18 @@ from typing import Any, Literal
 from ci_serve.deploy.capacity import Capacity, replica_bundle, show_bundle
 from ci_serve.errors import CheckFailed
 from ci_serve.steps import StepLog
+from ci_serve.tracebacks import exception_line
 
-State = Literal["ready", "waiting", "stale", "failed", "unschedulable", "infeasible", "missing", "gone",
+GateState = Literal["ready", "waiting", "stale", "failed", "unschedulable", "infeasible", "missing", "gone",
                 "superseded"]
 
 UNSCHEDULABLE_MARKERS = ("to be scheduled", "Resources required for each replica")
 #: deployment statuses of a deployment that serves: an autoscaled one scaling under traffic is ready
 SERVING = ("HEALTHY", "UPSCALING", "DOWNSCALING")
+#: how long the gate waits for every application to be ready (``deploy --timeout``'s default)
+DEPLOY_TIMEOUT_S = 600.0
+#: how long replicas may wait for room on a full cluster without an autoscaler before the gate fails
+UNSCHEDULABLE_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,15 @@ class Goal:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    state: State
+class GateVerdict:
+    """Where one application of a deploy stands against its goal, and why."""
+
+    state: GateState
+    #: one line for a person: the heartbeat while waiting, the error's message on a failure
     reason: str
     #: for failures: the cause, e.g. the exception line of an import error
     cause: str | None = None
+    #: for failures: Ray's whole message (a traceback), shown below the error
     details: str | None = None
 
 
@@ -67,7 +76,7 @@ def config_matches(sent: Any, seen: Any) -> bool:
         return sent is seen
     if isinstance(sent, (int, float)) and isinstance(seen, (int, float)):
         return float(sent) == float(seen)
-    return sent == seen
+    return bool(sent == seen)
 
 
 def goal_observed(goal: Goal, app: dict[str, Any]) -> bool:
@@ -95,30 +104,24 @@ def superseded(goal: Goal, app: dict[str, Any]) -> bool:
     return newer and code_identity(goal.config) != code_identity(app.get("deployed_app_config"))
 
 
-def exception_line(message: str) -> str | None:
-    """The line of a Python traceback that says what went wrong (``ModuleNotFoundError: ...``)."""
-    lines = [ln.strip() for ln in (message or "").splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failure)\b", line):
-            return line
-    return None
-
-
-def judge(goal: Goal, applications: dict[str, Any], capacity: Capacity | None = None) -> Verdict:
-    """Verdict for one goal over one snapshot's ``applications`` map (and the cluster's resource
+def judge_gate(goal: Goal, applications: dict[str, Any], capacity: Capacity | None = None) -> GateVerdict:
+    """The verdict for one goal over one snapshot's ``applications`` map (and the cluster's resource
     demands, when it reports them)."""
     app = applications.get(goal.name)
     if goal.config is None:
-        return Verdict("gone", "removed") if app is None else Verdict("waiting", f"being removed ({app.get('status')})")
+        if app is None:
+            return GateVerdict("gone", "removed")
+        return GateVerdict("waiting", f"being removed ({app.get('status')})")
     if not isinstance(app, dict):
-        return Verdict("missing", "not on the cluster yet")
+        return GateVerdict("missing", "not on the cluster yet")
     if superseded(goal, app):
-        return Verdict("superseded", "another write replaced the config we sent (another deploy?)")
+        return GateVerdict("superseded", "another write replaced the config we sent (another deploy?)")
     if not goal_observed(goal, app):
-        return Verdict("stale", "cluster has not picked up the new config yet")
+        return GateVerdict("stale", "cluster has not picked up the new config yet")
     status = str(app.get("status") or "UNKNOWN")
     message = str(app.get("message") or "")
-    deployments = app.get("deployments") if isinstance(app.get("deployments"), dict) else {}
+    found = app.get("deployments")
+    deployments: dict[str, Any] = found if isinstance(found, dict) else {}
     if status == "DEPLOY_FAILED":
         # The app message may only say "Failed to update the deployments ['X']"; the exception is then
         # in the failed deployment's own message.
@@ -126,34 +129,34 @@ def judge(goal: Goal, applications: dict[str, Any], capacity: Capacity | None = 
                              if (d or {}).get("message") and str((d or {}).get("status")) != "HEALTHY")
         cause = (exception_line(message) or exception_line(dep_text) or _first_line(message)
                  or _first_line(dep_text) or "no message from Ray")
-        return Verdict("failed", f"DEPLOY_FAILED: {cause}", cause=cause,
+        return GateVerdict("failed", f"DEPLOY_FAILED: {cause}", cause=cause,
                        details="\n".join(t for t in (message, dep_text) if t))
     for dname, dep in sorted(deployments.items()):
         dstatus = str((dep or {}).get("status") or "")
         dmessage = str((dep or {}).get("message") or "")
         if dstatus in ("UNHEALTHY", "DEPLOY_FAILED"):
             cause = exception_line(dmessage) or _first_line(dmessage) or dstatus
-            return Verdict("failed", f"deployment {dname} is {dstatus}: {cause}", cause=cause, details=dmessage)
+            return GateVerdict("failed", f"deployment {dname} is {dstatus}: {cause}", cause=cause, details=dmessage)
     if status == "UNHEALTHY":
         cause = exception_line(message) or _first_line(message) or "no message from Ray"
-        return Verdict("failed", f"UNHEALTHY: {cause}", cause=cause, details=message)
+        return GateVerdict("failed", f"UNHEALTHY: {cause}", cause=cause, details=message)
     starting = {n: d or {} for n, d in sorted(deployments.items()) if str((d or {}).get("status")) not in SERVING}
     placement = _placement(starting, capacity)
     if placement is not None:
         return placement
     if status == "RUNNING" and deployments and not starting:
-        return Verdict("ready", "RUNNING, every deployment serving")
+        return GateVerdict("ready", "RUNNING, every deployment serving")
     waiting = [f"{n} {d.get('status')}" for n, d in starting.items()]
-    return Verdict("waiting", f"{status}" + (f" ({', '.join(waiting)})" if waiting else ""))
+    return GateVerdict("waiting", f"{status}" + (f" ({', '.join(waiting)})" if waiting else ""))
 
 
-def _placement(starting: dict[str, dict[str, Any]], capacity: Capacity | None) -> Verdict | None:
+def _placement(starting: dict[str, dict[str, Any]], capacity: Capacity | None) -> GateVerdict | None:
     """A verdict about deployments whose replicas wait for resources, or None (nothing waits for any)."""
     if capacity is None:  # the cluster reports no demands: Serve's message is all there is
         for dname, dep in starting.items():
             dmessage = str(dep.get("message") or "")
             if any(marker in dmessage for marker in UNSCHEDULABLE_MARKERS):
-                return Verdict("unschedulable", f"deployment {dname}: replicas cannot be scheduled",
+                return GateVerdict("unschedulable", f"deployment {dname}: replicas cannot be scheduled",
                                cause=_resources(dmessage), details=dmessage)
         return None
     pending: list[str] = []
@@ -165,20 +168,20 @@ def _placement(starting: dict[str, dict[str, Any]], capacity: Capacity | None) -
         if capacity.never_fits(bundle):
             where = ("the autoscaler reports that no node type can fulfil it" if capacity.autoscaler
                      else "no node of this cluster (which has no autoscaler) can hold it")
-            return Verdict("infeasible", f"deployment {dname}: each replica asks for {asked}; {where}",
+            return GateVerdict("infeasible", f"deployment {dname}: each replica asks for {asked}; {where}",
                            cause=capacity.describe_nodes(), details=str(dep.get("message") or "") or None)
         count = capacity.unmet(bundle)
         if not count:
             continue
         if not capacity.autoscaler:
-            return Verdict("unschedulable", f"deployment {dname}: {count} replica(s) asking {asked} wait for "
+            return GateVerdict("unschedulable", f"deployment {dname}: {count} replica(s) asking {asked} wait for "
                            "room on a full cluster (no autoscaler)",
                            cause=capacity.describe_nodes(),
                            details=str(dep.get("message") or "") or None)
         coming = ", ".join(capacity.launching) or "no node launching yet"
         pending.append(f"{dname}: {count} replica(s) asking {asked} wait for the autoscaler ({coming})")
     if pending:
-        return Verdict("waiting", "; ".join(pending))
+        return GateVerdict("waiting", "; ".join(pending))
     return None
 
 
@@ -194,7 +197,7 @@ def _resources(message: str) -> str:
 
 @dataclass
 class GateResult:
-    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    verdicts: dict[str, GateVerdict] = field(default_factory=dict)
     snapshot: dict[str, Any] = field(default_factory=dict)
     polls: int = 0
 
@@ -203,7 +206,7 @@ class GateFailed(CheckFailed):
     """An application did not pass the gate; ``verdicts`` says why, per application."""
 
     def __init__(self, message: str, hint: str | None = None, *, details: str | None = None,
-                 verdicts: dict[str, Verdict] | None = None, snapshot: dict[str, Any] | None = None):
+                 verdicts: dict[str, GateVerdict] | None = None, snapshot: dict[str, Any] | None = None):
         super().__init__(message, hint, details=details)
         self.verdicts = verdicts or {}
         self.snapshot = snapshot or {}
@@ -213,8 +216,8 @@ class Superseded(GateFailed):
     """Another write replaced our goal for an application: not ours to clean up any more."""
 
 
-def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = 600.0,
-               unschedulable_grace: float = 60.0, log: StepLog | None = None, step_name: str = "gate",
+def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout: float = DEPLOY_TIMEOUT_S,
+               unschedulable_grace: float = UNSCHEDULABLE_GRACE_S, log: StepLog | None = None, step_name: str = "gate",
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                heartbeat_every: float = 5.0, capacity: Callable[[], Capacity | None] | None = None,
                capacity_every: float = 2.0) -> GateResult:
@@ -248,12 +251,12 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
             result.snapshot = snapshot
             result.polls += 1
             apps = snapshot.get("applications") or {}
-            result.verdicts = {g.name: judge(g, apps, seen_capacity) for g in goals}
+            result.verdicts = {g.name: judge_gate(g, apps, seen_capacity) for g in goals}
             if capacity is not None and any(v.state in ("waiting", "unschedulable")
                                             for v in result.verdicts.values()):
                 if capacity_at is None or polled_at - capacity_at >= capacity_every:
                     seen_capacity, capacity_at = capacity(), polled_at
-                    result.verdicts = {g.name: judge(g, apps, seen_capacity) for g in goals}
+                    result.verdicts = {g.name: judge_gate(g, apps, seen_capacity) for g in goals}
             elapsed = clock() - t0
             replaced = {n: v for n, v in result.verdicts.items() if v.state == "superseded"}
             if replaced:

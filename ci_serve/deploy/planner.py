@@ -25,15 +25,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from ci_serve.config.plan import Plan, plan_changes
+from ci_serve.config.plan import Plan, heaviest, plan_changes
 from ci_serve.deploy.ownership import COLOURS, MARKER_VARS, with_marker, without_marker
-from ci_serve.deploy.view import AppView, ClusterView, preview_prefix
+from ci_serve.deploy.view import NO_ROUTE, AppView, ClusterView, preview_prefix
 from ci_serve.errors import InputError
 
 Kind = Literal["none", "lightweight", "heavyweight", "new"]
+#: how an application is released (``none``: it is unchanged)
 Strategy = Literal["none", "in-place", "blue-green"]
+#: what a user may ask for (``deploy --strategy``, the action's ``strategy`` input)
+RequestedStrategy = Literal["auto", "in-place", "blue-green"]
+STRATEGIES: tuple[RequestedStrategy, ...] = get_args(RequestedStrategy)
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class ReleasePlan:
             entry.update({k: v for k, v in ours.get(entry["name"], {}).items() if k not in entry})
             entry["change"] = ours.get(entry["name"], {}).get("change")
         data["strategy"] = self.strategy
-        data["verdict"] = verdict([a.kind for a in self.apps])
+        data["verdict"] = heaviest("heavyweight" if a.kind == "new" else a.kind for a in self.apps)
         data["writes"] = [{"step": w.step, "effect": str(w.effect), "says": list(w.says)} for w in self.writes()]
         if self.undo_first or self.undo_switch:
             data["rollback"] = [{"step": w.step, "effect": str(w.effect), "says": list(w.says)}
@@ -146,14 +150,8 @@ class ReleasePlan:
 
 @dataclass(frozen=True)
 class PlanOptions:
-    strategy: Literal["auto", "in-place", "blue-green"] = "auto"
+    strategy: RequestedStrategy = "auto"
     version: str | None = None
-
-
-def verdict(kinds: list[Kind]) -> str:
-    if any(k in ("heavyweight", "new") for k in kinds):
-        return "heavyweight"
-    return "lightweight" if "lightweight" in kinds else "none"
 
 
 def grpc_enabled(view: ClusterView, config: Mapping[str, Any]) -> bool:
@@ -228,10 +226,10 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
     for d in decisions:
         _refuse_collisions(view, d, grpc)
     if not changed:
-        leftovers = frozenset(n for d in decisions for n in d.leftovers)
-        if leftovers:
-            plan.tidy = Write("remove leftovers", {}, leftovers, Effect(removed=leftovers),
-                              tuple(f"remove leftover {n} of an earlier run" for n in sorted(leftovers)))
+        stale = frozenset(n for d in decisions for n in d.leftovers)
+        if stale:
+            plan.tidy = Write("remove leftovers", {}, stale, Effect(removed=stale),
+                              tuple(f"remove leftover {n} of an earlier run" for n in sorted(stale)))
         return plan
     plan.strategy = "blue-green" if any(d.strategy == "blue-green" for d in changed) else "in-place"
     _plan_writes(plan, changed)
@@ -310,7 +308,7 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
                 says.append(f"update {d.target} in place ({d.kind})")
             else:
                 created.add(d.target)
-                says.append(f"add {d.target} on {d.route_prefix or '(no route)'}")
+                says.append(f"add {d.target} on {d.route_prefix or NO_ROUTE}")
         for name in d.leftovers:
             if name != d.target:
                 removed.add(name)

@@ -100,7 +100,7 @@ def _preview(inputs: PlanInputs, log: StepLog, result: PlanResult) -> None:
     result.ray_skew = skew(ray_version, inputs.pin)
     desired, _ = ship_working_dirs(_NoUpload(client.address), config.data, base_dir=config.path.resolve().parent,
                                    override=working_dir)
-    release = plan_release(view, desired, PlanOptions(strategy=inputs.release.strategy,  # type: ignore[arg-type]
+    release = plan_release(view, desired, PlanOptions(strategy=inputs.release.strategy,
                                                       version=version))
     if code:  # the code's deployments refine the diff (deployments added to or removed from the code)
         release.diff = plan_changes({"applications": [{**a.desired, "name": a.logical} for a in release.apps]},
@@ -133,9 +133,9 @@ def render_writes(release: ReleasePlan) -> list[str]:
         lines.append("  no write")
     for n, w in enumerate(writes, 1):
         lines.append(f"  {n}. {w.step}: {'; '.join(w.says)}  [effect: {w.effect}]")
-    for w in (release.undo_first, release.undo_switch):
-        if w is not None:
-            lines.append(f"  on failure, {w.step}: {'; '.join(w.says)}")
+    for undo in (release.undo_first, release.undo_switch):
+        if undo is not None:
+            lines.append(f"  on failure, {undo.step}: {'; '.join(undo.says)}")
     return lines
 
 

@@ -25,7 +25,7 @@ from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
 from ci_serve.deploy.cluster_config import build_body
-from ci_serve.deploy.gate import GateFailed, Goal, Superseded, wait_ready
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFailed, Goal, Superseded, wait_ready
 from ci_serve.deploy.guard import (
     ClusterChanged,
     Expected,
@@ -36,7 +36,7 @@ from ci_serve.deploy.guard import (
     drifted,
     expected_from,
 )
-from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, Write, plan_release
+from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, RequestedStrategy, Write, plan_release
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
 from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
@@ -46,9 +46,9 @@ from ci_serve.steps import StepLog, stops
 
 @dataclass
 class Options:
-    strategy: str = "auto"
-    timeout: float = 600.0
-    unschedulable_grace: float = 60.0
+    strategy: RequestedStrategy = "auto"
+    timeout: float = DEPLOY_TIMEOUT_S
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     version: str | None = None
     serve_url: str | None = None
     requests: list[Any] | None = None
@@ -99,7 +99,7 @@ class Release:
             st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
                                   for s in shipped) or "no working_dir"
         plan = plan_release(view, {**shipped_config},
-                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version))  # type: ignore[arg-type]
+                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version))
         self.logicals = {a.logical for a in plan.apps}
         self._check_requests_target(plan)
         self.result.plan, self.result.version = plan, self.opts.version

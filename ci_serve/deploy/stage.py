@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from ci_serve.cluster.dashboard import DashboardAccess
 from ci_serve.config.validate import check_before_deploy, require_valid
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
+from ci_serve.deploy.planner import RequestedStrategy
 from ci_serve.deploy.result import DeployResult
+from ci_serve.deploy.two_cluster import VERIFY_TIMEOUT_S
 from ci_serve.errors import InputError
 from ci_serve.steps import StepLog, stops
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 class ReleaseInputs:
     """What decides what a deploy writes; ``plan`` takes the same."""
 
-    strategy: str = "auto"
+    strategy: RequestedStrategy = "auto"
     #: smoke requests to check the new version with
     requests_file: str | None = None
     #: uploaded as every application's runtime_env.working_dir
@@ -66,7 +69,7 @@ class Standby:
     url: str
     switch_command: str
     verify_url: str | None = None
-    verify_timeout: float = 60.0
+    verify_timeout: float = VERIFY_TIMEOUT_S
     keep_standby: bool = False
 
 
@@ -77,8 +80,8 @@ class DeployInputs:
     release: ReleaseInputs = field(default_factory=ReleaseInputs)
     pin: RayPin | None = None
     #: how long each gate waits for RUNNING
-    timeout: float = 600.0
-    unschedulable_grace: float = 60.0
+    timeout: float = DEPLOY_TIMEOUT_S
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     standby: Standby | None = None
 
 

@@ -35,12 +35,13 @@ from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
-from ci_serve.deploy.gate import Goal, wait_ready
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
 from ci_serve.deploy.result import DeployResult
 from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
+from ci_serve.smoke.checks import Outcome
 from ci_serve.steps import StepLog, stops
 
 #: how long the public entry may take to answer from the new cluster after the switch command
@@ -57,8 +58,8 @@ class TwoClusterOptions:
     keep_standby: bool = False
     requests: list[Any] | None = None
     working_dir: Path | None = None
-    timeout: float = 600.0
-    unschedulable_grace: float = 60.0
+    timeout: float = DEPLOY_TIMEOUT_S
+    unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     version: str | None = None
     #: the live (old) cluster's real Serve address (``--serve-url``), for the switch-back and the proof
     live_url: str | None = None
@@ -151,7 +152,7 @@ class TwoClusterRelease:
         """Positive proof that the public entry no longer reaches the old cluster (see the module docstring)."""
         if not self.opts.verify_url:
             return False, "no --verify-url, so nothing proves the traffic moved"
-        outcomes: list[checks.Outcome] = []
+        outcomes: list[Outcome] = []
         try:
             checks.run_checks(self.opts.requests, self.old_url(), self.prefixes(), outcomes, attempts=1)
         except CheckFailed:
@@ -194,7 +195,7 @@ class TwoClusterRelease:
                    capacity=lambda: capacity.observe(self.standby))
 
     def check(self, base_url: str, step: str, *, requests: list[Any] | None = None, attempts: int = 3) -> None:
-        outcomes: list[checks.Outcome] = []
+        outcomes: list[Outcome] = []
         with self.log.step(step) as st:
             try:
                 checks.run_checks(requests, base_url, self.prefixes(), outcomes, attempts=attempts)
@@ -232,7 +233,7 @@ class TwoClusterRelease:
             attempt = 0
             while True:
                 attempt += 1
-                outcomes: list[checks.Outcome] = []
+                outcomes: list[Outcome] = []
                 try:
                     checks.run_checks(requests, url, self.prefixes(), outcomes, attempts=1)
                 except CheckFailed as exc:
@@ -346,7 +347,7 @@ class TwoClusterRelease:
                     self.live.put_applications(body)
                 st.detail = f"removed {', '.join(sorted(gone)) or 'nothing'} from {self.live.address}"
         except CiServeError as err:  # traffic already moved: a leftover is a warning, not a failure
-            console.say(f"WARNING the old cluster keeps its applications: {err.message}")
+            console.say(f"WARN  the old cluster keeps its applications: {err.message}")
 
 
 def _what(cause: BaseException) -> str:

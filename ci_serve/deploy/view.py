@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ import requests
 from ci_serve import secrets
 from ci_serve.deploy.ownership import COLOURS, adoptable, marker_of, owner_of, version_of
 
+#: how a route-less application (``route_prefix: null``) is shown
 NO_ROUTE = "(no route)"
 
 
@@ -72,7 +74,8 @@ class AppView:
     def claimed_prefix(self) -> str | None:
         """The route prefix the app was given: its config's (reliable on every Ray), else the report."""
         if self.config is not None and "route_prefix" in self.config:
-            return self.config["route_prefix"]
+            prefix = self.config["route_prefix"]
+            return prefix if isinstance(prefix, str) else None  # null: a route-less application
         return self.reported_prefix
 
 
@@ -136,7 +139,7 @@ class ClusterView:
         return out
 
     # -- ownership ---------------------------------------------------------------------------
-    def members(self, logical: str, route_prefix: str | None | type[Ellipsis] = ...) -> list[AppView]:
+    def members(self, logical: str, route_prefix: str | None | EllipsisType = ...) -> list[AppView]:
         """Every physical application that is an incarnation of ``logical``: marked ours, or adoptable.
 
         An application of the tool before the marker (``X-blue``/``X-green`` with only ``CI_SERVE_VERSION``,
@@ -144,12 +147,12 @@ class ClusterView:
         preview prefixes, when that route is known: another team's ``api-green`` at ``/payments`` that
         happens to set ``CI_SERVE_VERSION`` is not our ``api``."""
         allowed = None if route_prefix is ... else {route_prefix} | {
-            preview_prefix(route_prefix, logical, c) for c in (*COLOURS, "old")}  # type: ignore[arg-type]
+            preview_prefix(route_prefix, logical, c) for c in (*COLOURS, "old")}
         return [a for _, a in sorted(self.apps.items())
                 if (a.owner == logical and (allowed is None or marker_of(a.config) or a.claimed_prefix in allowed))
                 or adoptable(a.name, a.config, logical)]
 
-    def live_of(self, logical: str, route_prefix: str | None | type[Ellipsis] = ...) -> AppView | None:
+    def live_of(self, logical: str, route_prefix: str | None | EllipsisType = ...) -> AppView | None:
         """THE answer to "which incarnation of ``logical`` is live".
 
         ``route_prefix`` is the config's (None: a route-less app; omitted: not known, as in ``status``).
@@ -213,7 +216,8 @@ class ClusterView:
 
 
 def parse(snapshot: dict[str, Any], routes: dict[str, str] | None = None, notes: tuple[str, ...] = ()) -> ClusterView:
-    apps = snapshot.get("applications") if isinstance(snapshot.get("applications"), dict) else {}
+    found = snapshot.get("applications")
+    apps: dict[str, Any] = found if isinstance(found, dict) else {}
     return ClusterView({str(n): _parse_app(str(n), raw) for n, raw in apps.items()}, routes, snapshot, notes)
 
 
@@ -221,7 +225,8 @@ def serve_url(dashboard_address: str, snapshot: dict[str, Any], override: str | 
     """A cluster's Serve HTTP address: ``override``, else the dashboard's host and the Serve port it reports."""
     if override:
         return override.rstrip("/")
-    http = snapshot.get("http_options") if isinstance(snapshot.get("http_options"), dict) else {}
+    found = snapshot.get("http_options")
+    http: dict[str, Any] = found if isinstance(found, dict) else {}
     port = http.get("port") or 8000
     host = urlsplit(dashboard_address).hostname or "127.0.0.1"
     host = f"[{host}]" if ":" in host else host

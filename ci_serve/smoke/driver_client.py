@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ci_serve import cancel, secrets
+from ci_serve import cancel
+from ci_serve.cluster.head import masked_tail
 from ci_serve.errors import CiServeError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "cluster" / "driver.py"
@@ -101,11 +102,7 @@ class DriverProcess:
                            f"its log is below; it ran {self.python}", details=self.log_tail())
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return secrets.mask("\n".join(text.splitlines()[-lines:]))
+        return masked_tail(self.log_path, lines)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -9,7 +9,6 @@ the last traceback when there is one, with secrets masked.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ci_serve import secrets
@@ -71,38 +70,3 @@ def _has_error(path: Path) -> bool:
     except OSError:
         return False
     return "Traceback" in text or " ERROR " in text
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[3[0-9]m|\[39m")
-#: frames of Ray, importlib and asyncio machinery: noise around the user's own frame
-_NOISE = ("/site-packages/ray/", "<frozen importlib", "/importlib/__init__.py", "/concurrent/futures/",
-          "/asyncio/", "python/ray/_raylet.pyx")
-_EXC_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning))(: .*)?$")
-
-
-def trim_traceback(text: str) -> str:
-    """``text`` without ANSI colours and without the frames of Ray's and Python's machinery."""
-    text = _ANSI.sub("", text)
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith('File "'):
-            skipping = any(n in stripped for n in _NOISE)
-            if skipping:
-                continue
-        elif skipping and line.startswith("    ") and not _EXC_LINE.match(line):
-            continue  # the source and caret lines of a skipped frame
-        else:
-            skipping = False
-        out.append(line)
-    return "\n".join(out)
-
-
-def exception_line(text: str) -> str | None:
-    """The last ``SomeError: message`` line of a traceback, or None."""
-    for line in reversed(_ANSI.sub("", text).splitlines()):
-        match = _EXC_LINE.match(line)
-        if match and not line.strip().endswith("Traceback (most recent call last):"):
-            return line.strip()
-    return None

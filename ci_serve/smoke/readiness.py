@@ -1,6 +1,6 @@
 """Is the deployed config ready, still coming up, or failed? A pure judgment over one status snapshot.
 
-The loop in :mod:`ci_serve.smoke.runner` polls ``serve.status()`` and asks :func:`judge`. A failure
+The loop in :mod:`ci_serve.smoke.runner` polls ``serve.status()`` and asks :func:`judge_readiness`. A failure
 Ray has already reported ends the run at once, without waiting out the timeout:
 
 - an application DEPLOY_FAILED or UNHEALTHY (import error, builder raised, bad arguments);
@@ -25,7 +25,9 @@ UNSCHEDULABLE = "to be scheduled"
 
 
 @dataclass
-class Verdict:
+class ReadinessVerdict:
+    """Whether the applications a smoke test deployed on its temporary head are up, and why not."""
+
     state: Literal["ready", "waiting", "failed"]
     reason: str = ""
     app: str | None = None
@@ -37,7 +39,7 @@ class Verdict:
     pending: dict[str, str] = field(default_factory=dict)
 
 
-def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
+def judge_readiness(apps: dict[str, dict[str, Any]], expected: list[str]) -> ReadinessVerdict:
     """The state of the ``expected`` applications in ``apps`` (the driver's ``status`` answer:
     :func:`ci_serve.cluster.driver.snapshot`)."""
     pending: dict[str, str] = {}
@@ -49,18 +51,18 @@ def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
         status, message = app.get("status", ""), app.get("message", "")
         if status in FAILED_APP:
             culprit = _failed_deployment(app)
-            return Verdict("failed", f"application {name!r} is {status}", name, culprit,
+            return ReadinessVerdict("failed", f"application {name!r} is {status}", name, culprit,
                            message or _deployment_message(app, culprit))
         for dname, dep in (app.get("deployments") or {}).items():
             dstatus, dmessage = dep.get("status", ""), dep.get("message", "")
             if dstatus in FAILED_DEPLOYMENT:
-                return Verdict("failed", f"deployment {dname!r} of application {name!r} is {dstatus}",
+                return ReadinessVerdict("failed", f"deployment {dname!r} of application {name!r} is {dstatus}",
                                name, dname, dmessage or message)
             if CONSTRUCTOR_FAILED in dmessage:
-                return Verdict("failed", f"a replica of deployment {dname!r} (application {name!r}) failed "
+                return ReadinessVerdict("failed", f"a replica of deployment {dname!r} (application {name!r}) failed "
                                "to start", name, dname, dmessage)
             if UNSCHEDULABLE in dmessage and lacks_resources(dmessage):
-                return Verdict("failed", f"the replicas of deployment {dname!r} (application {name!r}) cannot "
+                return ReadinessVerdict("failed", f"the replicas of deployment {dname!r} (application {name!r}) cannot "
                                "be scheduled on the temporary head", name, dname, dmessage, unschedulable=True)
         if status != "RUNNING":
             not_ready = [f"{d} {v.get('status')}" for d, v in (app.get("deployments") or {}).items()
@@ -68,8 +70,8 @@ def judge(apps: dict[str, dict[str, Any]], expected: list[str]) -> Verdict:
             pending[name] = f"{status}" + (f" ({', '.join(not_ready)})" if not_ready else "") + \
                 (f": {message.splitlines()[0]}" if message else "")
     if pending:
-        return Verdict("waiting", pending=pending)
-    return Verdict("ready")
+        return ReadinessVerdict("waiting", pending=pending)
+    return ReadinessVerdict("ready")
 
 
 def _failed_deployment(app: dict[str, Any]) -> str | None:

@@ -22,7 +22,6 @@ starts. Unknown keys are errors with a suggestion ("expcet" -> "did you mean 'ex
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from ci_serve.config.loader import read_text
+from ci_serve.config.problems import Problem, format_path
 from ci_serve.errors import InputError
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -108,27 +108,10 @@ class RequestsFile(_Strict):
         return self
 
 
-@dataclass
-class Problem:
-    """One finding in a requests file, located for a person to fix."""
-
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message}
-
-
 class RequestsFileError(InputError):
     def __init__(self, message: str, hint: str | None = None, *, problems: list[Problem] | None = None):
         self.problems = problems or []
-        details = "\n".join(str(p) for p in self.problems) or None
+        details = "\n".join(p.render() for p in self.problems) or None
         super().__init__(message, hint, details=details)
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,9 +161,10 @@ def parse_requests(text: str, filename: str = "<requests>") -> list[SmokeRequest
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
+        found = Problem(filename, mark.line + 1 if mark else None, None, "", problem)
         raise RequestsFileError(f"{filename}: YAML syntax error",
                                 "fix the YAML at that line (indentation, a missing ':' or quote)",
-                                problems=[Problem(filename, mark.line + 1 if mark else None, "", problem)]) from None
+                                problems=[found]) from None
     if isinstance(data, list):  # a bare list of requests is accepted too
         data = {"requests": data}
         node = yaml.MappingNode("tag:yaml.org,2002:map", [(yaml.ScalarNode("tag:yaml.org,2002:str", "requests"), node)])
@@ -188,7 +172,7 @@ def parse_requests(text: str, filename: str = "<requests>") -> list[SmokeRequest
         raise RequestsFileError(f"{filename}: the requests file is empty", HINT)
     if not isinstance(data, dict):
         raise RequestsFileError(f"{filename}: a requests file must be a mapping with a `requests:` list",
-                                HINT, problems=[Problem(filename, 1, "", f"found {type(data).__name__}")])
+                                HINT, problems=[Problem(filename, 1, None, "", f"found {type(data).__name__}")])
     try:
         return RequestsFile.model_validate(data).requests
     except ValidationError as exc:
@@ -252,7 +236,7 @@ def _problem(filename: str, root: Any, err: ErrorDetails) -> Problem:
         message = "required"
     elif err["type"] == "literal_error" and loc and loc[-1] == "method":
         message = f"unknown method {err.get('input')!r}; use one of GET POST PUT PATCH DELETE HEAD OPTIONS"
-    return Problem(filename, _line_of(root, loc), _dotted(loc), message)
+    return Problem(filename, _line_of(root, loc), None, format_path(loc), message)
 
 
 def _model_at(loc: list[Any]) -> list[str]:
@@ -268,13 +252,6 @@ def _model_at(loc: list[Any]) -> list[str]:
 
 def _keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def _dotted(loc: list[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _line_of(node: Any, loc: list[Any]) -> int | None:

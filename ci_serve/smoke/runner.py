@@ -13,7 +13,7 @@ Order and why:
    the CI profile. An import error ends the run here (exit 1).
 4. The driver connects to the head, starts Serve with its HTTP proxy on the head's free port, and
    hands the config to the Serve controller, as the dashboard's PUT would.
-5. ``serve.status()`` is polled through the driver; :func:`ci_serve.smoke.readiness.judge` fails the
+5. ``serve.status()`` is polled through the driver; :func:`ci_serve.smoke.readiness.judge_readiness` fails the
    run at once on a failure Ray reports; then the proxy's route table is awaited and the requests sent.
 6. ``finally``: the driver and the head are SIGKILLed (the head by session) and the temp folder
    removed, on success, failure, timeout and cancel alike.
@@ -42,8 +42,11 @@ from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for
 from ci_serve.steps import StepLog, stops
+from ci_serve.tracebacks import exception_line, trim_traceback
 
 POLL_S = 0.2
+#: how long a whole smoke test may take (``smoke --timeout``'s default)
+SMOKE_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -52,7 +55,7 @@ class SmokeOptions:
     args: list[str]
     app_dir: str = "."
     requests_file: str | None = None
-    timeout: float = 300.0
+    timeout: float = SMOKE_TIMEOUT_S
     ci_profile: bool = True
     #: a pip requirements file: test with the Ray and packages it pins, in an environment of its own
     requirements: str | None = None
@@ -132,7 +135,7 @@ def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
     requirements, where = _requirements(opts)
     say(_ray_line(requirements, where))  # the first line: which Ray this smoke test runs
     if requirements and versions.SERVE_EXTRA_LINE in requirements:
-        say(f"note: {where} pins Ray without the [serve] extra; its packages are added (`ray[serve]`)")
+        say(f"NOTE  {where} pins Ray without the [serve] extra; its packages are added (`ray[serve]`)")
     # Serve reports replicas that cannot be scheduled after this many seconds (default 30). Worker
     # prestart: the raylet starts one idle worker per CPU while the head boots, so the Serve controller
     # and proxy get a worker at once (measured: Serve start about 0.5 s sooner; docs/benchmarks.md).
@@ -159,7 +162,7 @@ def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
         raise
     head.extra_env["PYTHONPATH"] = os.pathsep.join(target.python_path)
     for notice in target.notices:
-        say(f"note: {notice}")
+        say(f"NOTE  {notice}")
     for warning in target.warnings:  # keys Ray ignores: as `ci-serve validate` shows them
         say(f"WARN  {warning}")
     result.warnings = list(target.warnings)
@@ -262,26 +265,27 @@ def _driver_env(head: TemporaryHead, target: SmokeTarget) -> dict[str, str]:
 
 
 def _profile(target: SmokeTarget, capacity: HeadCapacity, deadline: float, driver: DriverProcess) -> Profile:
-    from ci_serve.config.inspect import merge_deployment_options
+    from ci_serve.config.inspect import AppImportError, import_timeout, merge_deployment_options
 
     options: dict[str, dict[str, dict[str, Any]]] = {}
     wanted = [{"name": a.name, "import_path": a.import_path, "args": a.args} for a in target.apps]
+    allowed = deadline - time.monotonic()
     try:
-        answer = driver.call("inspect", deadline - time.monotonic(), apps=wanted, app_dir=target.python_path[0])
+        answer = driver.call("inspect", allowed, apps=wanted, app_dir=target.python_path[0])
     except DriverTimeout:
-        raise appcode.import_timeout(", ".join(a.import_path for a in target.apps),
-                                     deadline - time.monotonic()) from None
+        late = import_timeout(", ".join(a.import_path for a in target.apps), allowed)
+        raise CheckFailed(late.message, late.hint) from None  # in smoke, an app that cannot import fails the check
     for app in target.apps:
         raw = next(a for a in target.config["applications"] if a.get("name", "default") == app.name)
         in_config = {d["name"]: {k: v for k, v in d.items() if k != "name"}
                      for d in raw.get("deployments") or [] if isinstance(d, dict) and "name" in d}
         try:
             code = appcode.code_options(answer["apps"][app.name], app.import_path)
-        except appcode.AppCodeError as exc:
+        except AppImportError as exc:
             if app.local_code:
                 raise CheckFailed(f"application {app.name!r} cannot be imported: {exc.message}", exc.hint,
                                   details=exc.details) from None
-            say(f"note: {app.name}: cannot import {app.import_path} here (its runtime_env brings the code); "
+            say(f"NOTE  {app.name}: cannot import {app.import_path} here (its runtime_env brings the code); "
                 "CI profile from the config only")
             options[app.name] = in_config
             continue
@@ -325,7 +329,7 @@ def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHea
             raise CheckFailed(f"could not read Serve's status: {answer.get('error')}",
                               details=str(answer.get("details") or "")[-3000:] or None)
         apps = answer["apps"]
-        verdict = readiness.judge(apps, names)
+        verdict = readiness.judge_readiness(apps, names)
         result.applications = {n: {"status": a["status"], "message": a["message"][:2000],
                                    "deployments": {d: v["status"] for d, v in a["deployments"].items()}}
                                for n, a in apps.items()}
@@ -344,9 +348,9 @@ def _wait_running(driver: DriverProcess, target: SmokeTarget, head: TemporaryHea
         time.sleep(POLL_S)
 
 
-def _deploy_failure(verdict: readiness.Verdict, head: TemporaryHead) -> CheckFailed:
-    details = logs.trim_traceback(verdict.message.strip())
-    cause = None if verdict.unschedulable else logs.exception_line(verdict.message)
+def _deploy_failure(verdict: readiness.ReadinessVerdict, head: TemporaryHead) -> CheckFailed:
+    details = trim_traceback(verdict.message.strip())
+    cause = None if verdict.unschedulable else exception_line(verdict.message)
     log = logs.failure_log(head.logs_dir, verdict.app, verdict.deployment)
     if log and not verdict.unschedulable:
         details = f"{details}\n{log}" if details else log

@@ -149,7 +149,7 @@ def _validate(loaded: LoadedConfig) -> list[str]:
         raise ConfigError(f"{path}: {len(result.problems)} {noun} in the Serve config",
                           "`ci-serve validate` checks a config on its own",
                           problems=result.problems, details="\n".join(p.render() for p in result.problems))
-    return [w.render().removeprefix("warning: ") for w in result.warnings]
+    return [w.render() for w in result.warnings]
 
 
 def check_modules(target: SmokeTarget) -> None:
