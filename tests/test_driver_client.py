@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ci_serve import cancel
+from ci_serve.cluster.driver_client import DriverError, DriverProcess, DriverTimeout
 from ci_serve.errors import Cancelled
-from ci_serve.smoke.driver_client import DriverError, DriverProcess, DriverTimeout
 
 ECHO = '''
 import json, sys

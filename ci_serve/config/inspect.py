@@ -1,7 +1,7 @@
 """What an application graph sets in code, learned in a separate process.
 
 :func:`inspect_app` imports ``IMPORT_PATH`` from ``app_dir`` in a child Python
-(``python -m ci_serve.config.inspect_worker``), the way ``serve run`` and ``serve build`` do, and
+(``python -m ci_serve.cluster.inspect_worker``), the way ``serve run`` and ``serve build`` do, and
 returns its deployments with the options set in code, in the Serve config's field names. No Ray
 cluster is needed: ``.bind()`` and Serve's ``build_app`` run without ``ray.init``. A module that
 raises, hangs or kills its interpreter becomes an :class:`AppImportError` (exit 2) carrying the
@@ -26,7 +26,7 @@ from typing import Any
 
 from ci_serve.errors import ConfigError
 
-WORKER_MODULE = "ci_serve.config.inspect_worker"
+WORKER_MODULE = "ci_serve.cluster.inspect_worker"
 _DETAIL_LINES = 15
 
 

@@ -32,12 +32,12 @@ import requests
 
 from ci_serve import cancel
 from ci_serve.cluster import versions
+from ci_serve.cluster.driver_client import DriverProcess, DriverTimeout
 from ci_serve.cluster.head import HeadStartError, TemporaryHead
 from ci_serve.cluster.pyenv import ensure_env, ray_requirements
 from ci_serve.console import say
 from ci_serve.errors import CheckFailed, CiServeError, InputError
 from ci_serve.smoke import appcode, checks, logs, readiness
-from ci_serve.smoke.driver_client import DriverProcess, DriverTimeout
 from ci_serve.smoke.profile import HeadCapacity, Profile, apply_profile, fit_to_head
 from ci_serve.smoke.requests_file import SmokeRequest, load_requests
 from ci_serve.smoke.target import AppTarget, SmokeTarget, resolve_target, route_for

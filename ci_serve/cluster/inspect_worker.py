@@ -1,6 +1,6 @@
 """Subprocess side of :func:`ci_serve.config.inspect.inspect_app`.
 
-``python -m ci_serve.config.inspect_worker REQUEST_JSON RESULT_FILE``: imports the application
+``python -m ci_serve.cluster.inspect_worker REQUEST_JSON RESULT_FILE``: imports the application
 graph the way ``serve run`` / ``serve build`` do (``app_dir`` first on ``sys.path``, builder functions
 called with their ``key=value`` arguments), builds it without a Ray cluster (``.bind()`` and
 ``build_app`` need no ``ray.init``) and writes the deployments with the options set in code, in the
