@@ -41,3 +41,18 @@ def test_a_cancel_swallowed_by_library_code_is_not_lost():
         pass
     with pytest.raises(Cancelled, match="cancelled by SIGINT"):
         cancel.check()
+
+
+def test_smoke_writes_junit_even_when_the_run_is_stopped_by_something_unexpected(tmp_path, monkeypatch):
+    """The JUnit file is the CI's record of the smoke test: it is written, failing, whatever stopped the run."""
+    import ci_serve.smoke.runner as runner
+
+    def stopped(*_args: object) -> None:
+        raise RuntimeError("something unexpected")
+
+    monkeypatch.setattr(runner, "smoke", stopped)
+    junit = tmp_path / "junit.xml"
+    with pytest.raises(RuntimeError):
+        main(["smoke", "fruit:app", "--junit", str(junit)])
+    text = junit.read_text()
+    assert "<failure" in text and "stopped before it finished" in text

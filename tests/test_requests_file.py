@@ -106,3 +106,12 @@ def test_missing_file_is_input_error(tmp_path: Path) -> None:
 def test_bundled_example_parses() -> None:
     reqs = load_requests(EXAMPLE)
     assert reqs[0].name == "pear price" and reqs[0].json_ == ["PEAR", 2] and reqs[0].expect.json_ == 8
+
+
+def test_a_problem_of_the_whole_file_names_no_field() -> None:
+    """A duplicate name is about the file, not one field: ``r.yaml:3: request name ...``, path empty."""
+    with pytest.raises(RequestsFileError) as info:
+        parse_requests("requests:\n  - {name: a}\n  - {name: a}\n", "r.yaml")
+    problem = info.value.problems[0]
+    assert problem.path == ""
+    assert "(top level)" not in problem.render()

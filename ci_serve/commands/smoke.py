@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ci_serve.errors import InputError
+from ci_serve.errors import CiServeError, InputError
 from ci_serve.smoke.runner import SMOKE_TIMEOUT_S
 from ci_serve.steps import StepLog
 
@@ -53,7 +53,12 @@ def execute(args: argparse.Namespace, log: StepLog) -> SmokeResult:
     opts = SmokeOptions(target=args.target, args=list(args.args), app_dir=args.app_dir,
                         requests_file=args.requests, timeout=args.timeout, ci_profile=args.ci_profile,
                         requirements=args.requirements, ray_version=args.ray_version)
-    result = smoke(opts, log)
-    if args.junit:
-        junit.write_for(args.junit, result.requests or [], result.error, elapsed_s=log.elapsed())
+    result = None
+    try:
+        result = smoke(opts, log)
+    finally:  # also when something other than a CiServeError stops the run (a cancel, a bug)
+        if args.junit:
+            stopped = CiServeError("the smoke test stopped before it finished (see the log)")
+            junit.write_for(args.junit, (result.requests or []) if result else [], result.error if result else stopped,
+                            elapsed_s=log.elapsed())
     return result

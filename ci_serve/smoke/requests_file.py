@@ -236,7 +236,7 @@ def _problem(filename: str, root: Any, err: ErrorDetails) -> Problem:
         message = "required"
     elif err["type"] == "literal_error" and loc and loc[-1] == "method":
         message = f"unknown method {err.get('input')!r}; use one of GET POST PUT PATCH DELETE HEAD OPTIONS"
-    return Problem(filename, _line_of(root, loc), None, format_path(loc), message)
+    return Problem(filename, _line_of(root, loc), None, format_path(loc) if loc else "", message)
 
 
 def _model_at(loc: list[Any]) -> list[str]:
