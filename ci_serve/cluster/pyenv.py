@@ -29,7 +29,8 @@ from ci_serve.errors import InputError
 
 CACHE_VAR = "CI_SERVE_ENV_CACHE"
 MARKER = "ci-serve-env.json"
-_FORMAT = 1  # bump when the layout of an environment changes, so old ones are not reused
+#: bump when the layout of an environment changes, so old ones are not reused (2: bytecode compiled at build)
+_FORMAT = 2
 
 
 class EnvBuildError(InputError):
@@ -168,8 +169,11 @@ def _build(path: Path, requirements: str, log: Callable[[str], object] | None, i
         log(f"building a Python environment with {'uv' if uv else 'pip'} (first run for these requirements)")
     if uv:
         _run([uv, "venv", "--quiet", "--python", _base_python(), str(path)], env, requirements)
-        _run([uv, "pip", "install", "--quiet", "--python", str(path / "bin" / "python"), "-r", str(req_file)],
-             env, requirements)
+        # Compiled now, once: Ray starts its dashboard with `python -B`, which never writes bytecode, so
+        # without it every head start compiles the dashboard's modules from source, and on a busy 2-core
+        # runner Ray 2.46's dashboard then misses the 20 s Ray gives it to come up.
+        _run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(path / "bin" / "python"),
+              "-r", str(req_file)], env, requirements)
         return "uv"
     _run([_base_python(), "-m", "venv", str(path)], env, requirements)
     _run([str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(req_file)], env, requirements)
