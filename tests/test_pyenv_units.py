@@ -44,14 +44,3 @@ def test_ray_version_must_look_like_a_release() -> None:
     with pytest.raises(InputError):
         ray_requirements("2.40; rm -rf /")
 
-
-def test_environments_are_built_with_bytecode_and_keyed_by_that_recipe() -> None:
-    """Ray starts its dashboard with `python -B`: without bytecode compiled at build time, every head start
-    compiles the dashboard from source (seen: Ray 2.46's dashboard missing its 20 s start budget on 2 busy
-    cores). The recipe is part of the key, so an environment built the old way is not reused."""
-    import inspect
-
-    from ci_serve.cluster import pyenv
-
-    assert "--compile-bytecode" in inspect.getsource(pyenv._build)
-    assert pyenv._FORMAT >= 2

@@ -89,6 +89,8 @@ def test_smoke_runs_on_the_pinned_ray_and_reuses_its_environment(env_cli: dict, 
     assert reused["built"] is False and reused["path"] == built["path"]
     assert "reused" in reports[1]["steps"][1]["detail"]
     assert [p.name for p in (tmp_path / "envs").iterdir() if p.is_dir()] == [Path(built["path"]).name]
+    # Ray starts its dashboard with `python -B`: the bytecode must be compiled when the environment is built
+    assert list(Path(built["path"]).glob("lib/python3*/site-packages/ray/dashboard/__pycache__/*.pyc"))
 
 
 def test_unresolvable_pin_is_exit_2_naming_the_package(env_cli: dict, tmp_path: Path) -> None:
