@@ -161,21 +161,23 @@ def samples_from_exposition(text: str, *, application: str, session: str | None 
     return Samples(first(SERIES["requests"]), first(SERIES["errors"]), tuple(sorted(histogram.items())))
 
 
-def promql(application: str, session: str, interval_s: float) -> dict[str, str]:
-    """The queries that give :class:`Samples` over the last ``interval_s`` from a Prometheus that scrapes the
-    cluster of ``session``: every name of every release, the first one present answering. A query with no
-    series answers an empty vector: no requests."""
-    sel = f'application="{_quote(application)}",SessionName="{_quote(session)}"'
-    window = f"[{max(1, round(interval_s))}s]"
+def promql(application: str, session: str) -> dict[str, str]:
+    """Instant queries for one version's counters as they stand, from a Prometheus that scrapes the cluster
+    of ``session``: every name of every release, the first one present answering (``or``).
 
-    def total(names: tuple[str, ...], extra: str = "", by: str = "") -> str:
-        # `or`: the first name that has series (a release that exports two names counts each request in both)
-        return " or ".join(f"sum{by}(increase({n}{{{sel}{extra}}}{window}))" for n in names)
+    Evaluate them at the start and at the end of an interval and take :meth:`Samples.minus` of the two.
+    Not ``increase()``: a Serve counter is created by its first request, so on the new cluster it first
+    appears already counting, and ``increase()`` would miss what it counted before its first scrape (seen
+    on a real Prometheus: 0 of 33 requests). A series absent at the start is zero there."""
+    sel = f'application="{_quote(application)}",SessionName="{_quote(session)}"'
+
+    def current(names: tuple[str, ...], extra: str = "", by: str = "") -> str:
+        return " or ".join(f"sum{by}({n}{{{sel}{extra}}})" for n in names)
 
     return {
-        "requests": total(SERIES["requests"]),
-        "errors": total(SERIES["errors"], ',error_code=~"5.."'),
-        "buckets": total(tuple(n + "_bucket" for n in SERIES["latency"]), by=" by (le)"),
+        "requests": current(SERIES["requests"]),
+        "errors": current(SERIES["errors"], ',error_code=~"5.."'),
+        "buckets": current(tuple(n + "_bucket" for n in SERIES["latency"]), by=" by (le)"),
     }
 
 
