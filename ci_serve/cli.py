@@ -13,10 +13,9 @@ import argparse
 import importlib
 import os
 import sys
-import traceback
 from typing import NoReturn
 
-from ci_serve import __version__, console, ledger, secrets
+from ci_serve import __version__, console, ledger
 from ci_serve.cancel import install_signal_handlers
 from ci_serve.commands.options import add_report_argument
 from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, Cancelled, CiServeError, Unexpected
@@ -96,11 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def unexpected(exc: BaseException) -> Unexpected:
     """The error an exception nobody named becomes: exit 3 once this process sent a write, else 2."""
-    from ci_serve.deploy.verdict import Final, exit_code
+    from ci_serve.deploy.verdict import unexpected as verdict_of
 
-    code = exit_code(Final(failed=True, wrote=ledger.wrote(), refused=True))
-    trace = secrets.scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    return Unexpected(exc, exit_code=code, trace=trace)
+    return verdict_of(exc, wrote=ledger.wrote())
 
 
 def entry() -> None:

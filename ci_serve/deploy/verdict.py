@@ -13,9 +13,11 @@ named) describes what it saw last in a :class:`Final` and asks :func:`exit_code`
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
-from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, EXIT_OK
+from ci_serve import secrets
+from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, EXIT_OK, Unexpected
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,10 @@ def exit_code(final: Final) -> int:
     if not final.wrote and final.seen is None:
         return EXIT_BAD_INPUT  # nothing written, nothing seen: "nothing was changed" is all that is known
     return EXIT_NOT_RESTORED
+
+
+def unexpected(exc: BaseException, *, wrote: bool) -> Unexpected:
+    """The error an exception nobody named becomes: its verdict knows only whether a write was sent."""
+    code = exit_code(Final(failed=True, wrote=wrote, refused=True))
+    trace = secrets.scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return Unexpected(exc, exit_code=code, trace=trace)
