@@ -236,3 +236,22 @@ def test_a_moved_prefix_is_checked_where_the_previous_version_serves():
 def test_after_write_keeps_what_we_sent():
     expected = after_write({}, {"applications": [cfg("shop-blue")]})
     assert set(expected) == {"shop-blue"}
+
+
+# -- two clusters ----------------------------------------------------------------------------------------
+def test_an_old_cluster_that_cannot_be_asked_proves_nothing_and_is_kept(tmp_path):
+    """The only proof that traffic moved is the public entry answering from the new version where the old
+    cluster, reached at its own proxy, answers differently. A request to the old cluster that never got an
+    answer (a wrong or unreachable Serve address) used to count as that proof, and the old cluster's apps
+    were removed while the public entry still pointed at it."""
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from tests.test_dashboard import dead_address
+
+    config = type("C", (), {"data": want()})()
+    opts = TwoClusterOptions(standby_url="http://127.0.0.1:1", switch_command="true",
+                             verify_url="http://127.0.0.1:2", live_url=dead_address())
+    release = TwoClusterRelease(None, None, config, opts)  # type: ignore[arg-type]
+    proven, why = release.proof_of_switch()
+    assert not proven and "could not be asked" in why
+    release.opts = TwoClusterOptions(standby_url="http://127.0.0.1:1", switch_command="true", live_url=dead_address())
+    assert release.proof_of_switch() == (False, "no --verify-url, so nothing proves the traffic moved")
