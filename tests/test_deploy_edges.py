@@ -255,3 +255,51 @@ def test_an_old_cluster_that_cannot_be_asked_proves_nothing_and_is_kept(tmp_path
     assert not proven and "could not be asked" in why
     release.opts = TwoClusterOptions(standby_url="http://127.0.0.1:1", switch_command="true", live_url=dead_address())
     assert release.proof_of_switch() == (False, "no --verify-url, so nothing proves the traffic moved")
+
+
+# -- a cancel before anything was written ------------------------------------------------------------
+@pytest.fixture
+def serve_proxy():
+    """A Serve proxy stand-in: its route table routes /shop to shop-blue, which answers ``status``."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"status": 200}
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            code, body = (200, json.dumps({"/shop": "shop-blue"})) if self.path == "/-/routes" else \
+                (state["status"], "{}")
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("status", "http", "code"), [("RUNNING", 200, 1), ("UNHEALTHY", 500, 3)])
+def test_a_cancel_before_any_write_is_exit_1_only_when_live_is_seen_serving(serve_proxy, status, http, code):
+    """A cancel early in a run, while the live version is UNHEALTHY and answers 500, used to be exit 1."""
+    from ci_serve.errors import Cancelled, CiServeError
+
+    url, state = serve_proxy
+    state["status"] = http
+    cluster = _Cluster()
+    cluster.apps = {}
+    release, _ = _release(cluster, want())
+    release.opts = Options(serve_url=url)
+    blue = cfg("shop-blue")
+    cluster.get_applications = lambda: snap(**{"shop-blue": app(blue, status=status)})  # type: ignore[method-assign]
+    with pytest.raises(CiServeError) as stopped:
+        release.cancelled_early(Cancelled("cancelled by SIGINT"))
+    assert stopped.value.exit_code == code
+    assert "nothing was written" in stopped.value.message
