@@ -99,6 +99,8 @@ class NotRestored(RestoreFailed):
 #: a read that contradicts what we saw is read again this many times, this far apart, before it is believed
 READ_AGAIN = 5
 READ_PAUSE_S = 0.5
+#: a write whose answer was lost and that was not applied is written again, each time from a fresh read
+WRITE_ATTEMPTS = 4
 
 
 class Release:
@@ -217,16 +219,17 @@ class Release:
     def write(self, w: Write) -> ClusterView:
         """Re-read; guard (drift unless a clean-up; the declared effect always); PUT. Returns the read.
 
-        A write whose answer was lost and that the re-read shows not applied is written once more: a new
-        write, from a fresh read, guarded again (never the old body)."""
-        try:
-            return self._write_once(w)
-        except AnswerLost:
-            if self.fates.get(w.step) != "not applied":
-                raise
-            console.say(f"... {w.step}: its answer was lost and the cluster shows it not applied: writing again "
-                        "from a fresh read")
-            return self._write_once(w)
+        A write whose answer was lost and that the re-read shows not applied is written again (at most
+        ``WRITE_ATTEMPTS`` in all): each time a new write, from a fresh read, guarded again (never the old body)."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._write_once(w)
+            except AnswerLost:
+                if self.fates.get(w.step) != "not applied" or attempt == WRITE_ATTEMPTS:
+                    raise
+                console.say(f"... {w.step}: its answer was lost and the cluster shows it not applied: writing "
+                            "again from a fresh read")
+        raise AssertionError("unreachable")
 
     def _write_once(self, w: Write) -> ClusterView:
         with self.log.step(w.step) as st:
