@@ -86,3 +86,27 @@ def test_an_unexpected_error_after_a_write_is_exit_3_with_one_error_line(tmp_pat
     assert "Traceback" not in out.out + out.err
     data = json.loads(report.read_text())
     assert data["exit_code"] == 3 and "Traceback (most recent call last)" in data["errors"][0]["traceback"]
+
+
+def test_the_action_turns_a_bug_into_the_verdict_never_exit_1(tmp_path, monkeypatch, capsys):
+    """The action's top edge: an exception nobody named is exit 2 before any write (3 after one), with one
+    ERROR line and the traceback for the log; never the interpreter's exit 1."""
+    import ci_serve.action.main as action
+    from ci_serve import ledger
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug in the inputs")
+
+    monkeypatch.setattr(action, "read_inputs", broken)
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    ledger.clear()
+    assert action.main({"GITHUB_WORKSPACE": str(tmp_path)}) == 2
+    ledger.record("http://127.0.0.1:8265")
+    try:
+        assert action.main({"GITHUB_WORKSPACE": str(tmp_path)}) == 3
+    finally:
+        ledger.clear()
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "ERROR ci-serve stopped on an unexpected error" in out and "RuntimeError: a bug in the inputs" in out
