@@ -126,12 +126,16 @@ class TwoClusterRelease:
         return self.result
 
     def release(self) -> None:
-        with self.log.step("connect live") as st:
-            st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
-            self.live_snapshot = self.live.get_applications()
-        with self.log.step("connect standby") as st:
-            st.detail = f"Ray {self.standby.get_version()} at {self.standby.address}"
-            self.standby_before = self.standby.get_applications()
+        try:
+            with self.log.step("connect live") as st:
+                st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
+                self.live_snapshot = self.live.get_applications()
+            with self.log.step("connect standby") as st:
+                st.detail = f"Ray {self.standby.get_version()} at {self.standby.address}"
+                self.standby_before = self.standby.get_applications()
+        except Cancelled as exc:  # nothing written, nothing seen serving: not exit 1
+            exc.exit_code = exit_code(Final(failed=True))
+            raise
         self.result.live_address, self.result.standby_address = self.live.address, self.standby.address
         try:
             self.deploy_standby()
