@@ -15,10 +15,10 @@ import os
 import sys
 from typing import NoReturn
 
-from ci_serve import __version__, console
+from ci_serve import __version__, console, ledger
 from ci_serve.cancel import install_signal_handlers
 from ci_serve.commands.options import add_report_argument
-from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, Cancelled, CiServeError
+from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, Cancelled, CiServeError, Unexpected
 from ci_serve.report import Run
 from ci_serve.steps import StageResult, StepLog
 
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(command=args.command)
     log = StepLog()
     install_signal_handlers()
+    ledger.clear()
     error: CiServeError | None = None
     try:
         result: StageResult = module.execute(args, log)
@@ -70,10 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         error = err
     except KeyboardInterrupt:  # a SIGINT that arrived before our handler was installed
         error = Cancelled("cancelled by SIGINT")
+    except Exception as exc:  # a bug: its verdict, the traceback in the report, one ERROR line
+        error = unexpected(exc)
     run.steps, run.timings = log.steps, log.timings
     code = 0
     if error is not None:
-        console.render_error(error)
+        if isinstance(error, Unexpected):
+            report = getattr(args, "report", None)
+            console.say(f"ERROR {error.message}; the traceback is in "
+                        + (f"the report {report}" if report else "the report (pass --report FILE to keep it)"))
+        else:
+            console.render_error(error)
         run.errors.append(error.as_dict())
         run.result, code = error.result, error.exit_code
     run.exit_code = code
@@ -83,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         console.say(f"ERROR could not write the report {args.report}: {exc.strerror}")
         code = code or EXIT_FAILED
     return code
+
+
+def unexpected(exc: BaseException) -> Unexpected:
+    """The error an exception nobody named becomes: exit 3 once this process sent a write, else 2."""
+    from ci_serve.deploy.verdict import unexpected as verdict_of
+
+    return verdict_of(exc, wrote=ledger.wrote())
 
 
 def entry() -> None:

@@ -87,3 +87,25 @@ class Cancelled(CiServeError):
     """SIGINT or SIGTERM arrived; cleanup ran."""
 
     exit_code = EXIT_FAILED  # the candidate was removed; the previous version still serves
+
+
+class Unexpected(CiServeError):
+    """An exception no code path names (a bug): turned into a verdict at the edge, never a traceback.
+
+    Its exit code is the verdict's (:func:`ci_serve.deploy.verdict.exit_code`): 2 when this process
+    sent no write, 3 when it did (what serves is then unknown). The traceback goes into the report only.
+    """
+
+    result = "failed"
+
+    def __init__(self, exc: BaseException, *, exit_code: int, trace: str):
+        super().__init__(f"ci-serve stopped on an unexpected error (a bug; please report it): "
+                         f"{type(exc).__name__}: {exc}",
+                         "nothing was written to a cluster" if exit_code == EXIT_BAD_INPUT else
+                         "a write of this run may have reached the cluster: `ci-serve status` shows what runs")
+        self.exit_code = exit_code
+        self.result = "error" if exit_code == EXIT_BAD_INPUT else "failed"
+        self.traceback = trace
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "traceback": self.traceback}

@@ -15,6 +15,7 @@ from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.packages import upload_directory
+from tests.support.faults import MATRIX_KEY
 from tests.support.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,15 +67,25 @@ def client(head: TemporaryHead) -> DashboardClient:
 
 
 @pytest.fixture(scope="module")
-def bystander(head: TemporaryHead, client: DashboardClient) -> dict[str, Any]:
-    """Someone else's application on the module's head, deployed before any of ours; its status."""
+def bystander(head: TemporaryHead, client: DashboardClient) -> Iterator[dict[str, Any]]:
+    """Someone else's application on the module's head, deployed before any of ours; its status.
+
+    At the module's end (a teardown, so the order of the tests does not matter) it must be as it was:
+    RUNNING, with the same config. (test_deploy.py also checks its replicas were never restarted, on 2.60.)"""
     uri, _ = upload_directory(client, REPO / "tests" / "apps" / "deploy_v1")
     client.put_applications({"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [
         {"name": "bystander", "route_prefix": "/by", "import_path": "deploy_app:app",
          "runtime_env": {"working_dir": uri}}]})
     wait_until(lambda: (client.get_applications()["applications"].get("bystander") or {}).get("status")
                == "RUNNING", 180, "the bystander RUNNING")
-    return client.get_applications()["applications"]["bystander"]
+    before = client.get_applications()["applications"]["bystander"]
+    yield before
+    now = client.get_applications()["applications"].get("bystander")
+    assert now is not None, "the bystander was removed"
+    assert now["status"] == "RUNNING", now["status"]
+    assert now["deployed_app_config"] == before["deployed_app_config"], "the bystander's config was changed"
+    # Ray 2.60 stamps a new last_deployed_time_s on every app named in a PUT, even an unchanged one;
+    # the declarative API cannot avoid it (see ci_serve/deploy/cluster_config.py).
 
 
 @pytest.fixture
@@ -88,3 +99,11 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def ci_serve_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "ci_serve", *args]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The fault matrix's count of (step, fault) pairs tried (tests/test_fault_matrix.py)."""
+    tried = config.stash.get(MATRIX_KEY, None)
+    if tried:
+        terminalreporter.write_sep("-", f"fault matrix: {tried['cells']} (step, fault) pairs tried, "
+                                        f"{tried['injected']} injected, in {tried.get('seconds', 0)} s")

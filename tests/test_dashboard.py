@@ -12,7 +12,13 @@ import pytest
 
 from ci_serve import console
 from ci_serve.cluster.address import Target
-from ci_serve.cluster.dashboard import DashboardClient, DashboardUnavailable, package_path, parse_version
+from ci_serve.cluster.dashboard import (
+    AnswerLost,
+    DashboardClient,
+    DashboardUnavailable,
+    package_path,
+    parse_version,
+)
 from ci_serve.errors import CredentialsError, DashboardError
 from tests.support.dashboard_proxy import DashboardProxy, dead_address
 
@@ -90,6 +96,40 @@ def test_dead_address_reported_in_time_naming_it():
     print(f"a dead address was reported after {time.monotonic() - t0:.1f} s (retry budget 3 s)")
     assert address in info.value.message and "connection refused" in info.value.message
     assert info.value.exit_code == 2
+
+
+def test_a_serve_put_whose_answer_is_lost_is_sent_once_and_never_resent(tmp_path):
+    """Ray applies a PUT before it answers it: a dropped answer is AnswerLost (exit 3 if nobody re-reads),
+    never a blind resend of a body built from an old read; a refused connection (never sent) is retried."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            received.append(conn.recv(65536))
+            conn.close()  # the request arrived; its answer never leaves
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = DashboardClient(Target(f"http://127.0.0.1:{listener.getsockname()[1]}", None), retry_budget=5.0)
+    try:
+        with pytest.raises(AnswerLost, match="may have been applied") as info:
+            client.put_applications({"applications": []})
+    finally:
+        listener.close()
+    assert info.value.exit_code == 3
+    assert client.counts["PUT /api/serve/applications/"] == 1 and len(received) == 1
+    dead = DashboardClient(Target(dead_address(), None), retry_budget=1.5)
+    with pytest.raises(DashboardUnavailable):
+        dead.put_applications({"applications": []})
+    assert dead.counts["PUT /api/serve/applications/"] >= 2
 
 
 def test_token_over_plain_http_to_remote_warns():

@@ -44,3 +44,14 @@ def test_proxy_faults_and_forwards():
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+def test_proxy_records_each_fault_with_its_method():
+    """Each faulted request is recorded (method, path, mode): a test can count the PUTs that were faulted."""
+    with DashboardProxy("http://127.0.0.1:9", fail_ratio=1.0, modes=("503",)) as proxy:
+        for _ in range(3):
+            assert requests.put(proxy.url + "/api/serve/applications/", json={}, timeout=5).status_code == 503
+        assert requests.get(proxy.url + "/api/version", timeout=5).status_code == 503
+    assert proxy.faulted("PUT") == [("PUT", "/api/serve/applications/", "503")] * 3
+    assert proxy.faulted("GET") == [("GET", "/api/version", "503")]
+    assert proxy.counts["503"] == 4

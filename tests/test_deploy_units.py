@@ -367,7 +367,10 @@ def test_a_failed_tidy_write_exits_1_only_when_live_is_seen_serving(monkeypatch,
 
     def where(plan, *, budget, previous=True, every_app=False):
         asked.append(every_app)
-        return serving, ["shop: shop-blue holds /shop" if serving else "shop: shop-blue is UNHEALTHY"]
+        from ci_serve.deploy.verdict import Seen
+
+        return (Seen("shop", "shop-blue", serving, True),), [
+            "shop: shop-blue holds /shop" if serving else "shop: shop-blue is UNHEALTHY"]
 
     monkeypatch.setattr(release, "write", write)
     monkeypatch.setattr(release, "where", where)

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from ci_serve.action import summary
 from ci_serve.action.inputs import Inputs, inside_workspace, raw_input, read_inputs, workspace_from
 from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
 from ci_serve.cancel import install_signal_handlers
-from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, CiServeError, InputError
+from ci_serve.errors import EXIT_BAD_INPUT, CiServeError, InputError, Unexpected
 
 _MIN_MASK_LEN = 3  # as ci_serve.secrets: masking one-letter values would make the log unreadable
 
@@ -136,10 +135,11 @@ def run_one(inv: Invocation) -> Outcome:
             code = cli.main(inv.argv)
         except SystemExit as exc:  # argparse refused the command line
             code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-        except Exception:  # a bug, not a condition we can name: say so and keep the report honest
-            console.say("ERROR ci-serve stopped on an unexpected error (a bug; please report it):")
-            console.say(secrets.scrub(traceback.format_exc()))
-            code = EXIT_NOT_RESTORED if inv.command == "deploy" else EXIT_FAILED
+        except Exception as exc:  # a bug outside the command (cli.main catches its own): the same verdict
+            err = cli.unexpected(exc)
+            console.say(f"ERROR {err.message}")
+            console.say(secrets.scrub(err.traceback))
+            code = err.exit_code
     return Outcome(inv, code, read_report(inv.report))
 
 
@@ -184,8 +184,13 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             raise InputError(f"cannot enter the workspace {workspace}: {exc.strerror}",
                              "GITHUB_WORKSPACE must be the repository checkout (run actions/checkout first)") from None
         code, outcomes = run_pipeline(inputs)
-    except CiServeError as err:
-        console.render_error(err)
+    except Exception as exc:  # a CiServeError, or a bug: never a traceback with exit 1
+        err = exc if isinstance(exc, CiServeError) else cli.unexpected(exc)
+        if isinstance(err, Unexpected):
+            console.say(f"ERROR {err.message}")
+            console.say(secrets.scrub(err.traceback))
+        else:
+            console.render_error(err)
         gha.error(secrets.mask(err.message + (f" (fix: {err.hint})" if err.hint else "")), title="ci-serve action")
         failure, code = err.as_dict(), err.exit_code
     values = outputs(outcomes, exists=lambda p: (workspace / p).is_file())

@@ -2,8 +2,11 @@
 
 Every request has a timeout. Refused connections, resets, timeouts and 502/503/504 are retried with
 backoff, bounded by a total budget so that a dead address is reported within a minute, naming it.
-Writes are whole declarative goals (the Serve config) or content-addressed packages, so retrying
-them is safe; after an unclear write the caller re-reads the cluster rather than assume.
+Packages are content-addressed, so retrying their upload is safe. A Serve config PUT is retried only
+when it cannot have reached the dashboard (the connection was never made): Ray applies a PUT before
+it answers it, and resending a body built from an old read could undo what another writer did since.
+Any other fault of a Serve config PUT is :class:`AnswerLost`: the caller re-reads the cluster and
+classifies the write (applied, not applied, overtaken) rather than assume.
 
 Tokens go only into the ``Authorization`` header and are registered as secrets; no header value is
 ever put into a message.
@@ -20,9 +23,9 @@ from typing import Any
 
 import requests
 
-from ci_serve import console, secrets
+from ci_serve import console, ledger, secrets
 from ci_serve.cluster.address import Target, is_loopback, resolve_target
-from ci_serve.errors import CredentialsError, DashboardError, InputError
+from ci_serve.errors import EXIT_NOT_RESTORED, CiServeError, CredentialsError, DashboardError, InputError
 
 #: Ray added the multi-application REST API (``/api/serve/applications/``) in 2.9.
 MIN_RAY_VERSION = (2, 9)
@@ -35,6 +38,12 @@ TOKEN_HINT = ("set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH
 
 class DashboardUnavailable(DashboardError):
     """The dashboard did not answer within the retry budget (down, unreachable, overloaded)."""
+
+
+class AnswerLost(CiServeError):
+    """A Serve config PUT was sent, and its answer never came back: the write may have been applied."""
+
+    exit_code = EXIT_NOT_RESTORED
 
 
 class SchemaRejected(InputError):
@@ -117,8 +126,11 @@ class DashboardClient:
             self._last_request[key] = time.monotonic()
 
     def request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), json_body: Any = None,
-                data: bytes | None = None, timeout: float | None = None) -> requests.Response:
-        """Send one request, retrying transient faults; return a response whose status is in ``ok``."""
+                data: bytes | None = None, timeout: float | None = None, resend: bool = True) -> requests.Response:
+        """Send one request, retrying transient faults; return a response whose status is in ``ok``.
+
+        ``resend=False`` (a write that must not be repeated blindly): a fault after the request may have
+        reached the server raises :class:`AnswerLost` instead of a retry."""
         url = self.address + path
         key = f"{method} {path}"
         t0 = time.monotonic()
@@ -138,6 +150,9 @@ class DashboardClient:
                 ) from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 last = _describe(exc)
+                if not resend and not _never_sent(exc):
+                    raise AnswerLost(f"the answer to {method} {path} never came back ({last}); the write may "
+                                     "have been applied", "`ci-serve status` shows what runs") from None
             except requests.RequestException as exc:  # not transient: a malformed URL, a redirect loop...
                 raise DashboardError(f"cannot talk to the Ray dashboard at {self.address}: "
                                      f"{secrets.scrub(_short(exc))}",
@@ -146,6 +161,9 @@ class DashboardClient:
                 if resp.status_code not in RETRY_STATUSES:
                     return self._check(resp, ok, method, path)
                 last = f"HTTP {resp.status_code}"
+                if not resend:  # a gateway's 502/504 may come after the dashboard applied the write
+                    raise AnswerLost(f"{method} {path} answered {last}; the write may have been applied",
+                                     "`ci-serve status` shows what runs")
             spent = time.monotonic() - t0
             delay = min(0.5 * 2 ** (attempt - 1), 5.0)
             if spent + delay > self.retry_budget:
@@ -218,8 +236,10 @@ class DashboardClient:
         return data
 
     def put_applications(self, config: dict[str, Any]) -> None:
-        """Send a whole declarative Serve config (apps missing from it are deleted by Ray)."""
-        self.request("PUT", APPLICATIONS, json_body=config, timeout=max(self.timeout, 30.0))
+        """Send a whole declarative Serve config (apps missing from it are deleted by Ray), once: a fault
+        after it may have reached the dashboard is :class:`AnswerLost` (re-read, never resend)."""
+        ledger.record(self.address)
+        self.request("PUT", APPLICATIONS, json_body=config, timeout=max(self.timeout, 30.0), resend=False)
 
     def get_cluster_status(self) -> dict[str, Any] | None:
         """``/api/cluster_status``'s ``clusterStatus``: resource demands and, when an autoscaler runs, its
@@ -291,6 +311,24 @@ def _checked_ca(path: str) -> str:
     except OSError as exc:
         raise InputError(f"--ca-cert {path} cannot be read ({exc.strerror or exc})", hint) from None
     return str(where)
+
+
+def _never_sent(exc: Exception) -> bool:
+    """The request cannot have reached the server: the connection itself was never made."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if type(cause).__name__ in ("NewConnectionError", "ConnectionRefusedError", "NameResolutionError"):
+            return True
+        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and
+                                                          isinstance(cause.args[0], BaseException) else None)
+        reason = getattr(cause, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen:
+            cause = reason
+    return False
 
 
 def _describe(exc: Exception) -> str:

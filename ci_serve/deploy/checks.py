@@ -19,7 +19,8 @@ from typing import Any
 import requests
 
 from ci_serve import secrets
-from ci_serve.deploy.view import read_routes, read_view
+from ci_serve.deploy.verdict import Seen
+from ci_serve.deploy.view import ClusterView, read_routes, read_view
 from ci_serve.errors import CheckFailed
 from ci_serve.smoke.checks import Answer, Outcome, compare, default_check, send
 from ci_serve.smoke.requests_file import SmokeRequest
@@ -121,50 +122,55 @@ def run_checks(reqs: list[SmokeRequest] | None, serve_url: str, prefixes: dict[s
 
 def serving(client: Any, serve_url: str, expected: list[tuple[str, str | None, str | None]], *,
             budget: float = 20.0) -> tuple[bool, list[str]]:
-    """Is each ``(logical, route_prefix, physical)`` seen serving: ``physical`` RUNNING, holding the
-    route in the proxy's table, and answering a GET without a 5xx (a route-less app: RUNNING)?
-    ``physical`` None means nothing of ours may run for ``logical``. Waits up to ``budget`` seconds
-    for it to become true; returns (all true, one line per application saying what is where)."""
+    """Is each ``(logical, route_prefix, physical)`` seen serving? (all true, one line per application)"""
+    seen, lines = seen_serving(client, serve_url, expected, budget=budget)
+    return all(s.good for s in seen), lines
+
+
+def seen_serving(client: Any, serve_url: str, expected: list[tuple[str, str | None, str | None]], *,
+                 budget: float = 20.0) -> tuple[list[Seen], list[str]]:
+    """What serves each ``(logical, route_prefix, physical)``: good when ``physical`` is RUNNING, holds the
+    route in the proxy's table and answers a GET without a 5xx (a route-less app: RUNNING). ``physical``
+    None means nothing of ours may run for ``logical``. Waits up to ``budget`` seconds for every one to be
+    good; returns one :class:`Seen` (``passed`` set: the caller names versions that passed their checks)
+    and one line per application saying what is where."""
     deadline = time.monotonic() + budget
     while True:
         view = read_view(client, serve_url)
-        ok, lines = True, []
+        seen, lines = [], []
         for logical, prefix, physical in expected:
-            members = [m.name for m in view.members(logical, prefix) if m.status != "DELETING"]
-            if physical is None:
-                if members:
-                    ok = False
-                    lines.append(f"{logical}: {', '.join(members)} still on the cluster")
-                else:
-                    lines.append(f"{logical}: nothing of ours runs (it had no live version)")
-                continue
-            app = view.apps.get(physical)
-            if app is None:
-                ok = False
-                lines.append(f"{logical}: {physical} is not on the cluster"
-                             + (f" ({', '.join(members)} are)" if members else ""))
-                continue
-            if app.status != "RUNNING":
-                ok = False
-                lines.append(f"{logical}: {physical} is {app.status}: {_last_line(app.message)}")
-                continue
-            if prefix is None:
-                lines.append(f"{logical}: {physical} RUNNING (no HTTP route)")
-                continue
-            holder = view.serving(prefix)
-            if holder != physical:
-                ok = False
-                lines.append(f"{logical}: {prefix} is served by {holder or 'no application'}, not {physical}")
-                continue
-            status, error = _get(serve_url + join_path(prefix, "/"))
-            if status is None or status >= 500 or (status == 404 and view.routes is None and error == "proxy"):
-                ok = False
-                lines.append(f"{logical}: {physical} holds {prefix} but answered {status or error}")
-                continue
-            lines.append(f"{logical}: {physical} serves {prefix} (HTTP {status})")
-        if ok or time.monotonic() >= deadline:
-            return ok, lines
+            s, line = _seen_one(view, serve_url, logical, prefix, physical)
+            seen.append(s)
+            lines.append(line)
+        if all(s.good for s in seen) or time.monotonic() >= deadline:
+            return seen, lines
         time.sleep(0.5)
+
+
+def _seen_one(view: ClusterView, serve_url: str, logical: str, prefix: str | None,
+              physical: str | None) -> tuple[Seen, str]:
+    members = [m.name for m in view.members(logical, prefix) if m.status != "DELETING"]
+    holder = view.serving(prefix) if prefix is not None else None
+    if physical is None:
+        if members:
+            return Seen(logical, holder, False, True), f"{logical}: {', '.join(members)} still on the cluster"
+        return Seen(logical, None, True, True), f"{logical}: nothing of ours runs (it had no live version)"
+    app = view.apps.get(physical)
+    if app is None:
+        return Seen(logical, holder, False, True), (f"{logical}: {physical} is not on the cluster"
+                                                    + (f" ({', '.join(members)} are)" if members else ""))
+    if app.status != "RUNNING":
+        return Seen(logical, holder, False, True), f"{logical}: {physical} is {app.status}: {_last_line(app.message)}"
+    if prefix is None:
+        return Seen(logical, physical, True, True), f"{logical}: {physical} RUNNING (no HTTP route)"
+    if holder != physical:
+        return Seen(logical, holder, False, True), (f"{logical}: {prefix} is served by {holder or 'no application'}, "
+                                                    f"not {physical}")
+    status, error = _get(serve_url + join_path(prefix, "/"))
+    if status is None or status >= 500 or (status == 404 and view.routes is None and error == "proxy"):
+        return Seen(logical, holder, False, True), (f"{logical}: {physical} holds {prefix} but answered "
+                                                    f"{status or error}")
+    return Seen(logical, holder, True, True), f"{logical}: {physical} serves {prefix} (HTTP {status})"
 
 
 def _get(url: str) -> tuple[int | None, str | None]:

@@ -27,11 +27,12 @@ def serve_running(snapshot: dict[str, Any]) -> bool:
 
 
 def declarative_apps(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Physical name -> deployed_app_config, for every app deployed through the declarative API."""
+    """Physical name -> deployed_app_config, for every app deployed through the declarative API and not
+    being deleted (sending a DELETING app's config back would bring it back)."""
     apps = {}
     for name, raw in (snapshot.get("applications") or {}).items():
         config = (raw or {}).get("deployed_app_config") if isinstance(raw, dict) else None
-        if isinstance(config, dict):
+        if isinstance(config, dict) and raw.get("status") != "DELETING":
             apps[name] = copy.deepcopy(config)
     return apps
 

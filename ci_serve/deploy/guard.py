@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ci_serve.deploy.gate import config_matches
 from ci_serve.deploy.ownership import adoptable
@@ -68,6 +68,31 @@ def drifted(expected: Mapping[str, Expected], fresh: ClusterView) -> list[str]:
     return sorted(set(out))
 
 
+def unexplained(expected: Mapping[str, Expected], fresh: ClusterView, removing: Iterable[str] = ()) -> list[str]:
+    """Applications we saw (or wrote) that a read does not list at all, though no write of ours removes them:
+    a read that contradicts what we saw (a recovering controller answers an empty list once). Being
+    deleted still counts as listed: that is a change someone made, for :func:`check_drift`."""
+    gone = set(removing)
+    return sorted(n for n in expected if n not in fresh.apps and n not in gone)
+
+
+#: what became of a write whose answer was lost
+WriteFate = Literal["applied", "not applied", "overtaken"]
+
+
+def classify(before: Mapping[str, Expected], body: Mapping[str, Any], now: ClusterView) -> WriteFate:
+    """After a PUT whose answer never came back, judged on the applications the write touched: the cluster
+    holds them as sent (``applied``), as before (``not applied``), or otherwise (``overtaken``: another
+    writer). A change to other applications meanwhile is left to :func:`check_drift` on the next read."""
+    sent = after_write(before, body)
+    touched = {n for n in set(before) | set(sent) if n not in before or n not in sent or sent[n] is not before[n]}
+    if not [n for n in drifted(sent, now) if n in touched]:
+        return "applied"
+    if not [n for n in drifted(before, now) if n in touched]:
+        return "not applied"
+    return "overtaken"
+
+
 def check_drift(expected: Mapping[str, Expected], fresh: ClusterView) -> None:
     changed = drifted(expected, fresh)
     if changed:
@@ -81,10 +106,11 @@ def effect_of(fresh: ClusterView, body: Mapping[str, Any]) -> Effect:
     """What sending ``body`` would do to the applications in ``fresh`` (imperative apps are left alone by Ray)."""
     now = fresh.declarative_configs()
     sent = {a["name"]: a for a in body.get("applications") or []}
-    created = frozenset(n for n in sent if n not in fresh.apps)
+    # an app being deleted is gone for Ray's goal: sending its name again creates it anew (measured on 2.60)
+    created = frozenset(n for n in sent if n not in fresh.apps or fresh.apps[n].deleting)
     changed = frozenset(n for n in sent if n in now and not _same(Expected(now[n], True), sent[n]))
     # an imperative app under a name we send would be taken over: count it as changed
-    changed |= frozenset(n for n in sent if n in fresh.apps and n not in now)
+    changed |= frozenset(n for n in sent if n in fresh.apps and n not in now and not fresh.apps[n].deleting)
     removed = frozenset(n for n in now if n not in sent)
     return Effect(created, changed, removed)
 

@@ -59,8 +59,10 @@ def owner_of(physical: str, app_config: Any) -> str | None:
 
 
 def adoptable(physical: str, app_config: Any, logical: str) -> bool:
-    """An unmarked application under the exact plain logical name: ours to replace (documented)."""
-    return physical == logical and owner_of(physical, app_config) is None
+    """An unmarked application under the exact plain logical name: ours to replace (documented). Only a
+    declarative one: an app deployed with ``serve.run`` (no ``deployed_app_config``) cannot be replaced or
+    moved through the REST API (Ray answers 400), so it is refused like any foreign application."""
+    return physical == logical and isinstance(app_config, dict) and owner_of(physical, app_config) is None
 
 
 def with_marker(app_config: dict[str, Any], logical: str, version: str | None) -> dict[str, Any]:

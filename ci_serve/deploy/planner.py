@@ -87,6 +87,16 @@ class AppDecision:
     #: where the new version is checked before the switch
     check_prefix: str | None = None
     leftovers: tuple[str, ...] = ()
+    #: the route the live version serves now (it differs from ``route_prefix`` when the config moves it)
+    live_route: str | None = None
+    #: a routed incarnation the new route-less one replaces (its name changes): it keeps serving until
+    #: the new one passed its checks, then is retired
+    replaces: AppView | None = None
+
+    @property
+    def previous(self) -> AppView | None:
+        """The version that serves before this release: the live one, or the routed one being replaced."""
+        return self.live or self.replaces
 
     @property
     def name_bound(self) -> bool:
@@ -97,7 +107,8 @@ class AppDecision:
                 "strategy": self.strategy, "live": self.live.name if self.live else None,
                 "live_version": self.live.version if self.live else None,
                 "candidate": self.target if self.strategy == "blue-green" else None,
-                "route_prefix": self.route_prefix, "leftovers": list(self.leftovers)}
+                "route_prefix": self.route_prefix, "leftovers": list(self.leftovers),
+                **({"replaces": self.replaces.name} if self.replaces else {})}
 
 
 @dataclass
@@ -192,9 +203,15 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
     for logical, desired in wanted:
         route_prefix = desired.get("route_prefix")
         live = view.live_of(logical, route_prefix)
-        leftovers = tuple(m.name for m in view.members(logical, route_prefix) if live is None or m.name != live.name)
+        # route-less now, routed before (shop-blue on /shop): that one serves until the new one is checked
+        replaces = view.live_of(logical) if route_prefix is None and live is None else None
+        if replaces is not None and replaces.claimed_prefix is None:
+            replaces = None
+        leftovers = tuple(m.name for m in view.members(logical, route_prefix)
+                          if m.name not in {x.name for x in (live, replaces) if x is not None})
         decisions.append(AppDecision(logical, route_prefix, with_marker(desired, logical, options.version),
-                                     live, "none", leftovers=leftovers))
+                                     live, "none", leftovers=leftovers,
+                                     live_route=_route(view, live or replaces), replaces=replaces))
     diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
                         live_names={d.logical: d.live.name if d.live else None for d in decisions},
                         ignore_env=MARKER_VARS)
@@ -236,6 +253,10 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
     return plan
 
 
+def _route(view: ClusterView, app: AppView | None) -> str | None:
+    return view.route_of(app.name) if app is not None else None
+
+
 def _candidate_name(d: AppDecision) -> str:
     colour = "blue"
     if d.live is not None:
@@ -258,7 +279,15 @@ def _refuse_collisions(view: ClusterView, d: AppDecision, grpc: bool) -> None:
     needed_names = [d.target] if d.target else []
     for name in needed_names:
         app = view.apps.get(name)
-        if app is not None and name not in members:
+        if app is not None and not app.declarative and not app.deleting:
+            raise InputError(
+                f"application {name} on the cluster was deployed imperatively (serve.run: it has no "
+                f"deployed_app_config), and this deploy of {d.logical} needs that name; Ray's REST API cannot "
+                "replace or move such an application (it answers 400)",
+                f"remove it where it was started (`serve.delete(\"{name}\")`, or `serve shutdown` on that "
+                "cluster), then re-run; or give your application another name in the config (nothing was "
+                "written)")
+        if app is not None and name not in members and not app.deleting:
             owner = f"it belongs to ci-serve application {app.owner!r}" if app.owner else "it has no ci-serve marker"
             raise InputError(
                 f"application {name} on the cluster is not ours ({owner}), but this deploy of {d.logical} needs "
@@ -268,7 +297,16 @@ def _refuse_collisions(view: ClusterView, d: AppDecision, grpc: bool) -> None:
         [d.route_prefix] if d.route_prefix is not None else []
     for prefix in dict.fromkeys(prefixes):
         holders = {view.serving(prefix)} | {a.name for a in view.apps.values() if a.claimed_prefix == prefix}
-        foreign = sorted(h for h in holders if h is not None and h not in members)
+        foreign = sorted(h for h in holders if h is not None and h not in members
+                         and not (h in view.apps and view.apps[h].deleting))
+        imperative = [h for h in foreign if h in view.apps and not view.apps[h].declarative]
+        if imperative:
+            raise InputError(
+                f"route prefix {prefix} is held by application {imperative[0]}, deployed imperatively (serve.run: "
+                f"no deployed_app_config); Ray's REST API cannot move or replace it, and this deploy of "
+                f"{d.logical} needs the prefix", f"remove it where it was started (`serve.delete(\"{imperative[0]}\")`"
+                f", or `serve shutdown` on that cluster), then re-run; or give {d.logical} another route_prefix "
+                "(nothing was written)")
         if foreign:
             raise InputError(
                 f"route prefix {prefix} is held by application {foreign[0]}, which is not ours; this deploy of "
@@ -327,7 +365,12 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
                                   + [f"write back the previous config of {n}" for n in sorted(undo_put)]),
                             cleanup=True)
     green = [d for d in changed if d.strategy == "blue-green"]
+    replaced = frozenset(d.replaces.name for d in changed if d.replaces is not None)
     if not green:
+        if replaced:
+            plan.retire = Write("remove old", {}, replaced, Effect(removed=replaced),
+                                tuple(f"remove the old version {n} (it had a route; the new one has none)"
+                                      for n in sorted(replaced)), cleanup=True)
         return
     switch: dict[str, dict[str, Any]] = {}
     back: dict[str, dict[str, Any]] = dict(undo_put)
@@ -349,7 +392,7 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
                              Effect(changed=frozenset(back), removed=back_remove),
                              tuple([f"put {n} back on its route" for n in sorted(back)]
                                    + [f"remove {n}" for n in sorted(back_remove)]), cleanup=True)
-    old = frozenset(d.live.name for d in green if d.live is not None)
+    old = frozenset(d.live.name for d in green if d.live is not None) | replaced
     if old:
         plan.retire = Write("remove old", {}, old, Effect(removed=old),
                             tuple(f"remove the old version {n}" for n in sorted(old)), cleanup=True)

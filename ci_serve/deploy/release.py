@@ -9,18 +9,25 @@ write declares, to our applications only), PUT, gate, check. On failure the plan
   request answered (a route-less app: RUNNING);
 - anything else is exit 3, saying what is where.
 
+Every ending asks the one verdict (:func:`ci_serve.deploy.verdict.exit_code`) with what it saw last.
+
 A change to any application between our read and our write, or during a gate, stops the deploy
-without writing. Strategies and guarantees: docs/deploy.md.
+without writing. A read that contradicts what we saw (an application gone without a write of ours,
+an empty list where there were applications) is read again until explained, or the run stops
+without writing. A write whose answer was lost (a timeout, a dropped connection, a cancel) is never
+assumed: the cluster is re-read and the write classified (applied, not applied, overtaken); a retry
+is a new write from a fresh read, guarded again. Strategies and guarantees: docs/deploy.md.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ci_serve import console
-from ci_serve.cluster.dashboard import DashboardClient, SchemaRejected
+from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, SchemaRejected
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
@@ -29,17 +36,38 @@ from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFa
 from ci_serve.deploy.guard import (
     ClusterChanged,
     Expected,
+    WriteFate,
     WriteRefused,
     after_write,
     check_drift,
     check_effect,
+    classify,
     drifted,
     expected_from,
+    unexplained,
 )
-from ci_serve.deploy.planner import AppDecision, PlanOptions, ReleasePlan, RequestedStrategy, Write, plan_release
+from ci_serve.deploy.planner import (
+    AppDecision,
+    PlanOptions,
+    ReleasePlan,
+    RequestedStrategy,
+    Write,
+    desired_apps,
+    plan_release,
+)
 from ci_serve.deploy.result import DeployResult
+from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
 from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
-from ci_serve.errors import Cancelled, CiServeError, DeployFailed, InputError, RestoreFailed
+from ci_serve.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    Cancelled,
+    CheckFailed,
+    CiServeError,
+    DeployFailed,
+    InputError,
+    RestoreFailed,
+)
 from ci_serve.smoke.checks import Outcome
 from ci_serve.steps import StepLog, stops
 
@@ -68,6 +96,13 @@ class NotRestored(RestoreFailed):
     """The deploy stopped and the previous version was not seen serving (or ours is half-done): exit 3."""
 
 
+#: a read that contradicts what we saw is read again this many times, this far apart, before it is believed
+READ_AGAIN = 5
+READ_PAUSE_S = 0.5
+#: a write whose answer was lost and that was not applied is written again, each time from a fresh read
+WRITE_ATTEMPTS = 4
+
+
 class Release:
     def __init__(self, client: DashboardClient, config: ConfigFile, options: Options, log: StepLog | None = None):
         self.client = client
@@ -80,6 +115,8 @@ class Release:
         self.written = False  # a PUT of ours may have reached the cluster
         self.serve = ""
         self.logicals: set[str] = set()
+        #: what became of each write whose answer was lost (by step), from a re-read
+        self.fates: dict[str, WriteFate | None] = {}
 
     # -- the whole deploy ----------------------------------------------------------------------
     def read_and_plan(self) -> ReleasePlan:
@@ -87,6 +124,11 @@ class Release:
             st.detail = f"Ray {self.client.get_version()} at {self.client.address}"
         with self.log.step("read cluster") as st:
             first = self.client.get_applications()
+            for _ in range(2):  # an empty list may be a recovering controller's: believed when it repeats
+                if first.get("applications"):
+                    break
+                time.sleep(READ_PAUSE_S)
+                first = self.client.get_applications()
             self.serve = serve_url(self.client.address, first, self.opts.serve_url)
             view = read_view(_Fixed(self.client, first), self.opts.serve_url)
             self.expected = expected_from(view)
@@ -109,8 +151,16 @@ class Release:
         """Read, plan, carry out. Never raises a :class:`CiServeError`: what stopped the deploy is the
         result's ``error``, next to what was seen until then."""
         with stops(self.result):
-            plan = self.read_and_plan()
-            done = self.carry_out(plan)
+            try:
+                try:
+                    plan = self.read_and_plan()
+                except Cancelled as exc:
+                    self.cancelled_early(exc)
+                done = self.carry_out(plan)
+            except CiServeError:
+                raise
+            except Exception as exc:  # a bug: its verdict (3 once a write was sent), the traceback in the report
+                raise unexpected(exc, wrote=self.written) from None
             self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
             self.result.outcome = done.result
         return self.result
@@ -143,7 +193,8 @@ class Release:
         except BaseException as exc:
             self.undo(plan, plan.undo_first, exc)
         if plan.switch is None:
-            return ReleaseResult("deployed", plan.strategy, self.live_after(plan))
+            warnings = self.retire(plan, plan.retire) if plan.retire else []  # a routed one a route-less replaced
+            return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
         assert plan.undo_switch is not None
         sent = False
         try:
@@ -154,27 +205,92 @@ class Release:
         except (ClusterChanged, WriteRefused, Superseded) as exc:
             self.fail(plan, exc, nothing_written=False)
         except Cancelled as exc:
-            if sent:
+            fate = "applied" if sent else self.fates.get(plan.switch.step, "not applied")
+            if fate == "applied":
                 self.cancelled_after_switch(plan, exc)
-            self.undo(plan, plan.undo_first, exc)
+            # not sent, or re-read as not applied: the first undo; not known: the switch's, right either way
+            self.undo(plan, plan.undo_first if fate == "not applied" else plan.undo_switch, exc)
         except BaseException as exc:
             self.undo(plan, plan.undo_switch, exc)
-        warnings = self.retire(plan.retire) if plan.retire else []
+        warnings = self.retire(plan, plan.retire) if plan.retire else []
         return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
 
     # -- writes and gates ----------------------------------------------------------------------
     def write(self, w: Write) -> ClusterView:
-        """Re-read; guard (drift unless a clean-up; the declared effect always); PUT. Returns the read."""
+        """Re-read; guard (drift unless a clean-up; the declared effect always); PUT. Returns the read.
+
+        A write whose answer was lost and that the re-read shows not applied is written again (at most
+        ``WRITE_ATTEMPTS`` in all): each time a new write, from a fresh read, guarded again (never the old body)."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._write_once(w)
+            except AnswerLost:
+                if self.fates.get(w.step) != "not applied" or attempt == WRITE_ATTEMPTS:
+                    raise
+                console.say(f"... {w.step}: its answer was lost and the cluster shows it not applied: writing "
+                            "again from a fresh read")
+        raise AssertionError("unreachable")
+
+    def _write_once(self, w: Write) -> ClusterView:
         with self.log.step(w.step) as st:
-            fresh = parse(self.client.get_applications())
+            fresh = self.read_fresh(removing=w.remove)
+            missing = unexplained(self.expected, fresh, w.remove)
+            if missing:
+                raise ClusterChanged(
+                    f"applications {', '.join(missing)}, seen earlier in this run, are missing from every read "
+                    "since, and no write of ours removed them; stopped without writing",
+                    "someone removed them, or the dashboard answers wrongly (a controller recovering): "
+                    "`ci-serve status` shows what runs; re-run the deploy")
             if not w.cleanup:
                 check_drift(self.expected, fresh)
+            base = expected_from(fresh) if w.cleanup else self.expected
             body = build_body(fresh.snapshot, put=dict(w.put), remove=set(w.remove), first_start=self.config.data)
             check_effect(fresh, body, w, self.logicals)
             self.written = True  # from here on the cluster may hold our write, even if the call fails
-            self.client.put_applications(body)
-            self.expected = after_write(expected_from(fresh) if w.cleanup else self.expected, body)
-            st.detail = "; ".join(w.says)
+            try:
+                self.client.put_applications(body)
+            except (AnswerLost, Cancelled) as exc:
+                fate = self.fates[w.step] = self.settle(base, body, exc)
+                if fate == "overtaken":
+                    raise ClusterChanged(
+                        f"{_what(exc)}; read again, the cluster holds neither what it held before the write "
+                        f"{w.step!r} nor what the write sent: someone else wrote meanwhile; stopped without "
+                        "writing more", "`ci-serve status` shows what runs; re-run the deploy") from None
+                if fate != "applied":
+                    raise
+                if isinstance(exc, Cancelled):
+                    self.expected = after_write(base, body)
+                    raise
+                st.detail = "its answer was lost; read again, the cluster holds it; "
+            self.expected = after_write(base, body)
+            st.detail = (st.detail or "") + "; ".join(w.says)
+        return fresh
+
+    def settle(self, before: dict[str, Expected], body: dict[str, Any], cause: BaseException) -> WriteFate | None:
+        """What became of a write whose answer was lost (None: the cluster could not be read to tell)."""
+        if isinstance(cause, Cancelled):  # the runner sends SIGKILL 10 s after SIGINT
+            self.client.retry_budget = min(self.client.retry_budget, 3.0)
+        try:
+            fate = classify(before, body, self.read_fresh())
+        except CiServeError as err:
+            console.say(f"... the answer of a write was lost, and the cluster could not be read ({err.message})")
+            return None
+        console.say(f"... the answer of a write was lost ({_what(cause)}); read again: {fate}")
+        return fate
+
+    def read_fresh(self, removing: frozenset[str] = frozenset()) -> ClusterView:
+        """A read that does not contradict what we saw, read again (a few times) until it does not; one that
+        still does is returned as it is, for the guard to stop on."""
+        fresh = parse(self.client.get_applications())
+        for attempt in range(READ_AGAIN):
+            missing = unexplained(self.expected, fresh, removing)
+            if not missing:
+                break
+            if attempt == 0:
+                console.say(f"... a read of the cluster lacks {', '.join(missing)}, seen before, with no write "
+                            "of ours removing it: reading again")
+            time.sleep(READ_PAUSE_S)
+            fresh = parse(self.client.get_applications())
         return fresh
 
     def refused_write_changed(self, exc: SchemaRejected) -> bool:
@@ -201,8 +317,8 @@ class Release:
         must_exist = {g.name for g in goals if g.config is not None}
 
         def read() -> dict[str, Any]:
-            snapshot = self.client.get_applications()
-            fresh = parse(snapshot)
+            fresh = self.read_fresh()
+            snapshot = fresh.snapshot
             gone = sorted(n for n in must_exist if n not in fresh.apps or fresh.apps[n].status == "DELETING")
             if gone:
                 raise GateFailed(f"application {gone[0]} disappeared during the gate (removed by someone else)",
@@ -214,10 +330,11 @@ class Release:
                    unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name=name,
                    capacity=lambda: capacity.observe(self.client))
 
-    def smoke(self, name: str, prefixes: dict[str, str], plan: ReleasePlan) -> None:
+    def smoke(self, name: str, prefixes: dict[str, str], plan: ReleasePlan, *, live: bool = False) -> None:
         if not prefixes:
             return
-        targets = {a.logical: a.target for a in plan.changed if a.target}
+        targets = ({a.logical: a.live.name for a in plan.apps if a.live} if live else
+                   {a.logical: a.target for a in plan.changed if a.target})
         self.refresh_serve_url()
         with self.log.step(name) as st:
             self.outcomes.clear()
@@ -231,13 +348,14 @@ class Release:
                          else "answered (no --requests: the route is in the proxy's table and the app answers "
                               "without a 5xx)")
 
-    def retire(self, w: Write) -> list[str]:
-        """The new version is live and checked; the old one goes. A failure here is only a warning."""
+    def retire(self, plan: ReleasePlan, w: Write) -> list[str]:
+        """The new version is live and checked; the old one goes. A failure here is only a warning; a cancel
+        is exit 3: the new version serves, the old one waits aside (the next deploy removes it)."""
         try:
             before = self.write(w)
             self.gate("gate removal", self.goals(w, before))
-        except Cancelled:
-            raise
+        except Cancelled as exc:
+            self.cancelled_after_switch(plan, exc)
         except CiServeError as err:
             message = (f"the new version is live, but removing {', '.join(sorted(w.remove))} failed: {err.message}; "
                        "the next deploy removes it")
@@ -271,29 +389,59 @@ class Release:
 
     def fail(self, plan: ReleasePlan, cause: BaseException, *, nothing_written: bool,
              undone: Write | None = None, short: bool = False) -> NoReturn:
-        """Stop. Exit 1 when nothing of ours remains written (or it was undone) and the previous version is
-        seen serving; otherwise exit 3, saying what is where."""
-        where = self.where(plan, budget=3.0 if short else 20.0)
-        serving, lines = where
-        if nothing_written and serving:
-            if isinstance(cause, Cancelled):
-                cause.message = f"{cause.message}; " + "; ".join(lines)
-                raise cause
-            what = f"undone: {'; '.join(undone.says)}" if undone is not None else "nothing was written"
-            raise DeployFailed(f"{_what(cause)}; {what}; the previous version serves: " + "; ".join(lines),
-                               getattr(cause, "hint", None), details=_details(cause)) from None
+        """Stop. The verdict on what is seen: exit 1 when nothing of ours remains written (or it was undone) and
+        the previous version is seen serving; otherwise exit 3, saying what is where."""
+        seen, lines = self.where(plan, budget=3.0 if short else 20.0)
+        code = exit_code(Final(failed=True, wrote=self.written, seen=seen, half_done=not nothing_written))
+        what = f"undone: {'; '.join(undone.says)}" if undone is not None else "nothing was written"
         left = "" if nothing_written else "this deploy's candidate(s) stay where they are; "
-        raise NotRestored(f"{_what(cause)}; stopped without writing more; {left}now: " + "; ".join(lines),
-                          "a person must look (`ci-serve status`); the next deploy removes leftovers of ours",
-                          details=_details(cause)) from None
+        self.stop(code, cause, f"{what}; the previous version serves: " + "; ".join(lines),
+                  f"stopped without writing more; {left}now: " + "; ".join(lines),
+                  "a person must look (`ci-serve status`); the next deploy removes leftovers of ours")
+
+    def stop(self, code: int, cause: BaseException, serving: str, not_serving: str, hint: str) -> NoReturn:
+        """Raise what ends the run with the verdict's ``code``: 1 (``serving`` says what serves), 2, else 3."""
+        if code == EXIT_FAILED:
+            if isinstance(cause, Cancelled):
+                cause.message = f"{cause.message}; " + serving
+                raise cause
+            raise DeployFailed(f"{_what(cause)}; {serving}", getattr(cause, "hint", None),
+                               details=_details(cause)) from None
+        if code == EXIT_BAD_INPUT:
+            err = cause if isinstance(cause, CiServeError) else DeployFailed(_what(cause))
+            err.exit_code = EXIT_BAD_INPUT
+            raise err
+        raise NotRestored(f"{_what(cause)}; {not_serving}", hint, details=_details(cause)) from None
 
     def cancelled_after_switch(self, plan: ReleasePlan, cause: Cancelled) -> NoReturn:
-        _, lines = self.where(plan, budget=2.0, previous=False)
-        raise NotRestored(f"{cause.message} after the switch was written; now: " + "; ".join(lines),
-                          "the new version holds the route; the old one waits aside and the next deploy removes it")
+        seen, lines = self.where(plan, budget=2.0, previous=False)
+        code = exit_code(Final(failed=True, wrote=True, seen=seen, half_done=True))
+        self.stop(code, cause, "", "after the switch was written; now: " + "; ".join(lines),
+                  "the new version holds the route; the old one waits aside and the next deploy removes it")
+
+    def cancelled_early(self, cause: Cancelled) -> NoReturn:
+        """A cancel before the plan: nothing was written; exit 1 only once each live version is seen serving."""
+        self.client.retry_budget = min(self.client.retry_budget, 3.0)
+        try:
+            view = read_view(self.client, self.opts.serve_url)
+            self.serve = serve_url(self.client.address, view.snapshot, self.opts.serve_url)
+            expected = []
+            for logical, desired in desired_apps(self.config.data):
+                live = view.live_of(logical, desired.get("route_prefix"))
+                route = view.route_of(live.name) if live else desired.get("route_prefix")
+                expected.append((logical, route, live.name if live else None))
+            found, lines = checks.seen_serving(self.client, self.serve, expected, budget=3.0)
+            seen: tuple[Seen, ...] | None = tuple(found)
+        except CiServeError as err:
+            seen, lines = None, [f"the cluster could not be read ({err.message})"]
+        code = exit_code(Final(failed=True, wrote=self.written, seen=seen))
+        self.stop(code, cause, "nothing was written; " + "; ".join(lines),
+                  "nothing was written, but the live version is not seen serving: " + "; ".join(lines),
+                  "a person must look: `ci-serve status` shows each application's message")
 
     def unchanged(self, plan: ReleasePlan) -> ReleaseResult:
-        """Nothing to write (but leftovers of earlier runs); still check, read-only, that live runs and answers."""
+        """Nothing to write (but leftovers of earlier runs); still check, read-only, that live runs and answers,
+        and that it passes the requests given: the version serving is the one checked."""
         if plan.tidy is not None:
             try:
                 before = self.write(plan.tidy)
@@ -301,21 +449,26 @@ class Release:
             except CiServeError as exc:
                 if isinstance(exc, InputError) and not self.written:
                     raise  # nothing changed (exit 2)
-                # exit 1 only once the live version is seen serving; else 3
-                serving, lines = self.where(plan, budget=3.0 if isinstance(exc, Cancelled) else 20.0,
-                                            every_app=True)
-                if not serving:
-                    raise NotRestored(f"{_what(exc)}; now: " + "; ".join(lines),
-                                      "a person must look: `ci-serve status` shows what runs",
-                                      details=_details(exc)) from None
-                if isinstance(exc, Cancelled):
-                    exc.message = f"{exc.message}; " + "; ".join(lines)
-                    raise
-                raise DeployFailed(f"removing leftovers of an earlier run failed: {_what(exc)}; the live version "
-                                   "serves: " + "; ".join(lines), getattr(exc, "hint", None),
-                                   details=_details(exc)) from None
-        serving, lines = self.where(plan, budget=20.0, every_app=True)
-        if not serving:
+                seen, lines = self.where(plan, budget=3.0 if isinstance(exc, Cancelled) else 20.0, every_app=True)
+                self.stop(exit_code(Final(failed=True, wrote=self.written, seen=seen)), exc,
+                          "removing leftovers of an earlier run failed; the live version serves: " + "; ".join(lines),
+                          "now: " + "; ".join(lines), "a person must look: `ci-serve status` shows what runs")
+        seen, lines = self.where(plan, budget=20.0, every_app=True)
+        failed: CheckFailed | None = None
+        if seen is not None and all(s.good for s in seen) and self.opts.requests:
+            try:  # the requests the deploy was given, against the version that serves
+                self.smoke("check live", {a.logical: a.live_route or a.route_prefix for a in plan.apps
+                                          if a.route_prefix is not None}, plan, live=True)
+            except CheckFailed as exc:
+                failed = exc
+                bad = {o.app for o in self.outcomes if not o.passed}
+                seen = tuple(Seen(s.logical, s.holder, s.answers, s.passed and s.logical not in bad) for s in seen)
+        code = exit_code(Final(failed=failed is not None, seen=seen))
+        if failed is not None:
+            self.stop(code, failed, "", "nothing was written (the cluster already runs this config), and the "
+                      "version serving fails the requests: " + "; ".join(lines),
+                      "the live version is the one failing: fix the app or the requests file, then deploy again")
+        if code != 0:
             raise NotRestored("nothing was written (the cluster already runs this config), but the live version "
                               "is not serving: " + "; ".join(lines),
                               "a person must look: `ci-serve status` shows each application's message")
@@ -323,15 +476,18 @@ class Release:
         return ReleaseResult("unchanged", "none", self.live_after(plan))
 
     def where(self, plan: ReleasePlan, *, budget: float, previous: bool = True,
-              every_app: bool = False) -> tuple[bool, list[str]]:
-        """Is the previous version (or, ``previous=False``, whatever holds the route) seen serving?"""
+              every_app: bool = False) -> tuple[tuple[Seen, ...] | None, list[str]]:
+        """What serves: is the previous version (or, ``previous=False``, whatever this release put there) seen
+        serving its route? None when the cluster could not be read."""
         apps = plan.apps if every_app else plan.changed
         try:
             self.refresh_serve_url()
-            return checks.serving(self.client, self.serve, [(a.logical, a.route_prefix, _expect(a, previous))
-                                                            for a in apps], budget=budget)
+            seen, lines = checks.seen_serving(self.client, self.serve, [(a.logical, _route(a, previous),
+                                                                         _expect(a, previous)) for a in apps],
+                                              budget=budget)
+            return tuple(seen), lines
         except CiServeError as err:
-            return False, [f"the cluster could not be read ({err.message})"]
+            return None, [f"the cluster could not be read ({err.message})"]
 
     def refresh_serve_url(self) -> None:
         """The Serve port is the cluster's: on a first start, only known once our first write started Serve."""
@@ -370,10 +526,17 @@ class _Fixed:
 
 
 def _expect(a: AppDecision, previous: bool) -> str | None:
-    """The physical app that should serve ``a`` now: the previous live one (None: nothing of ours)."""
+    """The physical app that should serve ``a`` now: the previous one (None: nothing of ours)."""
     if previous:
-        return a.live.name if a.live else None
+        return a.previous.name if a.previous else None
     return a.target
+
+
+def _route(a: AppDecision, previous: bool) -> str | None:
+    """The route ``a`` is served on: the previous version's own (the config may move it), else the config's."""
+    if previous and a.previous is not None:
+        return a.live_route
+    return a.route_prefix
 
 
 def _what(cause: BaseException) -> str:

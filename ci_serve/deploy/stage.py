@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ci_serve import ledger
 from ci_serve.cluster.dashboard import DashboardAccess
 from ci_serve.config.validate import check_before_deploy, require_valid
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
 from ci_serve.deploy.planner import RequestedStrategy
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.two_cluster import VERIFY_TIMEOUT_S
-from ci_serve.errors import InputError
+from ci_serve.deploy.verdict import Final, exit_code
+from ci_serve.errors import Cancelled, InputError
 from ci_serve.steps import StepLog, stops
 
 if TYPE_CHECKING:
@@ -109,6 +111,8 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
                               unschedulable_grace=inputs.unschedulable_grace, version=version,
                               serve_url=inputs.release.serve_url, requests=reqs, working_dir=working_dir)
             done = Release(live, config, options, log).execute()
+    if isinstance(before.error, Cancelled):  # before any cluster was seen: exit 1 would claim what nobody saw
+        before.error.exit_code = exit_code(Final(failed=True, wrote=ledger.wrote()))
     if before.error is not None:
         return before
     done.problems, done.ray_skew = before.problems, before.ray_skew

@@ -12,9 +12,11 @@ On the standby, this release replaces only applications of ours (the ownership m
 logical name); others are left alone. On failure its previous config is written back.
 
 The old cluster's applications of ours are removed only after a positive proof that public traffic
-moved: the public entry passed the smoke requests and the old cluster, asked the same requests at its
-own Serve address, fails at least one (so they tell the versions apart). Without ``--verify-url``, or
-when the old version passes the same requests, there is no proof: they are kept, and the run says so.
+moved: the public entry (``--verify-url``) passed the smoke requests, and the old cluster, asked the
+same requests at its own Serve proxy (which must answer and list our routes), answers at least one
+differently (so they tell the versions apart). Without ``--verify-url``, when the old version passes
+the same requests, or when the old cluster cannot be asked (a request that never got an answer proves
+nothing), there is no proof: they are kept, the run exits 0, and a warning says so.
 ``--keep-standby`` keeps them in any case. A switch command that moves nothing thus never empties the
 cluster that still takes the traffic. Which applications of the old cluster are ours is
 :meth:`ClusterView.members`'s answer, as for a one-cluster deploy.
@@ -40,7 +42,17 @@ from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
 from ci_serve.deploy.result import DeployResult
-from ci_serve.errors import Cancelled, CheckFailed, CiServeError, DeployFailed, InputError, RestoreFailed
+from ci_serve.deploy.verdict import Final, Seen, exit_code
+from ci_serve.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    Cancelled,
+    CheckFailed,
+    CiServeError,
+    DeployFailed,
+    InputError,
+    RestoreFailed,
+)
 from ci_serve.smoke.checks import Outcome
 from ci_serve.steps import StepLog, stops
 
@@ -114,12 +126,16 @@ class TwoClusterRelease:
         return self.result
 
     def release(self) -> None:
-        with self.log.step("connect live") as st:
-            st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
-            self.live_snapshot = self.live.get_applications()
-        with self.log.step("connect standby") as st:
-            st.detail = f"Ray {self.standby.get_version()} at {self.standby.address}"
-            self.standby_before = self.standby.get_applications()
+        try:
+            with self.log.step("connect live") as st:
+                st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
+                self.live_snapshot = self.live.get_applications()
+            with self.log.step("connect standby") as st:
+                st.detail = f"Ray {self.standby.get_version()} at {self.standby.address}"
+                self.standby_before = self.standby.get_applications()
+        except Cancelled as exc:  # nothing written, nothing seen serving: not exit 1
+            exc.exit_code = exit_code(Final(failed=True))
+            raise
         self.result.live_address, self.result.standby_address = self.live.address, self.standby.address
         try:
             self.deploy_standby()
@@ -149,16 +165,29 @@ class TwoClusterRelease:
                                                                                           self.live_snapshot)
 
     def proof_of_switch(self) -> tuple[bool, str]:
-        """Positive proof that the public entry no longer reaches the old cluster (see the module docstring)."""
+        """Positive proof that the public entry answers from the new version (see the module docstring): it
+        passed the requests that the old cluster, reached at its own Serve proxy (which lists our routes),
+        answers differently. An old cluster that cannot be reached proves nothing: it may still be what the
+        public entry reaches."""
         if not self.opts.verify_url:
             return False, "no --verify-url, so nothing proves the traffic moved"
+        old_url = self.old_url()
+        for prefix in self.prefixes().values():
+            known, why = checks.route_holder(old_url, prefix, None, wait=0.0)
+            if not known:
+                return False, (f"the old cluster's Serve proxy at {old_url} could not be asked ({why}), so nothing "
+                               f"shows that {self.opts.verify_url} stopped reaching it (give --serve-url)")
         outcomes: list[Outcome] = []
         try:
-            checks.run_checks(self.opts.requests, self.old_url(), self.prefixes(), outcomes, attempts=1)
+            checks.run_checks(self.opts.requests, old_url, self.prefixes(), outcomes, attempts=1)
         except CheckFailed:
-            return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({self.old_url()}) fails: "
-                          "the traffic moved")
-        return False, (f"the old cluster ({self.old_url()}) passes the same checks as {self.opts.verify_url}, so "
+            answered = [o for o in outcomes if not o.passed and o.status is not None]
+            if answered:
+                return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({old_url}) answers "
+                              f"differently ({answered[0].name}: HTTP {answered[0].status}): the traffic moved")
+            return False, (f"the old cluster ({old_url}) did not answer the checks at all, so nothing shows that "
+                           f"{self.opts.verify_url} stopped reaching it")
+        return False, (f"the old cluster ({old_url}) passes the same checks as {self.opts.verify_url}, so "
                        "they cannot tell the versions apart (use a requests file that expects the new version)")
 
     def deploy_standby(self) -> None:
@@ -304,9 +333,13 @@ class TwoClusterRelease:
                                 f"live ({self.live.address}) is {'serving again' if switched_back else 'untouched'}; "
                                 "clean the standby with `ci-serve status`", details=_details(cause)) from None
         # exit 1 only once the previous version is seen serving: on the old cluster, at its real Serve address
-        serving, lines = self.old_serving(budget=3.0 if isinstance(cause, Cancelled) else 20.0)
+        seen, lines = self.old_serving(budget=3.0 if isinstance(cause, Cancelled) else 20.0)
         where = "traffic was switched back" if switched_back else "the live cluster was not touched"
-        if not serving:
+        code = exit_code(Final(failed=True, wrote=self.standby_touched is not None or switched_back, seen=seen))
+        if code == EXIT_BAD_INPUT and isinstance(cause, CiServeError):
+            cause.exit_code = code
+            raise cause
+        if code != EXIT_FAILED:
             raise RestoreFailed(f"{_what(cause)}; {where}, but the old cluster {self.live.address} is not seen "
                                 "serving: " + "; ".join(lines),
                                 "a person must look: `ci-serve status` on both clusters", details=_details(cause)
@@ -317,7 +350,7 @@ class TwoClusterRelease:
         raise DeployFailed(f"{_what(cause)}; {where}: {self.live.address} serves: " + "; ".join(lines),
                            getattr(cause, "hint", None), details=_details(cause)) from None
 
-    def old_serving(self, *, budget: float) -> tuple[bool, list[str]]:
+    def old_serving(self, *, budget: float) -> tuple[tuple[Seen, ...] | None, list[str]]:
         """Is the old cluster's live version of each application seen serving (route table and a request)?"""
         old = view.parse(self.live_snapshot)
         apps = self.apps(self.config.data)
@@ -326,9 +359,10 @@ class TwoClusterRelease:
             live = old.live_of(logical, app.get("route_prefix"))
             expected.append((logical, app.get("route_prefix"), live.name if live else None))
         try:
-            return checks.serving(self.live, self.old_url(), expected, budget=budget)
+            seen, lines = checks.seen_serving(self.live, self.old_url(), expected, budget=budget)
+            return tuple(seen), lines
         except CiServeError as err:
-            return False, [f"the old cluster could not be read ({err.message})"]
+            return None, [f"the old cluster could not be read ({err.message})"]
 
     def retire_old(self) -> None:
         """Remove our applications (marked, or under the plain logical name) from the old live cluster."""

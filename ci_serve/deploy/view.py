@@ -71,6 +71,13 @@ class AppView:
         return self.config is not None
 
     @property
+    def deleting(self) -> bool:
+        """Being deleted. Measured on Ray 2.60: an app a PUT left out reports ``deployed_app_config: null``
+        while it is DELETING, so its marker cannot be read there. It is part of the view, but it is
+        nobody's live version, never blocks a name or a route, and finishing its deletion is no change."""
+        return self.status == "DELETING"
+
+    @property
     def claimed_prefix(self) -> str | None:
         """The route prefix the app was given: its config's (reliable on every Ray), else the report."""
         if self.config is not None and "route_prefix" in self.config:
@@ -148,9 +155,9 @@ class ClusterView:
         happens to set ``CI_SERVE_VERSION`` is not our ``api``."""
         allowed = None if route_prefix is ... else {route_prefix} | {
             preview_prefix(route_prefix, logical, c) for c in (*COLOURS, "old")}
-        return [a for _, a in sorted(self.apps.items())
-                if (a.owner == logical and (allowed is None or marker_of(a.config) or a.claimed_prefix in allowed))
-                or adoptable(a.name, a.config, logical)]
+        return [a for _, a in sorted(self.apps.items()) if not a.deleting and (
+                (a.owner == logical and (allowed is None or marker_of(a.config) or a.claimed_prefix in allowed))
+                or adoptable(a.name, a.config, logical))]
 
     def live_of(self, logical: str, route_prefix: str | None | EllipsisType = ...) -> AppView | None:
         """THE answer to "which incarnation of ``logical`` is live".
@@ -181,7 +188,7 @@ class ClusterView:
         return sorted({a.owner for a in self.apps.values() if a.owner})
 
     def declarative_configs(self) -> dict[str, dict[str, Any]]:
-        return {n: copy.deepcopy(a.config) for n, a in self.apps.items() if a.config is not None}
+        return {n: copy.deepcopy(a.config) for n, a in self.apps.items() if a.config is not None and not a.deleting}
 
     # -- for people ------------------------------------------------------------------------
     def managed(self) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class DashboardProxy:
         self.enabled = True
         #: every request received: (monotonic time, method, path)
         self.log: list[tuple[float, str, str]] = []
+        #: every fault injected: (method, path, mode), so a test can count e.g. the PUTs that were faulted
+        self.faults: list[tuple[str, str, str]] = []
         self._hold: tuple[str, str] | None = None
         self.held = threading.Event()
         self._released = threading.Event()
@@ -88,9 +90,16 @@ class DashboardProxy:
                 return self.rng.choice(self.modes)
         return None
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, method: str = "", path: str = "") -> None:
         with self.lock:
             self.counts[key] += 1
+            if key != "forwarded":
+                self.faults.append((method, path, key))
+
+    def faulted(self, method: str, prefix: str = "/api/") -> list[tuple[str, str, str]]:
+        """The faults injected into ``method`` requests whose path starts with ``prefix``."""
+        with self.lock:
+            return [f for f in self.faults if f[0] == method and f[1].startswith(prefix)]
 
     def _handler(self):
         proxy = self
@@ -102,11 +111,7 @@ class DashboardProxy:
                 pass
 
             def _drop(self) -> None:
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                self.close_connection = True
+                drop_connection(self)
 
             def _proxy(self) -> None:
                 with proxy.lock:
@@ -116,7 +121,7 @@ class DashboardProxy:
                 proxy._wait_if_held(self.command, self.path)
                 fault = proxy._fault(self.path)
                 if fault == "503":
-                    proxy._count("503")
+                    proxy._count("503", self.command, self.path)
                     payload = b"injected 503"
                     self.send_response(503)
                     self.send_header("Content-Length", str(len(payload)))
@@ -124,7 +129,7 @@ class DashboardProxy:
                     self.wfile.write(payload)
                     return
                 if fault == "drop":
-                    proxy._count("drop")
+                    proxy._count("drop", self.command, self.path)
                     self._drop()
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -137,7 +142,7 @@ class DashboardProxy:
                     self.end_headers()
                     return
                 if fault == "drop-after":
-                    proxy._count("drop-after")
+                    proxy._count("drop-after", self.command, self.path)
                     self._drop()
                     return
                 proxy._count("forwarded")
@@ -161,6 +166,15 @@ class DashboardProxy:
         self.release()
         self.server.shutdown()
         self.server.server_close()
+
+
+def drop_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Close the client's connection without an answer (the client sees the connection reset)."""
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    handler.close_connection = True
 
 
 def dead_address() -> str:
