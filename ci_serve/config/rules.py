@@ -129,6 +129,12 @@ def introduced_in(section: str, key: str) -> str | None:
     return next((r.release for r in all_rules() if r.knows(section, key)), None)
 
 
+def last_in(section: str, key: str, before: ReleaseRules) -> str | None:
+    """The newest release older than ``before`` whose schema knew ``key`` in ``section`` (a dropped key)."""
+    older = [r.release for r in all_rules() if minor_of(r.version) < minor_of(before.version) and r.knows(section, key)]
+    return older[-1] if older else None
+
+
 def release_findings(data: Any, rules: ReleaseRules) -> tuple[list[Finding], set[PathT]]:
     """(findings, paths of keys the release knows that the strict models do not have) for ``data``."""
     found: list[Finding] = []
