@@ -173,7 +173,7 @@ def test_a_config_only_newer_releases_accept_is_refused_with_nothing_written(hea
                       "    deployments:\n      - name: Echo\n        max_ongoing_requests: 3\n")
     proc, report = deploy(head, cli_env, tmp_path, config, "deploy_v1")
     assert proc.returncode == 2, proc.stderr
-    assert "rules of Ray 2.9.3 (the cluster's, from /api/version)" in proc.stderr
+    assert "rules of Ray 2.9 for Ray 2.9.3 (the cluster's, from /api/version)" in proc.stderr
     assert f"{config}:8:9: applications[0].deployments[0].max_ongoing_requests: key 'max_ongoing_requests' is " \
            "not known to Ray 2.9 (added in Ray 2.10)" in proc.stderr
     assert "write `max_concurrent_queries`" in proc.stderr

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ci_serve.config.problems import PathT
-from ci_serve.config.schema import Finding
+from ci_serve.config.schema import Finding, short_value
 from ci_serve.errors import InputError
 
 RULES_DIR = Path(__file__).with_name("rules")
@@ -257,7 +257,7 @@ def value_problem(value: Any, spec: dict[str, Any]) -> str | None:
     """Why ``value`` does not pass a field of a release's rules (type, then bounds), or None."""
     kinds = _alternatives(str(spec.get("type", "any")))
     if not any(_fits(value, k) for k in kinds):
-        return f"value {_short(value)} has the wrong type"
+        return f"value {short_value(value)} has the wrong type"
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if number is not None:
         for bound, test, words in (("gt", number.__gt__, "greater than"), ("ge", number.__ge__, "at least"),
@@ -268,15 +268,7 @@ def value_problem(value: Any, spec: dict[str, Any]) -> str | None:
 
 
 def _type_words(spec: dict[str, Any]) -> str:
-    text = str(spec.get("type", "any")).replace("|", " or ").replace("null", "null")
+    text = str(spec.get("type", "any")).replace("|", " or ")
     bounds = ", ".join(f"{b} {spec[b]}" for b in ("gt", "ge", "lt", "le") if b in spec)
     return text + (f", {bounds}" if bounds else "")
 
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -351,7 +351,7 @@ def _convert(exc: ValidationError, data: Any, known: frozenset[PathT] | set[Path
             found.append((path, f"required key {field!r} is missing", FIELD_DOCS.get(field), True, "error"))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            value = "***" if "env_vars" in path else _short(err.get("input"))
+            value = "***" if "env_vars" in path else short_value(err.get("input"))
             found.append((path, msg if "got " in msg else f"{msg} (got {value})", _doc(field), False, "error"))
     return found
 
@@ -402,7 +402,8 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A value as a problem message shows it (a mapping, a list, or its repr cut at 60 characters)."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

@@ -340,13 +340,19 @@ def _autoscaling_problems(config: LoadedConfig, where: tuple[Any, ...], auto: di
 
 def check_before_deploy(path: str, log: StepLog, cluster: DashboardAccess | None = None) -> ValidationResult:
     """``plan``/``deploy``: the config checked exactly as `ci-serve validate --no-import` checks it, for
-    the Ray release the cluster runs (its ``/api/version``, read first; nothing is written), as one step,
-    each problem (or else each notice and warning) printed. The caller stops on any problem
-    (:func:`require_valid`), before anything is written to a cluster."""
-    version, where = cluster_release(cluster)
+    the Ray release the cluster runs, as one step, each problem (or else each notice and warning)
+    printed. The caller stops on any problem (:func:`require_valid`), before anything is written.
+
+    A config with problems by the rules of ci-serve's own Ray is refused before any cluster is contacted
+    (the strict checks hold for every release); a clean one is checked again by the rules of the
+    cluster's release (``/api/version``, a read) when that is another one."""
     with log.step(f"validate {path}") as st:
-        say(f"rules of Ray {version or own_ray_version()} ({where})")
-        checked = validate_config(path, None, check_imports=False, ray_version=version)
+        checked = validate_config(path, None, check_imports=False)
+        if not checked.problems and checked.config is not None and cluster is not None:
+            version, where = cluster_release(cluster)
+            if version is not None and checked.rules is not None and rules_for(version) != checked.rules:
+                checked = validate_config(checked.config, None, check_imports=False, ray_version=version)
+            say(f"rules of Ray {_rules_name(checked)} for Ray {version or own_ray_version()} ({where})")
         for problem in checked.problems:
             say(problem.render())
         if checked.problems or checked.config is None:
@@ -357,10 +363,8 @@ def check_before_deploy(path: str, log: StepLog, cluster: DashboardAccess | None
     return checked
 
 
-def cluster_release(cluster: DashboardAccess | None) -> tuple[str | None, str]:
+def cluster_release(cluster: DashboardAccess) -> tuple[str | None, str]:
     """(the cluster's Ray release to validate for, or None for ci-serve's own; why that one)."""
-    if cluster is None:
-        return None, "ci-serve's own"
     try:
         version = cluster.client().get_version()
     except CiServeError as err:  # the cluster steps that follow report it as they always did
