@@ -140,8 +140,10 @@ def test_the_command_says_which_release_and_reads_the_pin_as_smoke_does(tmp_path
         return subprocess.run(ci_serve_cmd("validate", str(config), "--no-import", *args), env=cli_env,
                               capture_output=True, text=True, timeout=120, cwd=REPO)
 
-    proc = run("--ray-version", "2.9.3")
+    report = tmp_path / "report.json"
+    proc = run("--ray-version", "2.9.3", "--report", str(report))
     assert proc.returncode == 2 and "rules of Ray 2.9 (generated from Ray 2.9.3) for Ray 2.9.3" in proc.stderr
+    assert json.loads(report.read_text())["rules"] == {"release": "2.9", "generated_from": "2.9.3"}
     assert f"{config}:6:9: applications[0].deployments[0].max_ongoing_requests" in proc.stderr
     proc = run("--requirements", str(reqs))
     assert proc.returncode == 2 and f"pinned by {reqs}" in proc.stderr

@@ -59,6 +59,8 @@ class ValidationResult:
                                "warnings": [p.as_dict() for p in self.warnings]}
         if self.config is not None:
             out["notices"] = list(self.config.notices)
+        if self.rules is not None:  # which release's rules the config was checked by
+            out["rules"] = {"release": self.rules.release, "generated_from": self.rules.version}
         return out
 
 
