@@ -153,3 +153,19 @@ def test_the_command_says_which_release_and_reads_the_pin_as_smoke_does(tmp_path
     assert proc.returncode == 2 and "older than the releases ci-serve validates for" in proc.stderr
     proc = run("--ray-version", "2.9.3", "--requirements", str(reqs))
     assert proc.returncode == 2 and "not both" in proc.stderr
+
+
+def test_smoke_checks_the_config_by_the_rules_of_the_ray_it_tests_on(tmp_path: Path) -> None:
+    """`smoke --ray-version 2.9.3 serve_config.yaml`: refused at the key's line before an environment is built."""
+    from ci_serve.errors import ConfigError
+    from ci_serve.smoke.target import resolve_target
+
+    config = tmp_path / "serve_config.yaml"
+    config.write_text(NEW)
+    (tmp_path / "graph_app.py").write_text("app = None\n")
+    with pytest.raises(ConfigError) as err:
+        resolve_target(str(config), [], tmp_path, "2.9.3")
+    assert [(p.path, p.line) for p in err.value.problems] == [
+        ("applications[0].deployments[0].max_ongoing_requests", 6)]
+    assert [a.name for a in resolve_target(str(config), [], tmp_path, None).apps] == ["greet"]
+    assert resolve_target(str(config), [], tmp_path, "9.0.0").apps  # newer than the rules: the newest rules
