@@ -46,6 +46,7 @@ def file_for(version: str) -> str:
     return f"ray-{major}.{minor}.json"
 
 
+@functools.cache
 def known_files() -> dict[tuple[int, int], Path]:
     """(major, minor) -> its rules file, oldest first."""
     found = {}
@@ -109,8 +110,9 @@ def rules_for(version: str | None) -> ReleaseRules:
     return _load(files[at])
 
 
-def all_rules() -> list[ReleaseRules]:
-    return [_load(p) for p in known_files().values()]
+@functools.cache
+def all_rules() -> tuple[ReleaseRules, ...]:
+    return tuple(_load(p) for p in known_files().values())
 
 
 def section_of(path: PathT) -> str:
@@ -124,6 +126,7 @@ def section_of(path: PathT) -> str:
     return out
 
 
+@functools.cache
 def introduced_in(section: str, key: str) -> str | None:
     """The first release (of those with rules) whose schema knows ``key`` in ``section``."""
     return next((r.release for r in all_rules() if r.knows(section, key)), None)
@@ -149,7 +152,7 @@ def release_findings(data: Any, rules: ReleaseRules) -> tuple[list[Finding], set
             where = (*path, key)
             spec = rules.field(section, key)
             if spec is None:
-                since = introduced_in(section, key) if any(r.knows(section, key) for r in all_rules()) else None
+                since = introduced_in(section, key)
                 if since is not None and minor_of(since) > minor_of(rules.version):
                     found.append(_too_new(where, key, since, rules, section))
                 continue
@@ -174,6 +177,7 @@ def _too_new(where: PathT, key: str, since: str, rules: ReleaseRules, section: s
             f"Ray {rules.release} ignores it and deploys without it; {instead}", True, "error")
 
 
+@functools.cache
 def _renamed_to(section: str, key: str) -> str | None:
     """The field a newer release deprecates ``key`` in favour of (``max_concurrent_queries`` ->
     ``max_ongoing_requests``)."""
