@@ -9,7 +9,10 @@ each release's package (:mod:`ci_serve.config.rulegen`). What it reads, per mode
   ``model``, unions with ``|``), whether it is required, its default, its numeric bounds
   (``gt``/``ge``/``lt``/``le``) and whether Ray marks it deprecated (``[DEPRECATED]`` in its
   description, or pydantic's ``deprecated``), with the description's first sentence when it is;
-- the model's policy on unknown keys (``extra``: ``ignore``, ``forbid`` or ``allow``).
+- the model's policy on unknown keys (``extra``: ``ignore``, ``forbid`` or ``allow``);
+- the names of its validators, per field and on the whole model (recorded, not re-implemented: the
+  strict models of :mod:`ci_serve.config.schema` and :mod:`ci_serve.config.validate` carry the checks;
+  a new name in a release's file is a check to look at).
 
 ``DeploymentSchema.autoscaling_config`` is a plain dict in older releases, checked by
 ``ray.serve.config.AutoscalingConfig`` when the deployment is built: that model is read for it.
@@ -166,6 +169,27 @@ def _field(name: str, info: Any, models: list[type]) -> dict[str, Any]:
     return out
 
 
+def _validators(model: type) -> tuple[dict[str, list[str]], list[str]]:
+    """Names of the model's own value checks: per field, and on the whole model (root/model validators).
+    They are recorded, not re-implemented: a diff between releases shows a check appearing."""
+    per_field: dict[str, list[str]] = {}
+    whole: list[str] = []
+    decorators = getattr(model, "__pydantic_decorators__", None)
+    if _v2(model) and decorators is not None:
+        for name, dec in decorators.field_validators.items():
+            for key in dec.info.fields:
+                per_field.setdefault(key, []).append(name)
+        whole = sorted(decorators.model_validators)
+    else:
+        for key, checks in (getattr(model, "__validators__", None) or {}).items():
+            per_field[key] = [getattr(c.func, "__name__", "?") for c in checks]
+        for item in [*getattr(model, "__pre_root_validators__", []), *getattr(model, "__post_root_validators__", [])]:
+            func = item[-1] if isinstance(item, tuple) else item
+            whole.append(getattr(func, "__name__", "?"))
+        whole = sorted(set(whole))
+    return {k: sorted(set(v)) for k, v in per_field.items()}, whole
+
+
 def _call(factory: Any) -> Any:
     try:
         return factory()
@@ -210,7 +234,14 @@ def extract() -> dict[str, Any]:
                 use = named.group(1) if named and named.group(1) in fields else RENAMES.get(key)
                 if use and use in fields and use != key:
                     spec["use"] = use
-        sections[path] = {"model": model.__name__, "extra": _extra(model), "fields": fields}
+        field_checks, model_checks = _validators(model)
+        for key, names in field_checks.items():
+            if key in fields:
+                fields[key]["validators"] = names
+        section = {"model": model.__name__, "extra": _extra(model), "fields": fields}
+        if model_checks:
+            section["validators"] = model_checks
+        sections[path] = section
     return {"ray": ray.__version__, "pydantic": "v2" if _v2(ServeDeploySchema) else "v1", "sections": sections}
 
 
@@ -222,6 +253,8 @@ def dumps(rules: dict[str, Any]) -> str:
     for i, (path, section) in enumerate(sections):
         lines.append(f"    {json.dumps(path)}: {{")
         lines.append(f'      "model": {json.dumps(section["model"])}, "extra": {json.dumps(section["extra"])},')
+        if section.get("validators"):
+            lines.append(f'      "validators": {json.dumps(section["validators"])},')
         lines.append('      "fields": {')
         items = sorted(section["fields"].items())
         for j, (name, spec) in enumerate(items):
