@@ -169,3 +169,13 @@ def test_smoke_checks_the_config_by_the_rules_of_the_ray_it_tests_on(tmp_path: P
         ("applications[0].deployments[0].max_ongoing_requests", 6)]
     assert [a.name for a in resolve_target(str(config), [], tmp_path, None).apps] == ["greet"]
     assert resolve_target(str(config), [], tmp_path, "9.0.0").apps  # newer than the rules: the newest rules
+
+
+
+def test_a_key_the_release_still_applies_gets_no_ignored_warning(tmp_path: Path) -> None:
+    """Ray 2.9 deprecates a deployment's route_prefix but still applies it (override_deployment_info in
+    its application_state.py): the 2.60 warning "Ray ignores a deployment's route_prefix" would be false
+    there. Deprecated fields warn only when Ray names their successor."""
+    text = OLD.replace("max_concurrent_queries: 5", "route_prefix: /old")
+    assert _check(tmp_path, text, "2.9.3").warnings == []
+    assert [w.path for w in _check(tmp_path, text, None).warnings] == ["applications[0].deployments[0].route_prefix"]
