@@ -162,14 +162,19 @@ def expectation(fmt: str, why_none: str, ray: dict[str, Any] | None, by: str, ta
 
 
 def ci_serve_verdict(path: Path, target: str) -> tuple[str, int, str]:
-    """(accepted | rejected | traceback, warnings, first problem) of ``validate --no-import`` for ``target``."""
+    """(accepted | rejected | traceback | no-rules, warnings, first problem) of ``validate --no-import`` for
+    ``target``."""
     from ci_serve.config.validate import validate_config
 
     kwargs: dict[str, Any] = {"check_imports": False}
     if "ray_version" in inspect.signature(validate_config).parameters:  # the per-release rules (issue 25)
         kwargs["ray_version"] = None if target == "current" else target
+    from ci_serve.errors import InputError
+
     try:
         result = validate_config(path, **kwargs)
+    except InputError as err:  # a release ci-serve has no rules for: give it a validate_for that has some
+        return "no-rules", 0, err.message[:150]
     except Exception:  # noqa: BLE001 - a traceback is a verdict here (and fails the suite)
         return "traceback", 0, traceback.format_exc().strip().splitlines()[-1][:150]
     first = result.problems[0] if result.problems else None

@@ -50,7 +50,7 @@ def test_the_corpus_is_real_and_sourced() -> None:
 
 
 def test_each_file_gets_the_verdict_its_release_expects(measured: dict[str, tuple[str, int, str]]) -> None:
-    assert [name for name, (ours, _, _) in measured.items() if ours == "traceback"] == []
+    assert [name for name, (ours, _, _) in measured.items() if ours in ("traceback", "no-rules")] == []
     wrong = {name: f"expected {RECORDED[name]['expected']} ({RECORDED[name]['basis']}), ci-serve {ours}: {why}"
              for name, (ours, _, why) in measured.items()
              if (RECORDED[name]["expected"] == "accept") != (ours == "accepted")}

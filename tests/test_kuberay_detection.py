@@ -2,8 +2,9 @@
 
 There is no Kubernetes here, so the answers are built by hand, in the shape a real head gives: a head started
 with KubeRay's two variables (RAY_CLOUD_INSTANCE_ID, RAY_NODE_TYPE_NAME) answers ``/nodes?view=summary`` with
-``raylet.instanceId`` / ``raylet.nodeTypeName`` set to them (measured on Ray 2.60 and 2.9.3, see
-/work/notes/kuberay-detection.md); Pod names follow KubeRay's own generators (GenerateRayClusterName, PodName).
+``raylet.instanceId`` / ``raylet.nodeTypeName`` set to them, and 2.60 also labels it ``ray.io/node-group``
+(measured on Ray 2.60.0 and 2.9.3 heads); Pod names follow KubeRay's own generators (GenerateRayClusterName,
+PodName in ray-operator/controllers/ray/utils/util.go).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Is this Ray cluster run by the KubeRay operator, and created for a RayService? Read from the dashboard alone.
 
 A pure decision over the parsed answers of ``GET /api/serve/applications/`` and ``GET /nodes?view=summary``
-(the caller fetches them; either may be missing). The findings and their sources are in
-/work/notes/kuberay-detection.md; in short:
+(the caller fetches them; either may be missing). What it relies on, from KubeRay's and Ray's source, the
+node fields measured on real Ray 2.60.0 and 2.9.3 heads started with KubeRay's two variables:
 
 - KubeRay (1.1 on) sets ``RAY_CLOUD_INSTANCE_ID`` to the Pod's name and ``RAY_NODE_TYPE_NAME`` to its group
   (``headgroup`` on the head) in every Ray container (``ray-operator/controllers/ray/common/pod.go``).
   Ray's raylet records both in the node's ``GcsNodeInfo`` (``instance_id``, ``node_type_name``), which the
   node summary shows as ``raylet.instanceId`` and ``raylet.nodeTypeName``; Ray 2.52 on also show the first
   as ``controller_info.node_instance_id`` in the Serve details, and Ray with default node labels (about 2.48
-  on) labels the head ``ray.io/node-group: headgroup``. The summary's ``hostname`` is the Pod's name too.
+  on) labels the head ``ray.io/node-group: headgroup``. The summary's ``hostname`` is the Pod's name too, once
+  the node's reporter has reported (it was null right after a 2.9.3 head started).
 - The head Pod is named ``<raycluster>-head-<5 random>`` (or ``<raycluster>-head`` with KubeRay 1.5's
   deterministic head names). A RayService (and a RayJob) names its RayCluster ``<name>-raycluster-<5>``
   (KubeRay 1.0-1.3) or ``<name>-<5>`` (1.4 on); the 5 characters come from Kubernetes' random alphabet,
