@@ -347,7 +347,8 @@ def check_before_deploy(path: str, log: StepLog, cluster: DashboardAccess | None
 
     A config with problems by the rules of ci-serve's own Ray is refused before any cluster is contacted
     (the strict checks hold for every release); a clean one is checked again by the rules of the
-    cluster's release (``/api/version``, a read) when that is another one."""
+    cluster's release (``/api/version``, a read) when that is another one. A cluster that does not
+    answer is the error of that read (exit 2, nothing written)."""
     with log.step(f"validate {path}") as st:
         checked = validate_config(path, None, check_imports=False)
         if not checked.problems and checked.config is not None and cluster is not None:
@@ -366,11 +367,9 @@ def check_before_deploy(path: str, log: StepLog, cluster: DashboardAccess | None
 
 
 def cluster_release(cluster: DashboardAccess) -> tuple[str | None, str]:
-    """(the cluster's Ray release to validate for, or None for ci-serve's own; why that one)."""
-    try:
-        version = cluster.client().get_version()
-    except CiServeError as err:  # the cluster steps that follow report it as they always did
-        return None, f"ci-serve's own: the cluster's version could not be read ({err.message})"
+    """(the cluster's Ray release to validate for, or None for ci-serve's own; why that one). A cluster
+    that does not answer raises here, as the cluster steps that would follow would (exit 2, nothing written)."""
+    version = cluster.client().get_version()
     try:
         rules_for(version)
     except InputError as err:
