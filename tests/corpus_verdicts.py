@@ -103,6 +103,22 @@ def classify(path: Path) -> tuple[str, str | None, str]:
     return "serve-config", text, ""
 
 
+def local_working_dirs(text: str | None) -> tuple[str, ...]:
+    """The applications' runtime_env.working_dir values that are local folders (no ``://``)."""
+    try:
+        data = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return ()
+    apps = data.get("applications") if isinstance(data, dict) else None
+    found = []
+    for app in apps if isinstance(apps, list) else []:
+        env = app.get("runtime_env") if isinstance(app, dict) else None
+        wd = env.get("working_dir") if isinstance(env, dict) else None
+        if isinstance(wd, str) and "://" not in wd:
+            found.append(wd)
+    return tuple(found)
+
+
 def judges() -> dict[str, str]:
     """Ray release -> the Python that has it: the .venv's, and every cached environment."""
     from importlib.metadata import version
@@ -134,7 +150,8 @@ def run_judge(python: str, items: list[tuple[str, str]]) -> dict[str, dict[str, 
 
 
 def expectation(fmt: str, why_none: str, ray: dict[str, Any] | None, by: str, target: str,
-                newer_keys: list[str], older_keys: list[str], undetermined: list[str]) -> tuple[str, str]:
+                newer_keys: list[str], older_keys: list[str], undetermined: list[str],
+                folder: Path = CORPUS, local_dirs: tuple[str, ...] = ()) -> tuple[str, str]:
     """(accept | reject, the basis): from Ray's verdict and the file's facts, not from ci-serve."""
     manifest = fmt.startswith("rayservice")
     if ray is None:
@@ -144,6 +161,10 @@ def expectation(fmt: str, why_none: str, ray: dict[str, Any] | None, by: str, ta
         if manifest:
             return "reject", (f"Ray {by} refuses a local working_dir, and KubeRay hands serveConfigV2 to it as is "
                               "(no upload)")
+        missing = [d for d in local_dirs if not (folder / d).expanduser().is_dir()]
+        if missing:
+            return "reject", (f"fact: the local working_dir {', '.join(missing)} is not next to this copy (only the "
+                              "YAML was copied): nothing to upload")
         return "accept", f"Ray {by}'s schema refuses a local working_dir; fact: ci-serve deploy uploads it"
     if verdict == "invalid" and fmt == "serve-config 2.0 single-app":
         return "accept", f"Ray {by}: {why}; fact: a Serve 2.0 single-app file, upgraded by ci-serve (docs/config.md)"
@@ -203,7 +224,8 @@ def verdicts(only_installed: bool = False) -> list[dict[str, str]]:
         ray = by_release[by].get(path.name) if text is not None else None
         unknown = ray["unknown"] if ray else []
         newer, older, undetermined = _unknown_to_target(path.name, unknown, target, own, by_release)
-        expected, basis = expectation(fmt, why_none, ray, by, target, newer, older, undetermined)
+        expected, basis = expectation(fmt, why_none, ray, by, target, newer, older, undetermined,
+                                      path.parent, local_working_dirs(text))
         ours, warnings, our_why = ci_serve_verdict(path, target)
         rows.append({"file": path.name, "validate_for": target, "format": fmt,
                      "ray": ray["ray"] if ray else "n/a", "ray_by": by if ray else "-",
