@@ -13,8 +13,9 @@ from ci_serve.errors import InputError
 
 
 @pytest.mark.parametrize("command,flag", [("smoke", True), ("plan", True), ("deploy", True),
-                                          ("validate", False), ("build", False), ("status", False)])
-def test_the_ray_pin_goes_to_smoke_plan_and_deploy(command: str, flag: bool) -> None:
+                                          ("validate", True), ("build", False), ("status", False)])
+def test_the_ray_pin_goes_to_smoke_validate_plan_and_deploy(command: str, flag: bool) -> None:
+    """validate checks by the pinned release's rules (issue 25)."""
     inputs = Inputs(command=command, address="http://127.0.0.1:8265", requirements="requirements.txt",
                     target=["app:app"])
     argv = invocation(command, inputs).argv
@@ -50,6 +51,7 @@ def test_the_ray_pin_is_left_out_of_the_action_python(tmp_path: Path) -> None:
                                 "app-dir": "examples/fruit", "requirements": "requirements.txt"}, files=files)
     assert got.code == 0, got.log[-3000:]
     assert "the Ray pin is left out here" in got.log
+    assert "rules of Ray 2.40 (generated from Ray 2.40.0) for Ray 2.40.0 (pinned by requirements.txt)" in got.log
     assert "ray-2.40.0" not in got.log.lower() and "Successfully installed ray" not in got.log
     import importlib.metadata
 

@@ -160,6 +160,30 @@ def test_route_less_app_is_updated_in_place_never_exposed(head, client, bystande
     assert proc.returncode == 2 and "route_prefix: null" in proc.stderr, proc.stderr
 
 
+def test_a_config_only_newer_releases_accept_is_refused_with_nothing_written(head, client, bystander, cli_env,
+                                                                             tmp_path):
+    """Issue 25: deploy validates for the cluster's Ray (its /api/version). Ray 2.9.3 would take
+    max_ongoing_requests and silently drop it; the deploy is exit 2 at the key's line, nothing written."""
+    if head.ray_release != "2.9.3":
+        pytest.skip("max_ongoing_requests is known from Ray 2.10 on")
+    before = client.get_applications()["applications"]
+    config = tmp_path / "serve_config.yaml"
+    config.write_text(f"http_options: {{host: 127.0.0.1, port: {head.serve_port}}}\napplications:\n"
+                      "  - name: limited\n    route_prefix: /limited\n    import_path: deploy_app:app\n"
+                      "    deployments:\n      - name: Echo\n        max_ongoing_requests: 3\n")
+    proc, report = deploy(head, cli_env, tmp_path, config, "deploy_v1")
+    assert proc.returncode == 2, proc.stderr
+    assert "rules of Ray 2.9 for Ray 2.9.3 (the cluster's, from /api/version)" in proc.stderr
+    assert f"{config}:8:9: applications[0].deployments[0].max_ongoing_requests: key 'max_ongoing_requests' is " \
+           "not known to Ray 2.9 (added in Ray 2.10)" in proc.stderr
+    assert "write `max_concurrent_queries`" in proc.stderr
+    assert [s["name"] for s in report["steps"]] == [f"validate {config}"]
+    assert report["problems"][0]["line"] == 8
+    after = client.get_applications()["applications"]
+    assert {n: a["deployed_app_config"] for n, a in after.items()} == \
+        {n: a["deployed_app_config"] for n, a in before.items()}
+
+
 def test_bystander_untouched(client, bystander):
     now = client.get_applications()["applications"]["bystander"]
     assert now["status"] == "RUNNING" and now["deployed_app_config"] == bystander["deployed_app_config"]

@@ -54,6 +54,10 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
     junit = None
     if command == "validate":
         argv += [inputs.config, "--app-dir", inputs.app_dir]
+        if inputs.ray_version:  # the rules of the Ray the app pins (docs/config.md, per-release validation)
+            argv += ["--ray-version", inputs.ray_version]
+        elif inputs.requirements:
+            argv += ["--requirements", inputs.requirements]
     elif command == "smoke":
         junit = f"{REPORT_DIR}/smoke-junit.xml"
         argv += [*_smoke_target(inputs), "--app-dir", inputs.app_dir, "--junit", junit]

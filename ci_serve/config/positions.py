@@ -29,6 +29,8 @@ class Positions:
     keys: dict[PathT, tuple[int, int]] = field(default_factory=dict)
     #: (path of the repeated key, line, column) for every key that appears twice in one mapping
     duplicates: list[tuple[PathT, int, int]] = field(default_factory=list)
+    #: path of a repeated key -> (line, column) of its first appearance
+    first_keys: dict[PathT, tuple[int, int]] = field(default_factory=dict)
 
     def locate(self, path: PathT, *, key: bool = False) -> tuple[int, int] | None:
         """The position of ``path`` (its key when ``key``), else of its nearest existing parent."""
@@ -46,7 +48,8 @@ class Positions:
         """The same positions moved through ``where`` (e.g. from a string embedded in another file)."""
         return Positions(values={p: where(*lc) for p, lc in self.values.items()},
                          keys={p: where(*lc) for p, lc in self.keys.items()},
-                         duplicates=[(p, *where(line, col)) for p, line, col in self.duplicates])
+                         duplicates=[(p, *where(line, col)) for p, line, col in self.duplicates],
+                         first_keys={p: where(*lc) for p, lc in self.first_keys.items()})
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -70,6 +73,7 @@ def _walk(root: yaml.Node, positions: Positions) -> None:
                 child = (*path, name)
                 if name in names:
                     positions.duplicates.append((child, *_mark(key_node)))
+                    positions.first_keys.setdefault(child, positions.keys[child])
                 names.add(name)
                 positions.keys[child] = _mark(key_node)
                 children.append((value_node, child))

@@ -261,7 +261,7 @@ _DEFAULT_POLICY = "ray.serve.autoscaling_policy:default_autoscaling_policy"
 #: Reported as a warning (the config deploys, but not as written). Checked before the typo check.
 IGNORED_KEYS: dict[tuple[type[BaseModel], str], str] = {
     (DeploymentConfig, "max_concurrent_queries"):
-        "Ray ignores it (renamed `max_ongoing_requests` in Ray 2.x) and uses max_ongoing_requests from the "
+        "Ray ignores it (renamed `max_ongoing_requests` in Ray 2.10) and uses max_ongoing_requests from the "
         "code, else 5; rename the key",
     (DeploymentConfig, "route_prefix"):
         "Ray ignores a deployment's route_prefix and routes the application at its own `route_prefix`; "
@@ -279,8 +279,8 @@ IGNORED_KEYS: dict[tuple[type[BaseModel], str], str] = {
         "Ray ignores a deployment's import_path (Serve 1.x): the application's import_path builds the graph; "
         "delete it",
     (AutoscalingConfig, "target_num_ongoing_requests_per_replica"):
-        "Ray ignores it (renamed `target_ongoing_requests`) and aims at target_ongoing_requests, default 2; "
-        "rename the key",
+        "Ray ignores it (renamed `target_ongoing_requests` in Ray 2.10) and aims at target_ongoing_requests, "
+        "default 2; rename the key",
     (AutoscalingPolicy, "name"):
         f"Ray ignores `name` (older Ray's key for the policy) and runs its default policy {_DEFAULT_POLICY}; "
         "rename the key `policy_function`",
@@ -312,17 +312,27 @@ FIELD_DOCS = _field_docs()
 Finding = tuple[PathT, str, "str | None", bool, str]
 
 
-def schema_errors(data: Any) -> list[Finding]:
+def schema_errors(data: Any, known: frozenset[PathT] | set[PathT] = frozenset(), release: str = "") -> list[Finding]:
     """Every schema finding in ``data``: (path, message, hint, at_key, severity); severity is
-    "warning" for a key Ray accepts and ignores, "error" for everything Ray rejects and for typos."""
+    "warning" for a key Ray accepts and ignores, "error" for everything Ray rejects and for typos.
+    ``known``: keys the target Ray release has that these (newest) models do not (a legacy name on an
+    older release, e.g. max_concurrent_queries on 2.9): not reported as unknown, unless Ray rejects them.
+    ``release`` ("2.60") names the release in "ignored by Ray 2.60"."""
     try:
         ServeConfig.model_validate(data)
     except ValidationError as exc:
-        return _convert(exc, data)
+        return _convert(exc, data, known, release)
     return []
 
 
-def _convert(exc: ValidationError, data: Any) -> list[Finding]:
+def strict_knows(path: PathT) -> bool:
+    """Whether the key at ``path`` is a field of these models."""
+    model = _model_at(path[:-1])
+    return model is not None and path[-1] in model.model_fields
+
+
+def _convert(exc: ValidationError, data: Any, known: frozenset[PathT] | set[PathT] = frozenset(),
+             release: str = "") -> list[Finding]:
     found: list[Finding] = []
     seen: set[PathT] = set()
     for err in exc.errors(include_url=False):
@@ -333,12 +343,15 @@ def _convert(exc: ValidationError, data: Any) -> list[Finding]:
         field = next((p for p in reversed(path) if isinstance(p, str)), "")
         kind = err["type"]
         if kind == "extra_forbidden":
-            found.append(_unknown_key(field, path))
+            model = _model_at(path[:-1])
+            if path in known and (model, field) not in REJECTED_KEYS:
+                continue
+            found.append(_unknown_key(field, path, f"Ray {release}" if release else "Ray"))
         elif kind == "missing":
             found.append((path, f"required key {field!r} is missing", FIELD_DOCS.get(field), True, "error"))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            value = "***" if "env_vars" in path else _short(err.get("input"))
+            value = "***" if "env_vars" in path else short_value(err.get("input"))
             found.append((path, msg if "got " in msg else f"{msg} (got {value})", _doc(field), False, "error"))
     return found
 
@@ -348,12 +361,12 @@ def _doc(field: str) -> str | None:
     return f"{field}: {doc}" if doc else None
 
 
-def _unknown_key(key: str, path: PathT) -> Finding:
+def _unknown_key(key: str, path: PathT, ray: str = "Ray") -> Finding:
     model = _model_at(path[:-1])
     if model is not None and (model, key) in REJECTED_KEYS:
         return path, f"unknown key {key!r}", REJECTED_KEYS[(model, key)], True, "error"
     if model is not None and (model, key) in IGNORED_KEYS:
-        return path, f"key {key!r} is ignored by Ray", IGNORED_KEYS[(model, key)], True, "warning"
+        return path, f"key {key!r} is ignored by {ray}", IGNORED_KEYS[(model, key)], True, "warning"
     known = list(model.model_fields) if model else []
     close = difflib.get_close_matches(key, known, n=1, cutoff=NEAR_MISS)
     if close:
@@ -362,7 +375,7 @@ def _unknown_key(key: str, path: PathT) -> Finding:
     listing = f"known keys here: {', '.join(sorted(known))}"
     if model in RAY_FORBIDS_EXTRA:
         return path, f"unknown key {key!r}", f"Ray rejects unknown keys here; {listing}", True, "error"
-    return path, f"unknown key {key!r} is ignored by Ray", f"Ray deploys without it; {listing}", True, "warning"
+    return path, f"unknown key {key!r} is ignored by {ray}", f"Ray deploys without it; {listing}", True, "warning"
 
 
 def _model_at(parent: PathT) -> type[BaseModel] | None:
@@ -389,7 +402,8 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A value as a problem message shows it (a mapping, a list, or its repr cut at 60 characters)."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

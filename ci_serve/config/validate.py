@@ -23,12 +23,14 @@ from ci_serve.config import workdir
 from ci_serve.config.importpath import import_path_problem
 from ci_serve.config.loader import LoadedConfig, load_config
 from ci_serve.config.problems import PathT, Problem
-from ci_serve.config.schema import ServeConfig, schema_errors
+from ci_serve.config.rules import ReleaseRules, last_in, own_ray_version, release_findings, rules_for, section_of
+from ci_serve.config.schema import ServeConfig, schema_errors, strict_knows
 from ci_serve.console import say
-from ci_serve.errors import CiServeError, ConfigError
+from ci_serve.errors import CiServeError, ConfigError, InputError
 from ci_serve.steps import StepLog
 
 if TYPE_CHECKING:
+    from ci_serve.cluster.dashboard import DashboardAccess
     from ci_serve.config.inspect import AppGraph
 
 IMPORT_WORKERS = 2  # the machines this runs on have 2 cores; each import is a Python + Ray import
@@ -44,6 +46,8 @@ class ValidationResult:
     #: application name -> its code's graph (:class:`~ci_serve.config.inspect.AppGraph`): filled when
     #: imports are checked, or by :func:`import_graphs`
     graphs: dict[str, AppGraph] = field(default_factory=dict)
+    #: the Ray release's rules the config was checked by
+    rules: ReleaseRules | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,18 +59,24 @@ class ValidationResult:
                                "warnings": [p.as_dict() for p in self.warnings]}
         if self.config is not None:
             out["notices"] = list(self.config.notices)
+        if self.rules is not None:  # which release's rules the config was checked by
+            out["rules"] = {"release": self.rules.release, "generated_from": self.rules.version}
         return out
 
 
 def validate_config(source: str | Path | LoadedConfig, app_dir: str | Path | None = None,
-                    check_imports: bool = True, import_timeout: float = 60) -> ValidationResult:
+                    check_imports: bool = True, import_timeout: float = 60, *,
+                    ray_version: str | None = None) -> ValidationResult:
     """Check a config (a path, or an already loaded :class:`LoadedConfig`); never raises for a problem
     in the file (even a missing or unreadable one), returns them all instead.
 
     ``app_dir`` is where import paths are imported from; ``None`` means each application's local
     ``runtime_env.working_dir`` (relative to the config file, as a deploy ships it), else the current folder.
+    ``ray_version`` is the Ray release the config is checked for (:func:`ci_serve.config.rules.rules_for`:
+    its minor's rules; None: the Ray ci-serve runs on); a release without rules raises :class:`InputError`.
     YAML syntax errors come back as a problem with their line.
     """
+    rules = rules_for(ray_version)
     if isinstance(source, LoadedConfig):
         config = source
     else:
@@ -75,17 +85,28 @@ def validate_config(source: str | Path | LoadedConfig, app_dir: str | Path | Non
         except ConfigError as err:  # unreadable, not YAML, not a mapping: one problem, nothing else to check
             message = err.message.removeprefix(f"{source}: ")
             found: list[Problem] = list(err.problems) or [Problem(str(source), None, None, "(file)", message, err.hint)]
-            return ValidationResult(config=None, problems=found)
-    result = ValidationResult(config=config)
-    found = []
-    for dup_path, line, column in config.positions.duplicates:
-        found.append(Problem(str(config.path), line, column, _fmt(dup_path),
-                             f"key {dup_path[-1]!r} appears twice in the same mapping",
-                             "YAML keeps only the last one; delete one of them"))
-    ignored: list[PathT] = []
-    for where, message, hint, at_key, severity in schema_errors(config.data):
+            return ValidationResult(config=None, problems=found, rules=rules)
+    result = ValidationResult(config=config, rules=rules)
+    found = _duplicate_problems(config)
+    by_release, legacy = release_findings(config.data, rules)
+    # the release's verdict on a key itself (too new for it, or deprecated by it) replaces the strict one
+    replaced = {where for where, _, _, at_key, _ in by_release if at_key}
+    ignored: list[PathT] = [p for p in legacy if not strict_knows(p)]
+    for where, message, hint, at_key, severity in schema_errors(config.data, legacy, rules.release):
+        if any(where[:len(r)] == r for r in replaced):
+            continue
+        if severity == "warning" and (last := last_in(section_of(where[:-1]), str(where[-1]), rules)):
+            hint = f"{hint} (Ray {last} was the last release with `{where[-1]}`)"
         found.append(config.problem(where, message, hint, key=at_key, severity=severity))
         if severity == "warning":
+            ignored.append(where)
+    taken = {p.path for p in found}
+    for where, message, hint, at_key, severity in by_release:
+        problem = config.problem(where, message, hint, key=at_key, severity=severity)
+        if not at_key and problem.path in taken:
+            continue  # a value the strict check already refused, with its own hint
+        found.append(problem)
+        if at_key and (severity == "error" or not strict_knows(where)):
             ignored.append(where)
     found.extend(cluster_rule_problems(config))
     if check_imports:
@@ -97,6 +118,36 @@ def validate_config(source: str | Path | LoadedConfig, app_dir: str | Path | Non
     if result.ok:
         config.model = ServeConfig.model_validate(_without(config.data, ignored))
     return result
+
+
+#: mappings Ray hands to the application as they are (user data): a key repeated inside is a warning
+USER_DATA = frozenset({"user_config", "args"})
+
+
+def _duplicate_problems(config: LoadedConfig) -> list[Problem]:
+    """A key written twice in one mapping: PyYAML (Ray's loader) keeps the last value. Inside user data
+    (``user_config``, builder ``args``) that is a warning at both lines; elsewhere an error, since Ray
+    would run a setting other than the first one written."""
+    out = []
+    for dup_path, line, column in config.positions.duplicates:
+        name = _fmt(dup_path)
+        if any(part in USER_DATA for part in dup_path[:-1]):
+            first = config.positions.first_keys.get(dup_path)
+            first_line = f"line {first[0]}" if first else "an earlier line"
+            hint = f"Ray keeps the value at line {line} and hands it to the application as it is; delete " \
+                   "one of them"
+            if first:
+                out.append(Problem(str(config.path), first[0], first[1], name,
+                                   f"key {dup_path[-1]!r} appears twice in the same mapping (again at line {line})",
+                                   hint, "warning"))
+            out.append(Problem(str(config.path), line, column, name,
+                               f"key {dup_path[-1]!r} appears twice in the same mapping (first at {first_line})",
+                               hint, "warning"))
+            continue
+        out.append(Problem(str(config.path), line, column, name,
+                           f"key {dup_path[-1]!r} appears twice in the same mapping",
+                           "YAML keeps only the last one; delete one of them"))
+    return out
 
 
 def load_valid_config(path: str | Path | LoadedConfig, *, app_dir: str | Path | None = None,
@@ -165,8 +216,17 @@ def cluster_rule_problems(config: LoadedConfig) -> list[Problem]:
 
 
 def _working_dir_problems(config: LoadedConfig, i: int, app: dict[str, Any]) -> list[Problem]:
-    """A local working_dir (ci-serve ships it to the cluster) must exist next to the config file."""
+    """A local working_dir (ci-serve ships it to the cluster) must exist next to the config file; in a
+    RayService manifest it is never valid: KubeRay hands serveConfigV2 to the cluster as it is, and no
+    such folder exists there."""
     wd = workdir.working_dir_of(app, config.base_dir)
+    if wd.local and config.rayservice is not None:
+        return [config.problem(("applications", i, "runtime_env", "working_dir"),
+                               f"working_dir {wd.source!r} is a local folder in a RayService manifest: KubeRay "
+                               "hands serveConfigV2 to the cluster as it is, and the folder does not exist there",
+                               "use a remote URI the cluster can fetch (https://.../code.zip, s3://..., gs://...), "
+                               "or deploy the Serve config itself with `ci-serve deploy` (which uploads a local "
+                               "working_dir) instead of through the operator")]
     if not wd.local or wd.exists:
         return []
     return [config.problem(("applications", i, "runtime_env", "working_dir"),
@@ -280,27 +340,59 @@ def _autoscaling_problems(config: LoadedConfig, where: tuple[Any, ...], auto: di
     return out
 
 
-def check_before_deploy(path: str, log: StepLog) -> ValidationResult:
-    """``plan``/``deploy``: the config checked exactly as `ci-serve validate --no-import` checks it, as
-    one step, each problem (or else each notice and warning) printed. The caller stops on any problem
-    (:func:`require_valid`), before anything is read from or written to a cluster."""
+def check_before_deploy(path: str, log: StepLog, cluster: DashboardAccess | None = None) -> ValidationResult:
+    """``plan``/``deploy``: the config checked exactly as `ci-serve validate --no-import` checks it, for
+    the Ray release the cluster runs, as one step, each problem (or else each notice and warning)
+    printed. The caller stops on any problem (:func:`require_valid`), before anything is written.
+
+    A config with problems by the rules of ci-serve's own Ray is refused before any cluster is contacted
+    (the strict checks hold for every release); a clean one is checked again by the rules of the
+    cluster's release (``/api/version``, a read) when that is another one. A cluster that does not
+    answer is the error of that read (exit 2, nothing written)."""
     with log.step(f"validate {path}") as st:
         checked = validate_config(path, None, check_imports=False)
+        if not checked.problems and checked.config is not None and cluster is not None:
+            version, where = cluster_release(cluster)
+            if version is not None and checked.rules is not None and rules_for(version) != checked.rules:
+                checked = validate_config(checked.config, None, check_imports=False, ray_version=version)
+            say(f"rules of Ray {_rules_name(checked)} for Ray {version or own_ray_version()} ({where})")
         for problem in checked.problems:
             say(problem.render())
         if checked.problems or checked.config is None:
             st.status, st.detail = "failed", f"{len(checked.problems)} problem(s)"
             return checked
         _say_notes(checked)
-        st.detail = f"{len(checked.config.applications)} application(s)"
+        st.detail = f"{len(checked.config.applications)} application(s), Ray {_rules_name(checked)} rules"
     return checked
 
 
-def validate_step(path: str, app_dir: str | None, *, check_imports: bool, log: StepLog) -> ValidationResult:
-    """`ci-serve validate`: :func:`validate_config` as one step, each notice, warning and problem printed."""
+def cluster_release(cluster: DashboardAccess) -> tuple[str | None, str]:
+    """(the cluster's Ray release to validate for, or None for ci-serve's own; why that one). A cluster
+    that does not answer raises here, as the cluster steps that would follow would (exit 2, nothing written)."""
+    version = cluster.client().get_version()
+    try:
+        rules_for(version)
+    except InputError as err:
+        say(f"WARN  {err.message}; checking by the newest rules ci-serve has")
+        return None, f"ci-serve's own; the cluster runs Ray {version}"
+    return version, "the cluster's, from /api/version"
+
+
+def _rules_name(checked: ValidationResult) -> str:
+    return checked.rules.release if checked.rules else "?"
+
+
+def validate_step(path: str, app_dir: str | None, *, check_imports: bool, log: StepLog,
+                  ray_version: str | None = None, source: str = "") -> ValidationResult:
+    """`ci-serve validate`: :func:`validate_config` as one step, each notice, warning and problem printed.
+    ``ray_version`` (None: ci-serve's own Ray) picks the release's rules; ``source`` says where it came from."""
     check = "structure, values and code" if check_imports else "structure and values"
+    rules = rules_for(ray_version)  # a release without rules: exit 2 before the step
+    source = source or "the Ray ci-serve runs on; --ray-version or --requirements pick your cluster's"
+    say(f"rules of Ray {rules.release} (generated from Ray {rules.version}) for Ray "
+        f"{ray_version or own_ray_version()} ({source})")
     with log.step(f"validate {path} ({check})") as st:
-        checked = validate_config(path, app_dir, check_imports=check_imports)
+        checked = validate_config(path, app_dir, check_imports=check_imports, ray_version=ray_version)
         _say_notes(checked)
         for problem in checked.problems:
             say(problem.render())
@@ -310,7 +402,7 @@ def validate_step(path: str, app_dir: str | None, *, check_imports: bool, log: S
         apps = checked.config.applications if checked.config else []
         deployments = sum(len(a.get("deployments") or []) for a in apps)
         st.detail = f"{len(apps)} application(s), {deployments} deployment override(s)" + \
-            (f", {len(checked.warnings)} warning(s)" if checked.warnings else "")
+            (f", {len(checked.warnings)} warning(s)" if checked.warnings else "") + f", Ray {rules.release} rules"
     return checked
 
 

@@ -81,7 +81,7 @@ def _preview(inputs: PlanInputs, log: StepLog, result: PlanResult) -> None:
     from ci_serve.deploy.planner import PlanOptions, plan_release
     from ci_serve.deploy.view import read_view
 
-    checked = check_before_deploy(inputs.config, log)
+    checked = check_before_deploy(inputs.config, log, inputs.cluster)
     result.problems = [p.as_dict() for p in checked.problems]
     config = require_valid(checked, inputs.config)
     result.warnings = [w.as_dict() for w in checked.warnings]

@@ -92,7 +92,7 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
     the error that stopped the deploy is the result's ``error``, next to what was seen until then."""
     before = DeployResult()
     with stops(before):
-        checked = check_before_deploy(inputs.config, log)
+        checked = check_before_deploy(inputs.config, log, inputs.cluster)
         before.problems = [p.as_dict() for p in checked.problems]
         config = require_valid(checked, inputs.config)
         before.warnings = [w.as_dict() for w in checked.warnings]  # as validate reports them

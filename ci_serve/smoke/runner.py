@@ -144,7 +144,8 @@ def _smoke(opts: SmokeOptions, log: StepLog, result: SmokeResult) -> None:
     python = sys.executable
     try:
         with log.step("check inputs"):
-            target = resolve_target(opts.target, opts.args, opts.app_dir)
+            target = resolve_target(opts.target, opts.args, opts.app_dir,
+                                    versions.pinned_ray(requirements) if requirements else None)
             reqs = load_requests(opts.requests_file) if opts.requests_file else None
             planned = plan_requests(target, reqs)
         if requirements is not None:
