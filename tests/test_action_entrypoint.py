@@ -8,8 +8,10 @@ test runs the same through `docker run`.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +35,8 @@ class ActionRun:
 
 def run_action(tmp_path: Path, inputs: dict[str, str], *, cwd: Path | None = None,
                files: dict[str, str] | None = None, timeout: float = 300,
-               env_overrides: dict[str, str] | None = None) -> ActionRun:
-    dirs = RunnerDirs(tmp_path / "runner")
+               env_overrides: dict[str, str] | None = None, root: Path | None = None) -> ActionRun:
+    dirs = RunnerDirs(root or tmp_path / "runner")
     for name, text in (files or {}).items():
         path = dirs.workspace / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +139,33 @@ def test_a_wrong_answer_fails_with_the_cause_in_the_summary(tmp_path: Path):
     assert "| pear price (wrong on purpose) | fruit | ❌ fail | 200 |" in got.summary
     assert "**What happened:**" in got.summary
     assert "::error title=ci-serve smoke::" in got.log
+
+
+def unreadable_by_runner_user(root: Path, uid: int = 1001) -> list[str]:
+    """Every file under ``root`` that the runner user cannot read, tried by reading it as that user."""
+    script = ("import os,sys\nbad=[]\nfor d,_,fs in os.walk(sys.argv[1]):\n for f in fs:\n  p=os.path.join(d,f)\n"
+              "  try: open(p,'rb').read()\n  except OSError: bad.append(p)\nprint('\\n'.join(bad))\n")
+    proc = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable,
+                           "-I", "-c", script, str(root)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_what_the_action_writes_is_readable_by_the_runner_user(tmp_path: Path):
+    """As on GitHub's runners: the action runs as root, the next step as uid 1001 reads every file."""
+    root = Path(tempfile.mkdtemp(prefix="ci-serve-runner-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        got = run_action(tmp_path, {"command": "validate", "config": "examples/fruit/serve_config.yaml",
+                                    "app-dir": "examples/fruit"}, files=_with_example(tmp_path), root=root,
+                         env_overrides={"PYTHONDONTWRITEBYTECODE": ""})
+        assert got.code == 0, got.log[-3000:]
+        written = [p for p in (root / "workspace").rglob("*") if p.is_file()]
+        assert any(p.name == "validate.json" for p in written)
+        assert unreadable_by_runner_user(root / "workspace") == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_requirements_are_installed_before_the_app_is_imported(tmp_path: Path):

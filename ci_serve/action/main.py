@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import yaml
 
 from ci_serve import cli, console, secrets
 from ci_serve.action import summary
+from ci_serve.action.files import share_written_files
 from ci_serve.action.inputs import Inputs, inside_workspace, raw_input, read_inputs, workspace_from
 from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
 from ci_serve.cancel import install_signal_handlers
@@ -170,6 +172,7 @@ def write_summary(markdown: str) -> None:
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    started = time.time()
     install_signal_handlers()  # SIGINT/SIGTERM from the runner: Cancelled, cleanup, outputs written
     workspace = workspace_from(environ)
     mask_secrets(environ, workspace)  # before anything else is printed
@@ -194,6 +197,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     emit_annotations(summary.annotations(outcomes, workspace))
     write_outputs(values)
     write_summary(summary.render(outcomes, values, failure))
+    share_written_files(workspace, started)  # the job's later steps run as another user
     console.say(f"ci-serve action: {values['result']} (exit {code})")
     return code
 
