@@ -63,7 +63,7 @@ def test_unknown_command_is_exit_2_with_an_error_annotation(tmp_path: Path):
     assert got.code == 2
     assert "::error title=ci-serve action::unknown command 'explode'" in got.log
     assert got.outputs["result"] == "error"
-    assert set(got.outputs) == {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"}
+    assert set(got.outputs) == set(action_outputs())
     assert "unknown command" in got.summary and "**What to do:**" in got.summary
     assert "Traceback" not in got.log
 
@@ -88,6 +88,12 @@ def test_a_missing_workspace_is_exit_2(tmp_path: Path):
 def test_runs_from_any_working_folder(tmp_path: Path):
     got = run_action(tmp_path, {"command": "nope"}, cwd=Path("/"))
     assert got.code == 2 and "unknown command" in got.log
+
+
+def action_outputs() -> list[str]:
+    import yaml
+
+    return list(yaml.safe_load((REPO / "action.yml").read_text(encoding="utf-8"))["outputs"])
 
 
 def _with_example(tmp_path: Path) -> dict[str, str]:

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import yaml
 from ci_serve import cli, console, secrets
 from ci_serve.action import summary
 from ci_serve.action.files import share_written_files
-from ci_serve.action.inputs import Inputs, inside_workspace, raw_input, read_inputs, workspace_from
+from ci_serve.action.inputs import Inputs, inside_workspace, is_pem, raw_input, read_inputs, workspace_from
 from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
 from ci_serve.cancel import install_signal_handlers
 from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, CiServeError, InputError
@@ -66,6 +67,12 @@ def mask_secrets(environ: Mapping[str, str], workspace: Path) -> None:
     """Before anything is printed: the token, and the header values of the requests file."""
     mask(raw_input(environ, "ray-auth-token"))
     mask(environ.get("RAY_AUTH_TOKEN"))
+    token_path = raw_input(environ, "ray-auth-token-path")
+    if token_path:
+        try:
+            mask((workspace / token_path).read_text("utf-8").strip())  # an absolute path stays absolute
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass  # refused later, with a message
     requirements_input = raw_input(environ, "requirements")  # index URLs may carry credentials
     if requirements_input:
         from ci_serve.secrets import url_credentials
@@ -179,6 +186,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     outcomes: list[Outcome] = []
     failure: dict[str, Any] | None = None
     code = 0
+    inputs: Inputs | None = None
     try:
         inputs = read_inputs(environ, workspace)
         try:
@@ -191,7 +199,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         console.render_error(err)
         gha.error(secrets.mask(err.message + (f" (fix: {err.hint})" if err.hint else "")), title="ci-serve action")
         failure, code = err.as_dict(), err.exit_code
-    values = outputs(outcomes, exists=lambda p: (workspace / p).is_file())
+    values = outputs(outcomes, exists=lambda p: (workspace / p).is_file(), inputs=inputs)
     if failure is not None and not outcomes:
         values["result"] = "error" if code == EXIT_BAD_INPUT else "failed"
     emit_annotations(summary.annotations(outcomes, workspace))
@@ -202,9 +210,23 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     return code
 
 
+def ca_cert_file(inputs: Inputs) -> Inputs:
+    """``ca-cert`` given as PEM content: written to a file outside the workspace (never shipped, never
+    committed), whose path the commands get."""
+    if not inputs.ca_cert or not is_pem(inputs.ca_cert):
+        return inputs
+    fd, path = tempfile.mkstemp(prefix="ci-serve-ca-", suffix=".pem")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(inputs.ca_cert.strip() + "\n")
+    return replace(inputs, ca_cert=path)
+
+
 def run_pipeline(inputs: Inputs) -> tuple[int, list[Outcome]]:
     if inputs.token:  # through the environment: never on a command line, where `ps` would show it
         os.environ["RAY_AUTH_TOKEN"] = inputs.token
+    if inputs.token_path:  # ci-serve reads it as Ray's own clients do
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(Path(inputs.token_path).resolve())
+    inputs = ca_cert_file(inputs)
     invocations = pipeline(inputs)
     if inputs.requirements and needs_requirements(invocations):
         install_requirements(inputs.requirements)
