@@ -208,3 +208,31 @@ def test_index_url_credentials_in_requirements_are_masked_and_never_shown(tmp_pa
         rest += path.read_text(encoding="utf-8")
     assert password not in rest and token not in rest
     assert "could not be installed: error: Failed to fetch" in rest  # the index, not "check the pins"
+
+
+def test_warnings_become_annotations_at_their_line_and_are_listed_in_the_summary(tmp_path: Path):
+    files = _with_example(tmp_path)
+    config = files["examples/fruit/serve_config.yaml"].replace("  - name: fruit\n",
+                                                               "  - name: fruit\n    colour: red\n")
+    files["examples/fruit/serve_config.yaml"] = config
+    line = config.splitlines().index("    colour: red") + 1
+    got = run_action(tmp_path, {"command": "validate", "config": "examples/fruit/serve_config.yaml",
+                                "app-dir": "examples/fruit"}, files=files)
+    assert got.code == 0, got.log[-3000:]
+    annotation = next(x for x in got.log.splitlines() if x.startswith("::warning "))
+    where, _, message = annotation[len("::warning "):].partition("::")
+    assert set(where.split(",")) == {"title=ci-serve warning", "file=examples/fruit/serve_config.yaml",
+                                     f"line={line}", "col=5"}
+    assert message.startswith("applications[0].colour: unknown key 'colour' is ignored by Ray (fix: Ray deploys")
+    assert "**Warnings:** 1" in got.summary and "unknown key 'colour' is ignored by Ray" in got.summary
+    assert "**Changed on the cluster:** nothing (no deploy ran" in got.summary
+
+
+def test_a_token_over_plain_http_is_a_warning_annotation(tmp_path: Path):
+    """Warnings with no file (here: the dashboard's own) are annotations too; the token is never shown."""
+    got = run_action(tmp_path, {"command": "status", "address": "http://ray-head.invalid:8265",
+                                "ray-auth-token": TOKEN}, timeout=120)
+    assert got.code != 0
+    assert "::warning title=ci-serve warning::the token is sent over plain http" in got.log
+    assert "the token is sent over plain http" in got.summary
+    assert TOKEN not in "\n".join(got.log.splitlines()[1:]) + got.summary

@@ -332,3 +332,33 @@ def test_url_output_is_where_what_serves_now_answers(report, serve_url, address,
     from ci_serve.action.steps import public_url
 
     assert public_url(report, serve_url, address) == expected
+
+
+@pytest.mark.parametrize("code, report, needle", [
+    (0, {"result": "unchanged"}, "nothing: the cluster already serves this version"),
+    (0, {"result": "deployed", "live_app": "fruit-green", "packages": [{"uploaded": True}],
+         "plan": {"applications": [{"name": "fruit", "change": "heavyweight"}]}},
+     "deployed (`fruit`: heavyweight); 1 package(s) uploaded; live: `fruit-green`."),
+    (1, {"result": "rolled-back"}, "the candidate was removed and the version that passed its checks keeps serving"),
+    (2, {"result": "error"}, "nothing (refused before any write)"),
+    (3, {"result": "failed"}, "**the previous state could not be restored**"),
+])
+def test_the_summary_says_what_the_run_changed_on_the_cluster(code, report, needle):
+    text = summary.render([Outcome(_inv("deploy"), code, report)], {"result": "x"},
+                          warnings=["serve_config.yaml:3:1: key ignored\n    fix: drop it", "Ray version skew"])
+    assert f"**Changed on the cluster:** {needle}" in text or needle in text
+    assert "**Warnings:** 2" in text and "- ⚠️ Ray version skew" in text
+    assert "- ⚠️ serve_config.yaml:3:1: key ignored<br>fix: drop it" in text
+
+
+def test_warning_annotations_point_at_the_file_when_it_is_in_the_workspace(tmp_path: Path):
+    from ci_serve.action.notes import warning_annotations
+
+    (tmp_path / "serve_config.yaml").write_text("a: 1\n")
+    at, plain, elsewhere = warning_annotations(["serve_config.yaml:3:5: x: unknown key\n    fix: remove it",
+                                                "TLS certificate of https://h is NOT verified (--insecure)",
+                                                "/etc/hosts:1: not ours"], tmp_path)
+    assert (at.file, at.line, at.col, at.level) == ("serve_config.yaml", 3, 5, "warning")
+    assert at.message == "x: unknown key (fix: remove it)"
+    assert plain.file is None and plain.message.startswith("TLS certificate")
+    assert elsewhere.file is None and elsewhere.message == "/etc/hosts:1: not ours"

@@ -24,7 +24,7 @@ import github_action_utils as gha
 import yaml
 
 from ci_serve import cli, console, secrets
-from ci_serve.action import summary
+from ci_serve.action import notes, summary
 from ci_serve.action.files import share_written_files
 from ci_serve.action.inputs import Inputs, inside_workspace, is_pem, raw_input, read_inputs, workspace_from
 from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
@@ -154,7 +154,8 @@ def run_one(inv: Invocation) -> Outcome:
 
 def emit_annotations(notes: list[summary.Annotation]) -> None:
     for note in notes[:50]:  # GitHub shows at most 10 per step anyway; the rest are in the summary
-        gha.error(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
+        annotate = gha.warning if note.level == "warning" else gha.error
+        annotate(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
 
 
 def write_outputs(values: dict[str, str]) -> None:
@@ -180,6 +181,7 @@ def write_summary(markdown: str) -> None:
 def main(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     started = time.time()
+    heard = notes.Warnings().listen()  # every WARN line from here on: annotations and the summary
     install_signal_handlers()  # SIGINT/SIGTERM from the runner: Cancelled, cleanup, outputs written
     workspace = workspace_from(environ)
     mask_secrets(environ, workspace)  # before anything else is printed
@@ -202,9 +204,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     values = outputs(outcomes, exists=lambda p: (workspace / p).is_file(), inputs=inputs)
     if failure is not None and not outcomes:
         values["result"] = "error" if code == EXIT_BAD_INPUT else "failed"
-    emit_annotations(summary.annotations(outcomes, workspace))
+    emit_annotations(summary.annotations(outcomes, workspace) + notes.warning_annotations(heard.texts, workspace))
     write_outputs(values)
-    write_summary(summary.render(outcomes, values, failure))
+    write_summary(summary.render(outcomes, values, failure, warnings=heard.texts))
     share_written_files(workspace, started)  # the job's later steps run as another user
     console.say(f"ci-serve action: {values['result']} (exit {code})")
     return code
