@@ -180,7 +180,7 @@ def test_requirements_are_installed_before_the_app_is_imported(tmp_path: Path):
                                 "app-dir": "examples/fruit", "requirements": "requirements.txt"}, files=files)
     assert got.code == 0, got.log[-3000:]
     assert got.outputs["result"] == "passed"
-    assert got.log.index("::group ::pip install -r requirements.txt") < got.log.index("::group ::ci-serve validate")
+    assert got.log.index("::group ::uv pip install -r requirements.txt") < got.log.index("::group ::ci-serve validate")
 
 
 def test_a_broken_requirements_file_is_exit_2_before_anything_runs(tmp_path: Path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,25 +105,42 @@ def group(title: str) -> Iterator[None]:
         gha.end_group()
 
 
+def uv_cache_dir() -> Path:
+    """Where uv keeps downloaded and built packages: ``UV_CACHE_DIR``, else ``$HOME/.cache/uv``. In a
+    container action ``$HOME`` is ``/github/home``, which the runner mounts from its temp folder, so
+    ``actions/cache`` can keep it between runs (keyed by the requirements file's hash: docs/action.md)."""
+    return Path(os.environ.get("UV_CACHE_DIR") or Path.home() / ".cache" / "uv")
+
+
 def install_requirements(path: str) -> None:
     """The app's packages into the action's own Python, for the commands that import the app here
     (validate, build, plan, deploy). Its Ray pin is left out: this Python keeps the Ray ci-serve runs
-    on; ``smoke`` tests on the pinned Ray in an environment of its own."""
+    on; ``smoke`` tests on the pinned Ray in an environment of its own. With uv (in the image) and its
+    cache under ``$HOME``: a second run with the cache restored downloads and builds nothing; pip when
+    there is no uv."""
     from ci_serve.cluster.versions import mentions_ray, read_requirements
 
     text = read_requirements(path)
     kept = [line for line in text.splitlines() if not mentions_ray(line)]
-    with group(f"pip install -r {path}"):
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    tool = "uv pip" if uv else "pip"
+    with group(f"{tool} install -r {path}"):
         if len(kept) != len(text.splitlines()):
             console.say("NOTE  the Ray pin is left out here (smoke tests on it in an environment of its own)")
         with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=Path(path).resolve().parent,
                                          prefix=".ci-serve-req-") as fh:
             fh.write("\n".join(kept) + "\n")
             fh.flush()
-            proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-                                   "--no-input", "-r", fh.name], stdin=subprocess.DEVNULL, check=False)
+            if uv:
+                cache = uv_cache_dir()
+                console.say(f"uv cache: {cache}")
+                argv = [uv, "pip", "install", "--python", sys.executable, "--cache-dir", str(cache), "-r", fh.name]
+            else:
+                argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                        "-r", fh.name]
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
-        raise InputError(f"installing the requirements file {path} failed (pip exit {proc.returncode})",
+        raise InputError(f"installing the requirements file {path} failed ({tool} exit {proc.returncode})",
                          "see the pip output above; check the package names and versions in that file")
 
 
