@@ -84,3 +84,36 @@ def test_readme_shows_both_example_workflows_verbatim():
     for name in ("pr-smoke.yml", "release-blue-green.yml"):
         body = (REPO / "examples" / "workflows" / name).read_text(encoding="utf-8")
         assert body.strip() in text, f"README action region must include examples/workflows/{name} verbatim"
+
+
+PIN = REPO / "scripts" / "pin-action-image"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _pin(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PIN), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_the_release_pins_action_yml_to_the_version_and_digest_and_checks_it(tmp_path):
+    """What .github/workflows/release.yml runs on the released commit: only the image line changes."""
+    copy = tmp_path / "action.yml"
+    original = (REPO / "action.yml").read_text(encoding="utf-8")
+    copy.write_text(original, encoding="utf-8")
+    ref = f"docker://ghcr.io/octo/serve-deploy-action:v1.2.3@{DIGEST}"
+    assert _pin("--check", ref, f"--file={copy}").returncode == 1  # the development tree names no release
+    assert _pin(ref, f"--file={copy}").returncode == 0
+    pinned = copy.read_text(encoding="utf-8")
+    assert yaml.safe_load(pinned)["runs"]["image"] == ref
+    assert len(original.splitlines()) == len(pinned.splitlines())
+    changed = [(a, b) for a, b in zip(original.splitlines(), pinned.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1
+    assert _pin("--check", ref, f"--file={copy}").returncode == 0
+    for moving in ("docker://ghcr.io/octo/serve-deploy-action:v1", "docker://ghcr.io/octo/serve-deploy-action:v1.2.3",
+                   f"docker://ghcr.io/octo/serve-deploy-action:latest@{DIGEST}"):
+        assert _pin(moving, f"--file={copy}").returncode == 2, moving
+
+
+def test_the_release_workflow_pins_and_checks_the_image():
+    body = (REPO / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    assert 'scripts/pin-action-image "$ref"' in body and 'scripts/pin-action-image --check "$PINNED"' in body
+    assert 'git show "${tag}:action.yml"' in body  # the pushed tags are read back
