@@ -231,7 +231,7 @@ def test_warnings_become_annotations_at_their_line_and_are_listed_in_the_summary
 def test_a_token_over_plain_http_is_a_warning_annotation(tmp_path: Path):
     """Warnings with no file (here: the dashboard's own) are annotations too; the token is never shown."""
     got = run_action(tmp_path, {"command": "status", "address": "http://ray-head.invalid:8265",
-                                "ray-auth-token": TOKEN}, timeout=120)
+                                "ray-auth-token": TOKEN}, timeout=120, env_overrides={"CI_SERVE_RETRY_BUDGET_S": "1"})
     assert got.code != 0
     assert "::warning title=ci-serve warning::the token is sent over plain http" in got.log
     assert "the token is sent over plain http" in got.summary
