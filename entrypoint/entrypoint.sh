@@ -4,4 +4,6 @@
 # -P: never import a ci_serve folder from the workspace (the working folder) instead of ours.
 set -Eeuo pipefail
 [ -n "${DEBUG:-}${RUNNER_DEBUG:-}" ] && set -x
+# umask 022: what is written into the workspace is readable by the job's later steps (another user).
+umask 022
 exec python3 -P -m ci_serve.action "$@"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
+import pytest
 import yaml
 
 from tests.container.runner import REPO
@@ -26,7 +29,8 @@ def _one_line(text: str) -> str:
 
 
 def expected_tables() -> str:
-    """The tables as they must appear in the README (printed on a mismatch, to paste)."""
+    """The tables as they must appear in the README and docs/action.md, written independently of the
+    generator (scripts/action-docs) so that a bug there cannot hide a stale table."""
     data = action()
     lines = ["| input | default | description |", "| --- | --- | --- |"]
     for name, spec in data["inputs"].items():
@@ -38,8 +42,27 @@ def expected_tables() -> str:
     return "\n".join(lines)
 
 
-def test_readme_tables_match_action_yml():
-    assert expected_tables() in region(), "README action tables are out of date; expected:\n" + expected_tables()
+@pytest.mark.parametrize("name", ["README.md", "docs/action.md"])
+def test_tables_of_every_input_and_output_match_action_yml(name: str):
+    text = (REPO / name).read_text(encoding="utf-8")
+    assert expected_tables() in text, f"{name}: action tables are out of date; run scripts/action-docs"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "action-docs"), "--check"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for input_name in action()["inputs"]:
+        assert f"| `{input_name}` |" in text, input_name
+
+
+def test_docs_say_preview_url_is_set_only_by_a_hold():
+    spec = action()["outputs"]["preview-url"]["description"]
+    assert "hold" in spec and "empty in this version" in spec
+
+
+def test_every_example_sets_environment_url_from_the_url_output():
+    for path in sorted((REPO / "examples" / "workflows").glob("release-*.yml")):
+        jobs = yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"]
+        for job in jobs.values():
+            assert job["environment"]["url"] == "${{ steps.serve.outputs.url }}", path.name
 
 
 def test_every_input_has_a_description_and_a_default_and_kebab_case_name():
@@ -49,9 +72,10 @@ def test_every_input_has_a_description_and_a_default_and_kebab_case_name():
         assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
         assert spec.get("description") and "default" in spec, name
     assert {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"} <= set(data["outputs"])
+    assert {"url", "preview-url"} <= set(data["outputs"])
     for name in ("command", "target", "config", "requests", "app-dir", "address", "ray-auth-token", "strategy",
                  "working-dir", "timeout", "requirements", "standby-address", "standby-url", "switch-command",
-                 "verify-url"):
+                 "verify-url", "serve-url", "ca-cert", "insecure", "ray-auth-token-path", "extra-args"):
         assert name in data["inputs"], name
 
 
@@ -60,3 +84,36 @@ def test_readme_shows_both_example_workflows_verbatim():
     for name in ("pr-smoke.yml", "release-blue-green.yml"):
         body = (REPO / "examples" / "workflows" / name).read_text(encoding="utf-8")
         assert body.strip() in text, f"README action region must include examples/workflows/{name} verbatim"
+
+
+PIN = REPO / "scripts" / "pin-action-image"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _pin(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PIN), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_the_release_pins_action_yml_to_the_version_and_digest_and_checks_it(tmp_path):
+    """What .github/workflows/release.yml runs on the released commit: only the image line changes."""
+    copy = tmp_path / "action.yml"
+    original = (REPO / "action.yml").read_text(encoding="utf-8")
+    copy.write_text(original, encoding="utf-8")
+    ref = f"docker://ghcr.io/octo/serve-deploy-action:v1.2.3@{DIGEST}"
+    assert _pin("--check", ref, f"--file={copy}").returncode == 1  # the development tree names no release
+    assert _pin(ref, f"--file={copy}").returncode == 0
+    pinned = copy.read_text(encoding="utf-8")
+    assert yaml.safe_load(pinned)["runs"]["image"] == ref
+    assert len(original.splitlines()) == len(pinned.splitlines())
+    changed = [(a, b) for a, b in zip(original.splitlines(), pinned.splitlines(), strict=True) if a != b]
+    assert len(changed) == 1
+    assert _pin("--check", ref, f"--file={copy}").returncode == 0
+    for moving in ("docker://ghcr.io/octo/serve-deploy-action:v1", "docker://ghcr.io/octo/serve-deploy-action:v1.2.3",
+                   f"docker://ghcr.io/octo/serve-deploy-action:latest@{DIGEST}"):
+        assert _pin(moving, f"--file={copy}").returncode == 2, moving
+
+
+def test_the_release_workflow_pins_and_checks_the_image():
+    body = (REPO / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    assert 'scripts/pin-action-image "$ref"' in body and 'scripts/pin-action-image --check "$PINNED"' in body
+    assert 'git show "${tag}:action.yml"' in body  # the pushed tags are read back

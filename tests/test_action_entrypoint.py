@@ -8,8 +8,10 @@ test runs the same through `docker run`.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +35,8 @@ class ActionRun:
 
 def run_action(tmp_path: Path, inputs: dict[str, str], *, cwd: Path | None = None,
                files: dict[str, str] | None = None, timeout: float = 300,
-               env_overrides: dict[str, str] | None = None) -> ActionRun:
-    dirs = RunnerDirs(tmp_path / "runner")
+               env_overrides: dict[str, str] | None = None, root: Path | None = None) -> ActionRun:
+    dirs = RunnerDirs(root or tmp_path / "runner")
     for name, text in (files or {}).items():
         path = dirs.workspace / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,7 @@ def test_unknown_command_is_exit_2_with_an_error_annotation(tmp_path: Path):
     assert got.code == 2
     assert "::error title=ci-serve action::unknown command 'explode'" in got.log
     assert got.outputs["result"] == "error"
-    assert set(got.outputs) == {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"}
+    assert set(got.outputs) == set(action_outputs())
     assert "unknown command" in got.summary and "**What to do:**" in got.summary
     assert "Traceback" not in got.log
 
@@ -88,6 +90,12 @@ def test_runs_from_any_working_folder(tmp_path: Path):
     assert got.code == 2 and "unknown command" in got.log
 
 
+def action_outputs() -> list[str]:
+    import yaml
+
+    return list(yaml.safe_load((REPO / "action.yml").read_text(encoding="utf-8"))["outputs"])
+
+
 def _with_example(tmp_path: Path) -> dict[str, str]:
     """The example app and the test fixtures, as files of the runner's workspace."""
     files = {}
@@ -110,33 +118,36 @@ def test_config_problems_become_annotations_at_the_line(tmp_path: Path):
     assert got.log.index("::group ::ci-serve validate") < got.log.index("::endgroup::")
 
 
-@pytest.mark.ray
-def test_auto_validates_and_smokes_the_example(tmp_path: Path):
-    got = run_action(tmp_path, {"config": "examples/fruit/serve_config.yaml", "app-dir": "examples/fruit",
-                                "requests": "examples/fruit/requests.yaml", "ray-auth-token": TOKEN},
-                     files=_with_example(tmp_path), timeout=600)
-    assert got.code == 0, got.log[-4000:]
-    assert got.outputs["result"] == "passed"
-    assert got.outputs["report"] == ".ci-serve/smoke.json" and got.outputs["junit"] == ".ci-serve/smoke-junit.xml"
-    assert (got.dirs.workspace / ".ci-serve" / "validate.json").is_file()
-    assert "<testcase" in (got.dirs.workspace / got.outputs["junit"]).read_text()
-    assert "## ✅ Ray Serve: passed" in got.summary
-    assert "| pear price | fruit | ✅ pass | 200 |" in got.summary
-    assert "ci-serve validate" in got.summary and "ci-serve smoke" in got.summary
-    assert TOKEN not in "\n".join(got.log.splitlines()[1:]) + got.summary
+# The auto pipeline on the example app (validate then smoke; passing, and failing on a wrong answer,
+# with the summary's tables and the annotation) is run under a real runner by
+# tests/container/test_act.py, from the image, as users run it.
 
 
-@pytest.mark.ray
-def test_a_wrong_answer_fails_with_the_cause_in_the_summary(tmp_path: Path):
-    got = run_action(tmp_path, {"command": "smoke", "config": "examples/fruit/serve_config.yaml",
-                                "app-dir": "examples/fruit",
-                                "requests": "tests/container/fixtures/wrong-requests.yaml"},
-                     files=_with_example(tmp_path), timeout=600)
-    assert got.code == 1, got.log[-4000:]
-    assert got.outputs["result"] == "failed"
-    assert "| pear price (wrong on purpose) | fruit | ❌ fail | 200 |" in got.summary
-    assert "**What happened:**" in got.summary
-    assert "::error title=ci-serve smoke::" in got.log
+def unreadable_by_runner_user(root: Path, uid: int = 1001) -> list[str]:
+    """Every file under ``root`` that the runner user cannot read, tried by reading it as that user."""
+    script = ("import os,sys\nbad=[]\nfor d,_,fs in os.walk(sys.argv[1]):\n for f in fs:\n  p=os.path.join(d,f)\n"
+              "  try: open(p,'rb').read()\n  except OSError: bad.append(p)\nprint('\\n'.join(bad))\n")
+    proc = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", sys.executable,
+                           "-I", "-c", script, str(root)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if line]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_what_the_action_writes_is_readable_by_the_runner_user(tmp_path: Path):
+    """As on GitHub's runners: the action runs as root, the next step as uid 1001 reads every file."""
+    root = Path(tempfile.mkdtemp(prefix="ci-serve-runner-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        got = run_action(tmp_path, {"command": "validate", "config": "examples/fruit/serve_config.yaml",
+                                    "app-dir": "examples/fruit"}, files=_with_example(tmp_path), root=root,
+                         env_overrides={"PYTHONDONTWRITEBYTECODE": ""})
+        assert got.code == 0, got.log[-3000:]
+        written = [p for p in (root / "workspace").rglob("*") if p.is_file()]
+        assert any(p.name == "validate.json" for p in written)
+        assert unreadable_by_runner_user(root / "workspace") == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_requirements_are_installed_before_the_app_is_imported(tmp_path: Path):
@@ -145,7 +156,7 @@ def test_requirements_are_installed_before_the_app_is_imported(tmp_path: Path):
                                 "app-dir": "examples/fruit", "requirements": "requirements.txt"}, files=files)
     assert got.code == 0, got.log[-3000:]
     assert got.outputs["result"] == "passed"
-    assert got.log.index("::group ::pip install -r requirements.txt") < got.log.index("::group ::ci-serve validate")
+    assert got.log.index("::group ::uv pip install -r requirements.txt") < got.log.index("::group ::ci-serve validate")
 
 
 def test_a_broken_requirements_file_is_exit_2_before_anything_runs(tmp_path: Path):
@@ -173,3 +184,31 @@ def test_index_url_credentials_in_requirements_are_masked_and_never_shown(tmp_pa
         rest += path.read_text(encoding="utf-8")
     assert password not in rest and token not in rest
     assert "could not be installed: error: Failed to fetch" in rest  # the index, not "check the pins"
+
+
+def test_warnings_become_annotations_at_their_line_and_are_listed_in_the_summary(tmp_path: Path):
+    files = _with_example(tmp_path)
+    config = files["examples/fruit/serve_config.yaml"].replace("  - name: fruit\n",
+                                                               "  - name: fruit\n    colour: red\n")
+    files["examples/fruit/serve_config.yaml"] = config
+    line = config.splitlines().index("    colour: red") + 1
+    got = run_action(tmp_path, {"command": "validate", "config": "examples/fruit/serve_config.yaml",
+                                "app-dir": "examples/fruit"}, files=files)
+    assert got.code == 0, got.log[-3000:]
+    annotation = next(x for x in got.log.splitlines() if x.startswith("::warning "))
+    where, _, message = annotation[len("::warning "):].partition("::")
+    assert set(where.split(",")) == {"title=ci-serve warning", "file=examples/fruit/serve_config.yaml",
+                                     f"line={line}", "col=5"}
+    assert message.startswith("applications[0].colour: unknown key 'colour' is ignored by Ray (fix: Ray deploys")
+    assert "**Warnings:** 1" in got.summary and "unknown key 'colour' is ignored by Ray" in got.summary
+    assert "**Changed on the cluster:** nothing (no deploy ran" in got.summary
+
+
+def test_a_token_over_plain_http_is_a_warning_annotation(tmp_path: Path):
+    """Warnings with no file (here: the dashboard's own) are annotations too; the token is never shown."""
+    got = run_action(tmp_path, {"command": "status", "address": "http://ray-head.invalid:8265",
+                                "ray-auth-token": TOKEN}, timeout=120, env_overrides={"CI_SERVE_RETRY_BUDGET_S": "1"})
+    assert got.code != 0
+    assert "::warning title=ci-serve warning::the token is sent over plain http" in got.log
+    assert "the token is sent over plain http" in got.summary
+    assert TOKEN not in "\n".join(got.log.splitlines()[1:]) + got.summary

@@ -29,7 +29,7 @@ def test_env_name_keeps_hyphens():
 
 def test_defaults(tmp_path: Path):
     got = read_inputs({}, tmp_path)
-    assert got == Inputs(command="auto", target=[], config="serve_config.yaml", app_dir=".")
+    assert got == Inputs(command="auto", target=[], config="serve_config.yaml", app_dir=None)
 
 
 @pytest.mark.parametrize("inputs, needle", [
@@ -55,6 +55,16 @@ def test_defaults(tmp_path: Path):
     ({"standby_address": "http://b:8265"}, "`standby-url`, `switch-command` too"),
     ({"command": "build"}, "needs the input `target`"),
     ({"command": "build", "target": "serve_config.yaml"}, "needs the input `target`"),
+    ({"insecure": "maybe"}, "`insecure` must be `true` or `false`"),
+    ({"insecure": "true", "ca_cert": "-----BEGIN CERTIFICATE-----\nx\n"}, "either `ca-cert` or `insecure`"),
+    ({"ca_cert": "/etc/ssl/certs/ca-certificates.crt"}, "outside the workspace"),
+    ({"ca_cert": "missing.pem"}, "no such file"),
+    ({"ray_auth_token_path": "../token"}, "outside the workspace"),
+    ({"ray_auth_token_path": "tok", "ray_auth_token": "abc123"}, "either `ray-auth-token` or `ray-auth-token-path`"),
+    ({"extra_args": "--unschedulable-grace 5"}, "not a command"),
+    ({"extra_args": "deploy --report x.json"}, "--report is set by the action"),
+    ({"extra_args": "smoke --junit=x.xml"}, "--junit is set by the action"),
+    ({"extra_args": "deploy 'open"}, "cannot be split"),
 ])
 def test_bad_inputs_are_refused_with_a_message(tmp_path: Path, inputs: dict[str, str], needle: str):
     with pytest.raises(InputError) as info:
@@ -118,8 +128,7 @@ def test_command_lines(tmp_path: Path):
                                                "--report", ".ci-serve/status.json"]
     assert invocation("plan", full).argv[:4] == ["plan", "c.yaml", "--address", "http://h:8265"]
     built = read_inputs(env(target="fruit:app other:app", config="out.yaml"), tmp_path)
-    assert invocation("build", built).argv[:6] == ["build", "fruit:app", "other:app", "--app-dir", ".", "-o"]
-    assert invocation("build", built).argv[6] == "out.yaml"
+    assert invocation("build", built).argv[:5] == ["build", "fruit:app", "other:app", "-o", "out.yaml"]
     smoke_target = read_inputs(env(target="fruit:app"), tmp_path)
     assert invocation("smoke", smoke_target).argv[1] == "fruit:app"
 
@@ -155,7 +164,7 @@ def test_outputs_from_a_deploy():
                    Outcome(_inv("deploy"), 0, {"result": "deployed", "live_app": "fruit-blue", "plan": plan})])
     assert got == {"result": "deployed", "report": ".ci-serve/deploy.json", "junit": ".ci-serve/smoke-junit.xml",
                    "live-app": "fruit-blue", "plan": json.dumps(plan, sort_keys=True),
-                   "live-address": "", "standby-address": ""}
+                   "live-address": "", "standby-address": "", "url": "", "preview-url": ""}
 
 
 def test_outputs_say_which_cluster_is_live_after_a_two_cluster_deploy():
@@ -169,7 +178,7 @@ def test_outputs_when_nothing_ran_or_no_report():
     assert outputs([])["result"] == "error"
     got = outputs([Outcome(_inv("smoke"), 1, None)], exists=lambda p: False)
     assert got == {"result": "failed", "report": "", "junit": "", "live-app": "", "plan": "", "live-address": "",
-                   "standby-address": ""}
+                   "standby-address": "", "url": "", "preview-url": ""}
 
 
 def test_summary_tables_and_failure():
@@ -257,7 +266,99 @@ def test_build_into_a_rayservice_manifest_edits_it_instead_of_replacing_it(tmp_p
     (tmp_path / "serve_config.yaml").write_text("# kind: RayService in a comment is not a manifest\napplications: []\n")
     monkeypatch.chdir(tmp_path)  # the action runs the commands from the workspace
     manifest = read_inputs(env(target="fruit:app", config="k8s/ray-service.yaml"), tmp_path)
-    assert invocation("build", manifest).argv[2:6] == ["--app-dir", ".", "--rayservice", "k8s/ray-service.yaml"]
+    assert invocation("build", manifest).argv[2:4] == ["--rayservice", "k8s/ray-service.yaml"]
     for config in ("serve_config.yaml", "new.yaml"):
         plain = read_inputs(env(target="fruit:app", config=config), tmp_path)
-        assert invocation("build", plain).argv[3:6] == [".", "-o", config]
+        assert invocation("build", plain).argv[2:4] == ["-o", config]
+
+
+def test_app_dir_only_when_given_so_the_cli_default_holds(tmp_path: Path):
+    """One rule for the action and the CLI: without the input, no --app-dir reaches any command."""
+    plain = read_inputs(env(address="http://h:8265"), tmp_path)
+    for command in ("validate", "smoke", "plan"):
+        assert "--app-dir" not in invocation(command, plain).argv, command
+    given = read_inputs(env(app_dir="src", address="http://h:8265"), tmp_path)
+    for command in ("validate", "smoke", "plan"):
+        argv = invocation(command, given).argv
+        assert argv[argv.index("--app-dir") + 1] == "src", command
+
+
+def test_connection_inputs_reach_the_cluster_commands_only(tmp_path: Path):
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    got = read_inputs(env(address="https://h:8265", serve_url="https://serve.example.com", ca_cert="ca.pem",
+                          extra_args="deploy --unschedulable-grace 120\n# a comment\n\nsmoke --no-ci-profile"),
+                      tmp_path)
+    deploy = invocation("deploy", got).argv
+    assert deploy[deploy.index("--serve-url") + 1] == "https://serve.example.com"
+    assert deploy[deploy.index("--ca-cert") + 1] == "ca.pem"
+    assert deploy[-4:] == ["--unschedulable-grace", "120", "--report", ".ci-serve/deploy.json"]
+    status = invocation("status", got).argv
+    assert "--serve-url" in status and "--ca-cert" in status and "--unschedulable-grace" not in status
+    assert "--serve-url" not in invocation("plan", got).argv and "--ca-cert" in invocation("plan", got).argv
+    smoke = invocation("smoke", got).argv
+    assert "--ca-cert" not in smoke and "--no-ci-profile" in smoke
+    insecure = read_inputs(env(address="https://h:8265", insecure="TRUE"), tmp_path)
+    assert "--insecure" in invocation("deploy", insecure).argv
+    assert "--insecure" not in invocation("smoke", insecure).argv
+    pem = read_inputs(env(ca_cert="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"), tmp_path)
+    assert pem.ca_cert and pem.ca_cert.startswith("-----BEGIN")  # main writes it to a file before use
+
+
+def test_token_path_may_be_in_the_workspace_or_under_home(tmp_path: Path):
+    ws, home = tmp_path / "ws", tmp_path / "home"
+    ws.mkdir()
+    home.mkdir()
+    (ws / "tok").write_text("t")
+    (home / "tok").write_text("t")
+    assert read_inputs({**env(ray_auth_token_path="tok"), "HOME": str(home)}, ws).token_path == "tok"
+    got = read_inputs({**env(ray_auth_token_path=str(home / "tok")), "HOME": str(home)}, ws)
+    assert got.token_path == str((home / "tok").resolve())
+    with pytest.raises(InputError, match="outside the workspace"):
+        read_inputs({**env(ray_auth_token_path=str(tmp_path / "elsewhere")), "HOME": str(home)}, ws)
+
+
+@pytest.mark.parametrize("report, serve_url, address, expected", [
+    ({"result": "deployed", "plan": {"applications": [{"route_prefix": "/fruit"}]}}, None,
+     "http://10.0.0.5:8265", "http://10.0.0.5:8000/fruit"),
+    ({"result": "unchanged", "plan": {"applications": [{"route_prefix": "/"}]}}, "https://serve.example.com/",
+     "https://ray:8265", "https://serve.example.com"),
+    ({"result": "deployed", "plan": {"applications": [{"route_prefix": "/a"}, {"route_prefix": "/b"}]}},
+     "https://s.example.com", None, "https://s.example.com"),
+    ({"result": "deployed", "live_url": "http://green:8000"}, "http://ignored", None, "http://green:8000"),
+    ({"result": "rolled-back", "plan": {"applications": [{"route_prefix": "/fruit"}]}}, "https://s", None, ""),
+    ({"result": "failed"}, None, "http://h:8265", ""),
+])
+def test_url_output_is_where_what_serves_now_answers(report, serve_url, address, expected):
+    from ci_serve.action.steps import public_url
+
+    assert public_url(report, serve_url, address) == expected
+
+
+@pytest.mark.parametrize("code, report, needle", [
+    (0, {"result": "unchanged"}, "nothing: the cluster already serves this version"),
+    (0, {"result": "deployed", "live_app": "fruit-green", "packages": [{"uploaded": True}],
+         "plan": {"applications": [{"name": "fruit", "change": "heavyweight"}]}},
+     "deployed (`fruit`: heavyweight); 1 package(s) uploaded; live: `fruit-green`."),
+    (1, {"result": "rolled-back"}, "the candidate was removed and the version that passed its checks keeps serving"),
+    (2, {"result": "error"}, "nothing (refused before any write)"),
+    (3, {"result": "failed"}, "**the previous state could not be restored**"),
+])
+def test_the_summary_says_what_the_run_changed_on_the_cluster(code, report, needle):
+    text = summary.render([Outcome(_inv("deploy"), code, report)], {"result": "x"},
+                          warnings=["serve_config.yaml:3:1: key ignored\n    fix: drop it", "Ray version skew"])
+    assert f"**Changed on the cluster:** {needle}" in text or needle in text
+    assert "**Warnings:** 2" in text and "- ⚠️ Ray version skew" in text
+    assert "- ⚠️ serve_config.yaml:3:1: key ignored<br>fix: drop it" in text
+
+
+def test_warning_annotations_point_at_the_file_when_it_is_in_the_workspace(tmp_path: Path):
+    from ci_serve.action.notes import warning_annotations
+
+    (tmp_path / "serve_config.yaml").write_text("a: 1\n")
+    at, plain, elsewhere = warning_annotations(["serve_config.yaml:3:5: x: unknown key\n    fix: remove it",
+                                                "TLS certificate of https://h is NOT verified (--insecure)",
+                                                "/etc/hosts:1: not ours"], tmp_path)
+    assert (at.file, at.line, at.col, at.level) == ("serve_config.yaml", 3, 5, "warning")
+    assert at.message == "x: unknown key (fix: remove it)"
+    assert plain.file is None and plain.message.startswith("TLS certificate")
+    assert elsewhere.file is None and elsewhere.message == "/etc/hosts:1: not ours"

@@ -17,7 +17,7 @@ from tests.support.dashboard_proxy import DashboardProxy
 
 
 @pytest.mark.parametrize("module", ["run_all", "bench_deploy", "bench_gate", "bench_image", "bench_env",
-                                    "bench_action"])
+                                    "bench_action", "bench_requirements"])
 def test_help(module, cli_env):
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"], env=cli_env, cwd=REPO,
                           capture_output=True, text=True, timeout=60)

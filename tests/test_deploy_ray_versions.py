@@ -97,6 +97,19 @@ def test_release_that_cannot_import_leaves_live_serving(head, client, bystander,
     assert set(apps(client)) == {"shop-green"} and answer(head)["version"] == "v2"
 
 
+def test_a_crashing_replica_shows_its_log_tail_read_from_the_cluster(head, client, bystander, cli_env, tmp_path):
+    """The gate fails on replicas that crash in their constructor: the error's details (log, report,
+    and so the Action's summary) carry the replica's own output, read through the dashboard's log API."""
+    proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_crashing", "--version", "v4")
+    assert proc.returncode == 1, proc.stderr
+    details = "\n".join(str(e.get("details") or "") for e in report["errors"])
+    assert "replica logs (last lines, from the dashboard's log API):" in details, details[-3000:]
+    assert "replica constructor says: loading /models/weights.bin" in details
+    assert "replica constructor says: loading /models/weights.bin" in proc.stderr
+    assert head.token not in details + proc.stderr
+    assert set(apps(client)) == {"shop-green"} and answer(head)["version"] == "v2"
+
+
 def test_unchanged_redeploy_checks_live_and_writes_nothing(head, client, bystander, cli_env, tmp_path):
     before = apps(client)["shop-green"]["last_deployed_time_s"]
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_v2", "--version", "v2b")

@@ -159,3 +159,32 @@ def test_each_applications_excludes_are_honoured(repo, tmp_path):
     assert "data/model.bin" in names(store.packages[uris["full"]], tmp_path)
     assert not any(n.startswith("data") for n in names(store.packages[uris["slim"]], tmp_path))
     assert out["applications"][1]["runtime_env"]["excludes"] == ["data/"]  # Ray ignores it for a gcs:// URI
+
+
+@pytest.mark.parametrize("in_git", [True, False])
+def test_what_the_tool_writes_is_never_shipped(tmp_path, in_git):
+    """No .gitignore names them, in git or not, at any depth: the report folder (timings change every
+    run), the Action's temporary requirements file and the bytecode importing the app leaves. So a
+    second release of the same commit has the same package and is `unchanged`."""
+    root = tmp_path / "checkout"
+    (root / "pkg").mkdir(parents=True)
+    (root / "app.py").write_text("x = 1\n")
+    (root / "pkg" / "mod.py").write_text("y = 2\n")
+    if in_git:
+        git(root, "init", "-q", "-b", "main")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "v1")
+    before = directory_uri(root)
+    (root / ".ci-serve").mkdir()
+    (root / ".ci-serve" / "smoke.json").write_text('{"elapsed_s": 12.3}\n')
+    (root / ".ci-serve-req-abc.txt").write_text("requests\n")
+    for folder in (root, root / "pkg"):
+        (folder / "__pycache__").mkdir()
+        (folder / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\x00" * 32)
+    (root / "pkg" / "stray.pyc").write_bytes(b"\x00" * 8)
+    assert directory_uri(root) == before
+    store = Store()
+    uri, _ = upload_directory(store, root)
+    assert names(store.packages[uri], tmp_path) >= {"app.py", "pkg/mod.py"}
+    assert not any(".ci-serve" in n or n.endswith(".pyc") or "__pycache__" in n
+                   for n in names(store.packages[uri], tmp_path))

@@ -42,9 +42,15 @@ class Inputs:
     target: list[str] = field(default_factory=list)  # import path(s) or a config file, plus key=value args
     config: str = "serve_config.yaml"
     requests: str | None = None
-    app_dir: str = "."
+    app_dir: str | None = None  # None: each command's own default (the CLI's rule)
     address: str | None = None
     token: str | None = None
+    token_path: str | None = None  # a file with the token: workspace-relative, or absolute under $HOME
+    serve_url: str | None = None
+    ca_cert: str | None = None  # a PEM bundle's path, or its content (``-----BEGIN``): see is_pem
+    insecure: bool = False
+    #: ``extra-args``: more flags per command, ``(command, words)`` in the order given
+    extra_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
     strategy: str = "auto"
     working_dir: str | None = None
     timeout: str | None = None
@@ -72,6 +78,64 @@ def inside_workspace(value: str, workspace: Path, name: str) -> str:
         )
     rel = path.relative_to(root)
     return str(rel) if str(rel) != "." else "."
+
+
+def is_pem(value: str) -> bool:
+    """A PEM bundle's content rather than a path: it has a ``-----BEGIN`` line."""
+    return "-----BEGIN" in value
+
+
+def inside_workspace_or_home(value: str, workspace: Path, home: Path | None, name: str) -> str:
+    """A file input that may also live under the runner's home (``/github/home`` in the container:
+    ``${{ runner.temp }}/_github_home`` outside, where an earlier step can write a secret file that
+    is not in the checkout). Relative paths are the workspace's; the file must exist."""
+    if home is not None and Path(value).is_absolute():
+        root, path = home.resolve(), Path(value).resolve()
+        if path == root or root in path.parents:
+            if not path.is_file():
+                raise InputError(f"input `{name}`: no such file {value}", "check the path, or the step that writes it")
+            return str(path)
+    rel = inside_workspace(value, workspace, name)
+    if not (workspace / rel).is_file():
+        raise InputError(f"input `{name}`: no such file {value}",
+                         "give a file of the checkout, or one under the runner's home ($HOME)")
+    return rel
+
+
+#: flags the action sets itself; ``extra-args`` may not give them
+_OWNED_FLAGS = ("--report", "--junit")
+
+
+def _extra_args(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``extra-args``: one line per command, ``<command> <flags...>`` split as a shell would (no shell
+    runs). Lines for a command that does not run are unused."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for number, line in enumerate(value.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise InputError(f"input `extra-args` line {number} cannot be split into words: {exc}",
+                             "quote values the way a shell would") from None
+        command, flags = words[0].lower(), words[1:]
+        if command not in COMMANDS[1:]:
+            raise InputError(f"input `extra-args` line {number} starts with {words[0]!r}, not a command",
+                             "start each line with the command it is for, e.g. `deploy --unschedulable-grace 120`")
+        owned = [f for f in flags if f.split("=", 1)[0] in _OWNED_FLAGS]
+        if owned:
+            raise InputError(f"input `extra-args` line {number}: {owned[0].split('=', 1)[0]} is set by the action",
+                             "the action writes its reports under .ci-serve/ (the outputs `report` and `junit`)")
+        found.append((command, tuple(flags)))
+    return tuple(found)
+
+
+def _boolean(value: str | None, name: str) -> bool:
+    if value is None or value.lower() in ("false", "no", "0", "off"):
+        return False
+    if value.lower() in ("true", "yes", "1", "on"):
+        return True
+    raise InputError(f"input `{name}` must be `true` or `false`, not {value!r}", f"for example `{name}: true`")
 
 
 def _target(value: str, workspace: Path) -> list[str]:
@@ -111,6 +175,7 @@ def _positive_number(value: str, name: str) -> str:
 
 def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
     """Check every input; the first problem is raised as :class:`InputError` (exit 2, nothing changed)."""
+    home = Path(environ["HOME"]) if environ.get("HOME") else None
     def get(name: str) -> str | None:
         return raw_input(environ, name) or None
 
@@ -147,14 +212,28 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
     if ray_version and raw_input(environ, "requirements"):
         raise InputError("set either `requirements` or `ray-version`, not both",
                          "put the Ray pin (`ray[serve]==X`) into the requirements file")
+    token_path, ca_cert = get("ray-auth-token-path"), get("ca-cert")
+    insecure = _boolean(get("insecure"), "insecure")
+    if token_path and get("ray-auth-token"):
+        raise InputError("set either `ray-auth-token` or `ray-auth-token-path`, not both",
+                         "pass the token as a secret, or the path of a file an earlier step wrote it to")
+    if insecure and ca_cert:
+        raise InputError("set either `ca-cert` or `insecure`, not both",
+                         "give the cluster's CA with `ca-cert`; `insecure` turns certificate checks off")
     return Inputs(
         command=command,
         target=target,
         config=path("config", "serve_config.yaml") or "serve_config.yaml",
         requests=path("requests"),
-        app_dir=path("app-dir", ".") or ".",
+        app_dir=path("app-dir"),
         address=address,
         token=get("ray-auth-token"),
+        token_path=inside_workspace_or_home(token_path, workspace, home, "ray-auth-token-path") if token_path else None,
+        serve_url=get("serve-url"),
+        ca_cert=ca_cert if not ca_cert or is_pem(ca_cert) else inside_workspace_or_home(ca_cert, workspace, home,
+                                                                                         "ca-cert"),
+        insecure=insecure,
+        extra_args=_extra_args(environ.get(env_name("extra-args"), "")),
         strategy=strategy,
         working_dir=path("working-dir"),
         timeout=_positive_number(timeout, "timeout") if timeout else None,

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,9 @@ import github_action_utils as gha
 import yaml
 
 from ci_serve import cli, console, secrets
-from ci_serve.action import summary
-from ci_serve.action.inputs import Inputs, inside_workspace, raw_input, read_inputs, workspace_from
+from ci_serve.action import notes, summary
+from ci_serve.action.files import share_written_files
+from ci_serve.action.inputs import Inputs, inside_workspace, is_pem, raw_input, read_inputs, workspace_from
 from ci_serve.action.steps import Invocation, Outcome, needs_requirements, outputs, pipeline
 from ci_serve.cancel import install_signal_handlers
 from ci_serve.errors import EXIT_BAD_INPUT, CiServeError, InputError, Unexpected
@@ -63,6 +67,12 @@ def mask_secrets(environ: Mapping[str, str], workspace: Path) -> None:
     """Before anything is printed: the token, and the header values of the requests file."""
     mask(raw_input(environ, "ray-auth-token"))
     mask(environ.get("RAY_AUTH_TOKEN"))
+    token_path = raw_input(environ, "ray-auth-token-path")
+    if token_path:
+        try:
+            mask((workspace / token_path).read_text("utf-8").strip())  # an absolute path stays absolute
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass  # refused later, with a message
     requirements_input = raw_input(environ, "requirements")  # index URLs may carry credentials
     if requirements_input:
         from ci_serve.secrets import url_credentials
@@ -94,25 +104,42 @@ def group(title: str) -> Iterator[None]:
         gha.end_group()
 
 
+def uv_cache_dir() -> Path:
+    """Where uv keeps downloaded and built packages: ``UV_CACHE_DIR``, else ``$HOME/.cache/uv``. In a
+    container action ``$HOME`` is ``/github/home``, which the runner mounts from its temp folder, so
+    ``actions/cache`` can keep it between runs (keyed by the requirements file's hash: docs/action.md)."""
+    return Path(os.environ.get("UV_CACHE_DIR") or Path.home() / ".cache" / "uv")
+
+
 def install_requirements(path: str) -> None:
     """The app's packages into the action's own Python, for the commands that import the app here
     (validate, build, plan, deploy). Its Ray pin is left out: this Python keeps the Ray ci-serve runs
-    on; ``smoke`` tests on the pinned Ray in an environment of its own."""
+    on; ``smoke`` tests on the pinned Ray in an environment of its own. With uv (in the image) and its
+    cache under ``$HOME``: a second run with the cache restored downloads and builds nothing; pip when
+    there is no uv."""
     from ci_serve.cluster.versions import mentions_ray, read_requirements
 
     text = read_requirements(path)
     kept = [line for line in text.splitlines() if not mentions_ray(line)]
-    with group(f"pip install -r {path}"):
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    tool = "uv pip" if uv else "pip"
+    with group(f"{tool} install -r {path}"):
         if len(kept) != len(text.splitlines()):
             console.say("NOTE  the Ray pin is left out here (smoke tests on it in an environment of its own)")
         with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=Path(path).resolve().parent,
                                          prefix=".ci-serve-req-") as fh:
             fh.write("\n".join(kept) + "\n")
             fh.flush()
-            proc = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-                                   "--no-input", "-r", fh.name], stdin=subprocess.DEVNULL, check=False)
+            if uv:
+                cache = uv_cache_dir()
+                console.say(f"uv cache: {cache}")
+                argv = [uv, "pip", "install", "--python", sys.executable, "--cache-dir", str(cache), "-r", fh.name]
+            else:
+                argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                        "-r", fh.name]
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
-        raise InputError(f"installing the requirements file {path} failed (pip exit {proc.returncode})",
+        raise InputError(f"installing the requirements file {path} failed ({tool} exit {proc.returncode})",
                          "see the pip output above; check the package names and versions in that file")
 
 
@@ -145,7 +172,8 @@ def run_one(inv: Invocation) -> Outcome:
 
 def emit_annotations(notes: list[summary.Annotation]) -> None:
     for note in notes[:50]:  # GitHub shows at most 10 per step anyway; the rest are in the summary
-        gha.error(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
+        annotate = gha.warning if note.level == "warning" else gha.error
+        annotate(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
 
 
 def write_outputs(values: dict[str, str]) -> None:
@@ -170,12 +198,15 @@ def write_summary(markdown: str) -> None:
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    started = time.time()
+    heard = notes.Warnings().listen()  # every WARN line from here on: annotations and the summary
     install_signal_handlers()  # SIGINT/SIGTERM from the runner: Cancelled, cleanup, outputs written
     workspace = workspace_from(environ)
     mask_secrets(environ, workspace)  # before anything else is printed
     outcomes: list[Outcome] = []
     failure: dict[str, Any] | None = None
     code = 0
+    inputs: Inputs | None = None
     try:
         inputs = read_inputs(environ, workspace)
         try:
@@ -193,19 +224,34 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             console.render_error(err)
         gha.error(secrets.mask(err.message + (f" (fix: {err.hint})" if err.hint else "")), title="ci-serve action")
         failure, code = err.as_dict(), err.exit_code
-    values = outputs(outcomes, exists=lambda p: (workspace / p).is_file())
+    values = outputs(outcomes, exists=lambda p: (workspace / p).is_file(), inputs=inputs)
     if failure is not None and not outcomes:
         values["result"] = "error" if code == EXIT_BAD_INPUT else "failed"
-    emit_annotations(summary.annotations(outcomes, workspace))
+    emit_annotations(summary.annotations(outcomes, workspace) + notes.warning_annotations(heard.texts, workspace))
     write_outputs(values)
-    write_summary(summary.render(outcomes, values, failure))
+    write_summary(summary.render(outcomes, values, failure, warnings=heard.texts))
+    share_written_files(workspace, started)  # the job's later steps run as another user
     console.say(f"ci-serve action: {values['result']} (exit {code})")
     return code
+
+
+def ca_cert_file(inputs: Inputs) -> Inputs:
+    """``ca-cert`` given as PEM content: written to a file outside the workspace (never shipped, never
+    committed), whose path the commands get."""
+    if not inputs.ca_cert or not is_pem(inputs.ca_cert):
+        return inputs
+    fd, path = tempfile.mkstemp(prefix="ci-serve-ca-", suffix=".pem")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(inputs.ca_cert.strip() + "\n")
+    return replace(inputs, ca_cert=path)
 
 
 def run_pipeline(inputs: Inputs) -> tuple[int, list[Outcome]]:
     if inputs.token:  # through the environment: never on a command line, where `ps` would show it
         os.environ["RAY_AUTH_TOKEN"] = inputs.token
+    if inputs.token_path:  # ci-serve reads it as Ray's own clients do
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(Path(inputs.token_path).resolve())
+    inputs = ca_cert_file(inputs)
     invocations = pipeline(inputs)
     if inputs.requirements and needs_requirements(invocations):
         install_requirements(inputs.requirements)

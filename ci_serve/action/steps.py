@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ci_serve.action.inputs import Inputs
 
@@ -47,20 +48,32 @@ def _smoke_target(inputs: Inputs) -> list[str]:
     return inputs.target or [inputs.config]
 
 
+#: commands that talk to a dashboard: they take --ca-cert / --insecure
+CLUSTER_COMMANDS = ("plan", "deploy", "status")
+#: commands with a --serve-url
+SERVE_URL_COMMANDS = ("deploy", "status")
+
+
+def _app_dir(inputs: Inputs) -> list[str]:
+    """``--app-dir`` only when the input is given: otherwise each command's own default holds."""
+    return ["--app-dir", inputs.app_dir] if inputs.app_dir else []
+
+
 def invocation(command: str, inputs: Inputs) -> Invocation:
-    """The command line for one command. Cluster commands get the token through the environment."""
+    """The command line for one command. Cluster commands get the token through the environment.
+    ``inputs.ca_cert`` must be a path by now (main writes PEM content to a file first)."""
     report = _report(command)
     argv: list[str] = [command]
     junit = None
     if command == "validate":
-        argv += [inputs.config, "--app-dir", inputs.app_dir]
+        argv += [inputs.config, *_app_dir(inputs)]
         if inputs.ray_version:  # the rules of the Ray the app pins (docs/config.md, per-release validation)
             argv += ["--ray-version", inputs.ray_version]
         elif inputs.requirements:
             argv += ["--requirements", inputs.requirements]
     elif command == "smoke":
         junit = f"{REPORT_DIR}/smoke-junit.xml"
-        argv += [*_smoke_target(inputs), "--app-dir", inputs.app_dir, "--junit", junit]
+        argv += [*_smoke_target(inputs), *_app_dir(inputs), "--junit", junit]
         if inputs.requests:
             argv += ["--requests", inputs.requests]
         if inputs.timeout:
@@ -69,9 +82,9 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         from ci_serve.config.rayservice import is_rayservice_file  # `config` a RayService: edit it, not replace it
 
         out = "--rayservice" if is_rayservice_file(inputs.config) else "-o"
-        argv += [*(inputs.target or []), "--app-dir", inputs.app_dir, out, inputs.config]
+        argv += [*(inputs.target or []), *_app_dir(inputs), out, inputs.config]
     elif command == "plan":
-        argv += [inputs.config, "--address", _need(inputs.address), "--app-dir", inputs.app_dir]
+        argv += [inputs.config, "--address", _need(inputs.address), *_app_dir(inputs)]
     elif command == "deploy":
         argv += [inputs.config, "--address", _need(inputs.address), "--strategy", inputs.strategy]
         for flag, value in (("--requests", inputs.requests), ("--working-dir", inputs.working_dir),
@@ -88,6 +101,15 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         argv += ["--requirements", inputs.requirements]
     elif command in RAY_PIN_COMMANDS and inputs.ray_version:
         argv += ["--ray-version", inputs.ray_version]
+    if command in SERVE_URL_COMMANDS and inputs.serve_url:
+        argv += ["--serve-url", inputs.serve_url]
+    if command in CLUSTER_COMMANDS and inputs.ca_cert:
+        argv += ["--ca-cert", inputs.ca_cert]
+    if command in CLUSTER_COMMANDS and inputs.insecure:
+        argv.append("--insecure")
+    for name, words in inputs.extra_args:
+        if name == command:
+            argv += list(words)
     argv += ["--report", report]
     return Invocation(command=command, argv=argv, report=report, junit=junit)
 
@@ -132,14 +154,35 @@ class Outcome:
     report: dict[str, Any] | None
 
 
+def public_url(report: dict[str, Any], serve_url: str | None, address: str | None) -> str:
+    """The ``url`` output after a deploy: where what serves now answers. The two-cluster deploy's
+    ``live_url``, else ``serve-url``, else the dashboard's host on Serve's default port 8000; plus the
+    route prefix when the plan has exactly one. Empty when the deploy did not end serving."""
+    if report.get("result") not in ("deployed", "unchanged"):
+        return ""
+    base = str(report.get("live_url") or serve_url or "")
+    if not base and address:
+        host = urlsplit(address if "://" in address else f"http://{address}").hostname
+        if host:
+            base = f"http://{f'[{host}]' if ':' in host else host}:8000"
+    if not base:
+        return ""
+    plan = report.get("plan") if isinstance(report.get("plan"), dict) else {}
+    prefixes = {a.get("route_prefix") for a in (plan or {}).get("applications") or [] if isinstance(a, dict)}
+    prefixes.discard(None)
+    prefix = str(prefixes.pop()) if len(prefixes) == 1 else "/"
+    return base.rstrip("/") + (prefix.rstrip("/") if prefix.startswith("/") else "")
+
+
 def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path: True,
-            fallback_result: str = "error") -> dict[str, str]:
+            fallback_result: str = "error", inputs: Inputs | None = None) -> dict[str, str]:
     """The action's outputs from what ran. Missing values are empty strings, as a runner shows them.
 
     ``exists`` tells whether a file was written (the JUnit file is not, when smoke stopped early).
+    ``preview-url`` is declared for a hold (a later release) and is always empty here.
     """
     out = {"result": fallback_result, "report": "", "junit": "", "live-app": "", "plan": "",
-           "live-address": "", "standby-address": ""}
+           "live-address": "", "standby-address": "", "url": "", "preview-url": ""}
     if not outcomes:
         return out
     last = outcomes[-1]
@@ -158,4 +201,6 @@ def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path
             out["standby-address"] = str(report.get("standby_address") or "")
         if isinstance(report.get("plan"), dict):
             out["plan"] = json.dumps(report["plan"], sort_keys=True)
+        if o.invocation.command == "deploy":
+            out["url"] = public_url(report, inputs.serve_url if inputs else None, inputs.address if inputs else None)
     return out

