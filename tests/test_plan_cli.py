@@ -126,3 +126,6 @@ def test_plan_reads_a_rayservice_manifest_like_the_config_it_holds(deployed, tmp
     assert proc.returncode == 0, proc.stderr
     assert json.loads(report.read_text())["plan"]["verdict"] == "none"
     assert "RayService greet" in proc.stderr
+    # a manifest sent to a cluster where nothing says KubeRay: warned, the plan goes on (docs/deploy.md)
+    assert "is a RayService manifest, and nothing on" in proc.stderr
+    assert any("undoes this deploy" in w["message"] for w in json.loads(report.read_text())["warnings"])

@@ -250,6 +250,19 @@ class DashboardClient:
         status = inner.get("clusterStatus") if isinstance(inner, dict) else None
         return status if isinstance(status, dict) else None
 
+    def get_node_summary(self) -> dict[str, Any] | None:
+        """``GET /nodes?view=summary`` (each node's hostname and raylet info: what
+        :func:`~ci_serve.cluster.kuberay.detect_kuberay` reads), or None when the dashboard does not serve it
+        as Ray does (404 on an older Ray, 403 from a proxy in front of it, not JSON, not an object)."""
+        resp = self.request("GET", "/nodes?view=summary", ok=(200, 403, 404))
+        if resp.status_code != 200:
+            return None
+        try:
+            data = resp.json()
+        except (ValueError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def get_autoscaler_events(self, limit: int = 2000) -> list[str]:
         """The messages of the autoscaler's cluster events (``/api/v0/cluster_events``), oldest first."""
         resp = self.request("GET", f"/api/v0/cluster_events?limit={int(limit)}", ok=(200, 404))

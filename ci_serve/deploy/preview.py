@@ -20,7 +20,7 @@ from ci_serve.config.plan import Plan
 from ci_serve.config.validate import check_before_deploy, import_graphs, require_valid
 from ci_serve.console import say
 from ci_serve.deploy.planner import ReleasePlan
-from ci_serve.deploy.stage import RayPin, ReleaseInputs, skew
+from ci_serve.deploy.stage import RayPin, ReleaseInputs, operator_check, skew
 from ci_serve.errors import CiServeError
 from ci_serve.steps import StepLog, stops
 
@@ -98,6 +98,7 @@ def _preview(inputs: PlanInputs, log: StepLog, result: PlanResult) -> None:
         view = read_view(client, inputs.release.serve_url)
         st.detail = f"Ray {ray_version}, {len(view.apps)} application(s)" + "".join(f"; {n}" for n in view.notes)
     result.ray_skew = skew(ray_version, inputs.pin)
+    result.warnings += operator_check(client, config, log)  # refused as deploy refuses: exit 2
     desired, _ = ship_working_dirs(_NoUpload(client.address), config.data, base_dir=config.path.resolve().parent,
                                    override=working_dir)
     release = plan_release(view, desired, PlanOptions(strategy=inputs.release.strategy,

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ci_serve import ledger
 from ci_serve.cluster.dashboard import DashboardAccess
+from ci_serve.config.problems import Problem
 from ci_serve.config.validate import check_before_deploy, require_valid
+from ci_serve.console import say
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
 from ci_serve.deploy.planner import RequestedStrategy
 from ci_serve.deploy.result import DeployResult
@@ -102,6 +104,8 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
                                   inputs.cluster.insecure).client() if inputs.standby else None
         if inputs.pin is not None:
             before.ray_skew = skew((standby or live).get_version(), inputs.pin)
+        for cluster in (live, standby) if standby is not None else (live,):
+            before.warnings += operator_check(cluster, config, log)
         if inputs.standby is not None and standby is not None:
             done = _two_clusters(inputs, inputs.standby, live, standby, config, reqs, working_dir, version, log)
         else:
@@ -118,6 +122,44 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
     done.problems, done.ray_skew = before.problems, before.ray_skew
     done.warnings = [*(before.warnings or []), *(done.warnings or [])]
     return done
+
+
+def operator_check(client: DashboardClient, config: LoadedConfig, log: StepLog) -> list[dict[str, Any]]:
+    """Is the cluster run by KubeRay for a RayService (:func:`~ci_serve.cluster.kuberay.detect_kuberay`)?
+    Certainly: :class:`InputError` (exit 2, before anything is written), as KubeRay owns the cluster's Serve
+    config and re-applies its serveConfigV2. Probably, or a KubeRay RayCluster of its own, or a RayService
+    manifest sent to a cluster where nothing says KubeRay: the warnings, printed (the deploy goes on)."""
+    from ci_serve.cluster.kuberay import detect_kuberay
+
+    def warn(message: str, hint: str) -> Problem:
+        return Problem(str(config.path), None, None, "", message, hint, severity="warning")
+
+    undone = ("KubeRay owns its Serve config (serveConfigV2) and re-applies it, undoing what this deploy "
+              "writes (when the operator restarts, the head is recreated or serveConfigV2 changes)")
+    fix = ("change the RayService manifest (`ci-serve build --rayservice MANIFEST`) and apply it with kubectl, "
+           "or deploy to a cluster ci-serve owns")
+    with log.step(f"look for a KubeRay operator behind {client.address}") as st:
+        found = detect_kuberay(client.get_applications(), client.get_node_summary())
+        warnings: list[Problem] = []
+        if found is not None and found.operator_owned and found.owner_certain:
+            st.detail = f"KubeRay's, for the RayService (or RayJob) {found.owner!r}"
+            raise InputError(f"{client.address}: {found.describe()}; {undone}", fix)
+        if found is not None and found.operator_owned:
+            warnings.append(warn(f"{client.address}: {found.describe()}; if so, {undone}", fix))
+        elif found is not None:
+            warnings.append(warn(f"{client.address}: {found.describe()}, with no RayService named in it; "
+                                 "KubeRay does not manage the Serve config of a RayCluster of its own",
+                                 "if a RayService or RayJob does own this cluster, deploy through its manifest"))
+        elif config.format == "rayservice":
+            warnings.append(warn(f"{config.path} is a RayService manifest, and nothing on {client.address} says "
+                                 "KubeRay runs that cluster (see docs/deploy.md); if a RayService does, "
+                                 "the operator re-applies its own serveConfigV2 later and undoes this deploy",
+                                 "apply the manifest with kubectl to a cluster KubeRay runs; deploy with ci-serve "
+                                 "only to a cluster it owns"))
+        st.detail = found.describe() if found else "none recognised"
+    for w in warnings:
+        say(f"WARN  {w.render()}")
+    return [w.as_dict() for w in warnings]
 
 
 def skew(cluster_version: str | None, pin: RayPin) -> dict[str, Any] | None:
