@@ -8,6 +8,7 @@ test runs the same through `docker run`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -199,7 +200,8 @@ def test_warnings_become_annotations_at_their_line_and_are_listed_in_the_summary
     where, _, message = annotation[len("::warning "):].partition("::")
     assert set(where.split(",")) == {"title=ci-serve warning", "file=examples/fruit/serve_config.yaml",
                                      f"line={line}", "col=5"}
-    assert message.startswith("applications[0].colour: unknown key 'colour' is ignored by Ray (fix: Ray deploys")
+    assert re.match(r"applications\[0\]\.colour: unknown key 'colour' is ignored by Ray [\d.]+ \(fix: Ray deploys",
+                    message), message
     assert "**Warnings:** 1" in got.summary and "unknown key 'colour' is ignored by Ray" in got.summary
     assert "**Changed on the cluster:** nothing (no deploy ran" in got.summary
 
