@@ -11,7 +11,8 @@ back with the same code.
 The control: a package uploaded at the same moment that no application uses must be gone after the
 same wait, so the deployed package is known to survive the expiry, not a wait too short for it. A
 GET of a package pins it again (Ray's dashboard adds a temporary reference on every check), so each
-package is checked only after its pin has run out.
+package is checked only after its pin has run out, and the deployed package only after the new replica
+answered (a check before the restart would pin it again and prove nothing).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def wait_until_collected(client: DashboardClient, uri: str, rounds: int = 3) -> 
     raise AssertionError(f"{uri}, used by nobody, was still in the GCS after {rounds} pin expiries")
 
 
+@pytest.mark.xfail(strict=True, reason="issue 21: without the test's own GET re-pinning it, the deployed package "
+                   "is garbage-collected once Ray's temporary pin expires; the restarted replica cannot start "
+                   "('package may have prematurely been deleted', measured twice on Ray 2.60)")
 def test_uploaded_code_survives_the_temporary_reference_and_a_replica_restart(cli_env, tmp_path):
     env = {"RAY_RUNTIME_ENV_TEMPORARY_REFERENCE_EXPIRATION_S": str(EXPIRY_S),
            "RAY_RUNTIME_ENV_WORKING_DIR_CACHE_SIZE_GB": "0"}
@@ -76,7 +80,8 @@ def test_uploaded_code_survives_the_temporary_reference_and_a_replica_restart(cl
         t0 = time.monotonic()
         wait_until_collected(client, control)  # the pins have expired: the GCS drops unreferenced packages
         print(f"the unused package was collected {time.monotonic() - t0:.0f} s after its pin")
-        assert client.package_exists(uri), f"{uri} was garbage-collected while the app runs"
+        # The deployed package is not checked here: a GET pins it again, and the restart below would then
+        # fetch a package held by that fresh pin, not by the running application's reference.
         (old,) = replica_pids(head)
         os.kill(old, signal.SIGKILL)
         deadline = time.monotonic() + 180
@@ -88,5 +93,5 @@ def test_uploaded_code_survives_the_temporary_reference_and_a_replica_restart(cl
         app = apps_of(head)["shop-blue"]
         assert pids and old not in pids, f"no new replica within 180 s: {json.dumps(app)[:3000]}"
         answer = requests.get(head.serve_url + "/shop", timeout=30).json()
-        assert answer == ANSWERS["v2"], answer  # the same (uploaded) code, not a local copy
-        assert client.package_exists(uri)
+        assert answer == ANSWERS["v2"], answer  # the same (uploaded) code, fetched again from the GCS
+        assert client.package_exists(uri), f"{uri} was garbage-collected while the app runs"
