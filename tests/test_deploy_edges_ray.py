@@ -1,15 +1,18 @@
 """Issue 21's cases that Ray produces on demand, on real heads of 2.9.3 and the .venv's Ray.
 
 One head per Ray version, shared by the tests of this module in file order (they build on each other,
-to keep the CI time small): a live version on /shop; a release that moves its prefix and fails; a
-release that makes it route-less and fails to import; an unchanged re-deploy whose requests fail
-against live (as after an in-place write whose run was killed); an application deployed imperatively
-under the plain name. The pure decisions behind them: tests/test_deploy_edges.py.
+to keep the CI time small): a live version on /shop; a cancel before any write while live answers 500; a
+release that moves its prefix and fails; a release that makes it route-less and fails to import; an
+unchanged re-deploy whose requests fail against live (as after an in-place write whose run was killed);
+an application deployed imperatively under the plain name. The pure decisions behind them: tests/test_deploy_edges.py.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,10 +24,11 @@ import requests
 from ci_serve.cluster.head import TemporaryHead
 from ci_serve.cluster.pyenv import ensure_env
 from ci_serve.deploy.cluster_config import build_body
-from tests.conftest import REPO
+from tests.conftest import REPO, ci_serve_cmd
 from tests.support import ray_versions
+from tests.support.dashboard_proxy import DashboardProxy
 from tests.support.deploy_cli import deploy_cli
-from tests.support.processes import wait_until
+from tests.support.processes import interrupt, wait_until
 
 pytestmark = pytest.mark.ray
 APPS = REPO / "tests" / "apps"
@@ -64,6 +68,42 @@ def test_live_version(head, client, bystander, cli_env, tmp_path):
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_v1")
     assert proc.returncode == 0, proc.stderr
     assert report["live_app"] == "shop-blue" and answer(head) == {"version": "v1", "greeting": "hi"}
+
+
+def test_a_cancel_before_any_write_while_live_answers_500_is_exit_3(head, client, cli_env, tmp_path):
+    """Live is RUNNING but answers 500 (someone wrote a user_config that breaks it). A cancel before any write
+    of ours used to be exit 1 ("the previous version serves") without a look at what serves: it is exit 3,
+    saying what is seen, and nothing is written."""
+    snapshot = client.get_applications()
+    live = snapshot["applications"]["shop-blue"]["deployed_app_config"]
+    failing = copy.deepcopy(live)
+    failing["deployments"][0]["user_config"] = {"greeting": "fail"}
+    client.put_applications(build_body(snapshot, put={"shop-blue": failing}))
+    wait_until(lambda: requests.get(head.serve_url + "/shop", timeout=10).status_code == 500, 120,
+               "live answering 500")
+    written = apps(client)["shop-blue"]["last_deployed_time_s"]
+    code = tmp_path / "code"
+    shutil.copytree(APPS / "deploy_v2", code)
+    (code / "unique.bin").write_bytes(os.urandom(1024))  # a package the cluster has not seen: it is uploaded
+    report = tmp_path / "cancel.json"
+    with DashboardProxy(head.dashboard_url) as proxy:
+        proxy.hold("PUT", "/api/packages/")  # the deploy has read the cluster and ships its code: no write yet
+        proc = subprocess.Popen(ci_serve_cmd("deploy", str(config_file(tmp_path, head)), "--address", proxy.url,
+                                             "--working-dir", str(code), "--serve-url", head.serve_url,
+                                             "--report", str(report)),
+                                env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: proxy.held.is_set() or proc.poll() is not None, 300, "the package upload")
+        assert proc.poll() is None, proc.communicate()[1]
+        interrupt(proc)  # the runner's SIGINT; it must exit without the SIGTERM
+        proxy.release()
+        _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 3, rest
+    assert json.loads(report.read_text())["exit_code"] == 3
+    assert "HTTP 500" in rest, rest
+    assert set(apps(client)) == {"shop-blue"} and apps(client)["shop-blue"]["last_deployed_time_s"] == written
+    client.put_applications(build_body(client.get_applications(), put={"shop-blue": live}))  # as it was
+    wait_until(lambda: requests.get(head.serve_url + "/shop", timeout=10).status_code == 200, 120, "live healthy")
+    assert answer(head) == {"version": "v1", "greeting": "hi"}
 
 
 def test_a_failed_release_that_moves_the_prefix_is_exit_1_with_the_previous_version_serving(

@@ -2,6 +2,7 @@
 
 from ray import serve
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 VERSION = "v1"
 
@@ -14,7 +15,9 @@ class Echo:
     def reconfigure(self, config: dict) -> None:
         self.greeting = config.get("greeting", "hello")
 
-    async def __call__(self, request: Request) -> dict:
+    async def __call__(self, request: Request) -> dict | JSONResponse:
+        if self.greeting == "fail":  # a live version gone bad, for the cancel-while-live-fails test
+            return JSONResponse({"version": VERSION, "error": "failing on purpose"}, status_code=500)
         return {"version": VERSION, "greeting": self.greeting}
 
 
