@@ -103,9 +103,13 @@ def test_a_crashing_replica_shows_its_log_tail_read_from_the_cluster(head, clien
     proc, report = deploy(head, cli_env, tmp_path, config_file(tmp_path, head), "deploy_crashing", "--version", "v4")
     assert proc.returncode == 1, proc.stderr
     details = "\n".join(str(e.get("details") or "") for e in report["errors"])
-    assert "replica logs (last lines, from the dashboard's log API):" in details, details[-3000:]
-    assert "replica constructor says: loading /models/weights.bin" in details
-    assert "replica constructor says: loading /models/weights.bin" in proc.stderr
+    if head.ray_release.startswith("2.52."):  # its log API fails every read with token auth on (logs.py)
+        assert "replica logs: the dashboard's log API failed to read them (HTTP 500: " in details, details[-3000:]
+        assert "UNAUTHENTICATED" in details
+    else:
+        assert "replica logs (last lines, from the dashboard's log API):" in details, details[-3000:]
+        assert "replica constructor says: loading /models/weights.bin" in details
+        assert "replica constructor says: loading /models/weights.bin" in proc.stderr
     assert head.token not in details + proc.stderr
     assert set(apps(client)) == {"shop-green"} and answer(head)["version"] == "v2"
 

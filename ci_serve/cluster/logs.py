@@ -7,7 +7,9 @@ one's stdout and stderr are ``GET /api/v0/logs/file?actor_id=X&suffix=out|err&li
 actor id (a replica that is unhealthy rather than crashed), the Serve replica log files
 ``serve/replica_<app>_<deployment>_*.log`` of each node are listed (``/api/v0/logs?node_id=N&glob=...``)
 and their tails read. Measured on Ray 2.60 (see tests/test_replica_logs.py for the versions checked);
-a dashboard without the API answers 404, and the tail then says so instead.
+a dashboard without the API answers 404, and the tail then says so instead. A dashboard whose log API
+fails (Ray 2.52.1 with token auth answers 500 "UNAUTHENTICATED" to every file read: its dashboard does not
+pass the token on to the node's agent; seen here) is said so, with the start of its answer.
 """
 
 from __future__ import annotations
@@ -43,9 +45,13 @@ def _clean(text: str, lines: int) -> str:
     return secrets.scrub(secrets.mask("\n".join(kept[-lines:]).rstrip()))
 
 
-def _get(client: LogSource, path: str) -> tuple[int, str]:
+def _get(client: LogSource, path: str, failures: list[str] | None = None) -> tuple[int, str]:
     resp = client.request("GET", path, ok=(200, 400, 404, 500), timeout=10.0)
-    return int(resp.status_code), str(resp.text)
+    status, text = int(resp.status_code), str(resp.text)
+    if failures is not None and status not in (200, 404):
+        said = " ".join(text.split())[:200]  # a gRPC error spans lines: its status is on the second
+        failures.append(f"HTTP {status}" + (f": {secrets.mask(said)}" if said else ""))
+    return status, text
 
 
 def replica_log_tails(client: LogSource, applications: dict[str, Any], names: list[str], *, lines: int = 40,
@@ -57,20 +63,24 @@ def replica_log_tails(client: LogSource, applications: dict[str, Any], names: li
     if not failing:
         return ""
     parts: list[str] = []
+    failures: list[str] = []
     for app, deployment, message in failing:
         for actor in list(dict.fromkeys(_ACTOR.findall(message)))[:max_replicas]:
             for suffix in ("out", "err"):
-                status, text = _get(client, f"/api/v0/logs/file?actor_id={actor}&suffix={suffix}&lines={lines}")
+                status, text = _get(client, f"/api/v0/logs/file?actor_id={actor}&suffix={suffix}&lines={lines}",
+                                    failures)
                 if status == 404:
                     return "replica logs: this cluster's dashboard has no log API (/api/v0/logs answered 404)"
                 if status == 200 and _clean(text, lines):
                     parts.append(f"--- {app}/{deployment} replica (actor {actor[:12]}) std{suffix} ---\n"
                                  f"{_clean(text, lines)}")
     if not parts:
-        from_files = _serve_log_files(client, failing, lines, max_replicas)
+        from_files = _serve_log_files(client, failing, lines, max_replicas, failures)
         if from_files is None:
             return "replica logs: this cluster's dashboard has no log API (/api/v0/logs answered 404)"
         parts = from_files
+    if not parts and failures:
+        return f"replica logs: the dashboard's log API failed to read them ({failures[0]})"
     if not parts:
         return "replica logs: the dashboard's log API has none for the failing replicas"
     return "replica logs (last lines, from the dashboard's log API):\n" + "\n".join(parts)
@@ -93,7 +103,7 @@ def _result(data: Any) -> Any:
 
 
 def _serve_log_files(client: LogSource, failing: list[tuple[str, str, str]], lines: int,
-                     max_replicas: int) -> list[str] | None:
+                     max_replicas: int, failures: list[str]) -> list[str] | None:
     """The tails of ``serve/replica_<app>_<deployment>_*.log`` on each alive node; None: no log API."""
     status, data = _get_json(client, "/api/v0/nodes?limit=100")
     if status == 404:
@@ -113,7 +123,8 @@ def _serve_log_files(client: LogSource, failing: list[tuple[str, str, str]], lin
             groups = listed.values() if isinstance(listed, dict) else []
             files = [str(f) for group in groups if isinstance(group, list) for f in group][:max_replicas]
             for name in files:
-                status, text = _get(client, f"/api/v0/logs/file?node_id={node_id}&filename={name}&lines={lines}")
+                status, text = _get(client, f"/api/v0/logs/file?node_id={node_id}&filename={name}&lines={lines}",
+                                    failures)
                 if status == 200 and _clean(text, lines):
                     parts.append(f"--- {app}/{deployment}: {name} ---\n{_clean(text, lines)}")
     return parts
