@@ -121,7 +121,7 @@ def test_a_lost_write_that_was_not_applied_is_retried_once_as_a_new_write():
     release, plan = _release(cluster, want(code={"working_dir": "gcs://_ray_pkg_new.zip"}))
     assert plan.first is not None and plan.strategy == "blue-green"
     release.write(plan.first)
-    assert release.fates == {"write candidate": "not applied"}
+    assert release.fates == {"write candidate": "applied"}  # the second write, sent from a fresh read
     assert cluster.puts == [["shop-blue", "shop-green"], ["shop-blue", "shop-green"]]
 
 
@@ -303,3 +303,66 @@ def test_a_cancel_before_any_write_is_exit_1_only_when_live_is_seen_serving(serv
         release.cancelled_early(Cancelled("cancelled by SIGINT"))
     assert stopped.value.exit_code == code
     assert "nothing was written" in stopped.value.message
+
+
+# -- against the fake dashboard: faults at one precise moment of a whole deploy ----------------------
+def _shop_config(directory, folder, greeting="hi"):
+    import json
+
+    path = directory / f"serve-{folder}-{greeting}.json"
+    path.write_text(json.dumps({"applications": [{
+        "name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+        "runtime_env": {"working_dir": f"gcs://_ray_pkg_{folder}.zip"},
+        "deployments": [{"name": "Echo", "user_config": {"greeting": greeting}}]}]}))
+    return path
+
+
+@pytest.fixture
+def fake_shop(tmp_path, monkeypatch):
+    """The fake dashboard holding another team's ``payments`` and our ``shop`` (deploy_v1) on /shop."""
+    import os
+
+    from ci_serve import cli
+    from tests.support.fake_serve import FakeServe
+    from tests.test_fault_matrix import BYSTANDER, stored_packages
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(key)
+    with FakeServe() as fake:
+        fake.state.packages.update(stored_packages())
+        fake.put({"applications": [BYSTANDER]})
+        fake.settle()
+        assert cli.main(["deploy", str(_shop_config(tmp_path, "deploy_v1")), "--address", fake.dashboard_url]) == 0
+        fake.settle()
+        yield fake
+
+
+def test_a_cancel_right_after_the_switch_returned_keeps_the_new_version_on_its_route(fake_shop, tmp_path,
+                                                                                   monkeypatch):
+    """A cancel landing after the switch PUT returned, before the release noted it as sent, used to take
+    the switch for not applied: the first undo removed shop-green, which held /shop by then."""
+    import json
+
+    from ci_serve import cancel, cli
+    from ci_serve.deploy import release as rel
+    from ci_serve.errors import Cancelled
+
+    write = rel.Release.write
+
+    def cancelled_once_written(self, w):
+        out = write(self, w)
+        if w.step == "switch":
+            raise Cancelled("cancelled by SIGINT")  # as the signal handler would, right after the PUT returned
+        return out
+
+    monkeypatch.setattr(rel.Release, "write", cancelled_once_written)
+    cancel.clear()
+    report = tmp_path / "report.json"
+    code = cli.main(["deploy", str(_shop_config(tmp_path, "deploy_v2")), "--address", fake_shop.dashboard_url,
+                     "--report", str(report)])
+    fake_shop.settle()
+    assert fake_shop.routes().get("/shop") == "shop-green"
+    assert fake_shop.routes().get("/payments") == "payments"
+    assert code == 3  # a cancel after the switch: the new version serves, unchecked
+    assert json.loads(report.read_text())["errors"][0]["exit_code"] == 3

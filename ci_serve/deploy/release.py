@@ -196,19 +196,19 @@ class Release:
             warnings = self.retire(plan, plan.retire) if plan.retire else []  # a routed one a route-less replaced
             return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
         assert plan.undo_switch is not None
-        sent = False
+        self.fates.pop(plan.switch.step, None)
         try:
             before = self.write(plan.switch)
-            sent = True
             self.gate("gate switch", self.goals(plan.switch, before))
             self.smoke("check switch", plan.checks_after_switch(), plan)
         except (ClusterChanged, WriteRefused, Superseded) as exc:
             self.fail(plan, exc, nothing_written=False)
         except Cancelled as exc:
-            fate = "applied" if sent else self.fates.get(plan.switch.step, "not applied")
+            # recorded by the write itself, the moment its PUT returned or was re-read; absent: never sent
+            fate = self.fates.get(plan.switch.step, "not applied")
             if fate == "applied":
                 self.cancelled_after_switch(plan, exc)
-            # not sent, or re-read as not applied: the first undo; not known: the switch's, right either way
+            # never sent, or re-read as not applied: the first undo; not known: the switch's, right either way
             self.undo(plan, plan.undo_first if fate == "not applied" else plan.undo_switch, exc)
         except BaseException as exc:
             self.undo(plan, plan.undo_switch, exc)
@@ -247,8 +247,10 @@ class Release:
             body = build_body(fresh.snapshot, put=dict(w.put), remove=set(w.remove), first_start=self.config.data)
             check_effect(fresh, body, w, self.logicals)
             self.written = True  # from here on the cluster may hold our write, even if the call fails
+            self.fates[w.step] = None  # sent, or about to be: not known until the answer or a re-read
             try:
                 self.client.put_applications(body)
+                self.fates[w.step] = "applied"  # before anything else: a cancel from here on finds it applied
             except (AnswerLost, Cancelled) as exc:
                 fate = self.fates[w.step] = self.settle(base, body, exc)
                 if fate == "overtaken":
