@@ -366,3 +366,42 @@ def test_a_cancel_right_after_the_switch_returned_keeps_the_new_version_on_its_r
     assert fake_shop.routes().get("/payments") == "payments"
     assert code == 3  # a cancel after the switch: the new version serves, unchecked
     assert json.loads(report.read_text())["errors"][0]["exit_code"] == 3
+
+
+def test_one_empty_read_of_the_standby_never_removes_another_teams_app_there(tmp_path, monkeypatch):
+    """Removing the candidate from the standby built its body from a single read: one empty read (a
+    recovering controller) and the restore PUT removed another team's payments on the standby."""
+    from ci_serve.cluster.address import resolve_target
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.errors import CheckFailed, CiServeError
+    from tests.support.fake_serve import FakeServe
+
+    monkeypatch.setattr("ci_serve.deploy.release.READ_PAUSE_S", 0.0)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    payments = {"name": "payments", "route_prefix": "/payments", "import_path": "deploy_app:app"}
+    shop = {"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+            "runtime_env": {"env_vars": {"CI_SERVE_APP": "shop"}}}
+    with FakeServe() as standby_fake, FakeServe() as live_fake:
+        standby_fake.put({"applications": [payments]})
+        standby = DashboardClient(resolve_target(standby_fake.dashboard_url), retry_budget=2)
+        live = DashboardClient(resolve_target(live_fake.dashboard_url), retry_budget=2)
+        config = type("C", (), {"data": {"applications": [{"name": "shop", "route_prefix": "/shop"}]}})()
+        release = TwoClusterRelease(live, standby, config, TwoClusterOptions(standby_url="x", switch_command="true"))
+        release.standby_before, release.live_snapshot = standby.get_applications(), live.get_applications()
+        standby_fake.put({"applications": [payments, shop]})  # our write to the standby
+        release.standby_touched = {"shop"}
+        read, empty_once = standby.get_applications, [True]
+
+        def recovering():
+            data = read()
+            if empty_once:
+                empty_once.pop()
+                data["applications"] = {}
+            return data
+
+        standby.get_applications = recovering  # type: ignore[method-assign]
+        with pytest.raises(CiServeError):
+            release.restore_standby(CheckFailed("check standby failed"))
+        standby_fake.settle()
+        assert sorted(standby_fake.configs()) == ["payments"]  # the candidate gone, payments kept

@@ -22,6 +22,7 @@ is a new write from a fresh read, guarded again. Strategies and guarantees: docs
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -101,6 +102,36 @@ READ_AGAIN = 5
 READ_PAUSE_S = 0.5
 #: a write whose answer was lost and that was not applied is written again, each time from a fresh read
 WRITE_ATTEMPTS = 4
+
+
+def read_explained(read: Callable[[], dict[str, Any]], expected: Mapping[str, Expected],
+                   removing: Iterable[str] = ()) -> ClusterView:
+    """A read that does not contradict what we saw (``expected``; ``removing``: what a write of ours removes),
+    read again (a few times) until it does not; one that still does is returned as it is, for
+    :func:`stop_if_unexplained` (or the guard) to stop on. Every read a write is built from goes through here."""
+    removing = frozenset(removing)
+    fresh = parse(read())
+    for attempt in range(READ_AGAIN):
+        missing = unexplained(expected, fresh, removing)
+        if not missing:
+            break
+        if attempt == 0:
+            console.say(f"... a read of the cluster lacks {', '.join(missing)}, seen before, with no write "
+                        "of ours removing it: reading again")
+        time.sleep(READ_PAUSE_S)
+        fresh = parse(read())
+    return fresh
+
+
+def stop_if_unexplained(expected: Mapping[str, Expected], fresh: ClusterView, removing: Iterable[str] = ()) -> None:
+    """:class:`ClusterChanged` (nothing written) when ``fresh`` still lacks an application we saw."""
+    missing = unexplained(expected, fresh, removing)
+    if missing:
+        raise ClusterChanged(
+            f"applications {', '.join(missing)}, seen earlier in this run, are missing from every read "
+            "since, and no write of ours removed them; stopped without writing",
+            "someone removed them, or the dashboard answers wrongly (a controller recovering): "
+            "`ci-serve status` shows what runs; re-run the deploy")
 
 
 class Release:
@@ -234,13 +265,7 @@ class Release:
     def _write_once(self, w: Write) -> ClusterView:
         with self.log.step(w.step) as st:
             fresh = self.read_fresh(removing=w.remove)
-            missing = unexplained(self.expected, fresh, w.remove)
-            if missing:
-                raise ClusterChanged(
-                    f"applications {', '.join(missing)}, seen earlier in this run, are missing from every read "
-                    "since, and no write of ours removed them; stopped without writing",
-                    "someone removed them, or the dashboard answers wrongly (a controller recovering): "
-                    "`ci-serve status` shows what runs; re-run the deploy")
+            stop_if_unexplained(self.expected, fresh, w.remove)
             if not w.cleanup:
                 check_drift(self.expected, fresh)
             base = expected_from(fresh) if w.cleanup else self.expected
@@ -281,19 +306,8 @@ class Release:
         return fate
 
     def read_fresh(self, removing: frozenset[str] = frozenset()) -> ClusterView:
-        """A read that does not contradict what we saw, read again (a few times) until it does not; one that
-        still does is returned as it is, for the guard to stop on."""
-        fresh = parse(self.client.get_applications())
-        for attempt in range(READ_AGAIN):
-            missing = unexplained(self.expected, fresh, removing)
-            if not missing:
-                break
-            if attempt == 0:
-                console.say(f"... a read of the cluster lacks {', '.join(missing)}, seen before, with no write "
-                            "of ours removing it: reading again")
-            time.sleep(READ_PAUSE_S)
-            fresh = parse(self.client.get_applications())
-        return fresh
+        """A read that does not contradict what we saw (:func:`read_explained`)."""
+        return read_explained(self.client.get_applications, self.expected, removing)
 
     def refused_write_changed(self, exc: SchemaRejected) -> bool:
         """After Ray refused our PUT (HTTP 400): does the cluster differ from what it held before? Says so on

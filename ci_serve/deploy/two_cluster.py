@@ -41,6 +41,7 @@ from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, Goal, 
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
+from ci_serve.deploy.release import read_explained, stop_if_unexplained
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.verdict import Final, Seen, exit_code
 from ci_serve.errors import (
@@ -201,8 +202,10 @@ class TwoClusterRelease:
         with self.log.step("write standby") as st:
             # the write guard, as for one cluster: nothing changed since we read the standby; the body
             # creates or replaces only our applications (or adoptable plain names) and removes only ours
-            fresh = view.parse(self.standby.get_applications())
-            check_drift(expected_from(view.parse(self.standby_before)), fresh)
+            before = expected_from(view.parse(self.standby_before))
+            fresh = read_explained(self.standby.get_applications, before)
+            stop_if_unexplained(before, fresh)
+            check_drift(before, fresh)
             ours = {m.name for logical, app in put.items()
                     for m in fresh.members(logical, app.get("route_prefix"))} - set(put)
             ours &= set(fresh.declarative_configs())
@@ -310,13 +313,16 @@ class TwoClusterRelease:
                 if touched is None:  # the guard stopped before our write: the standby holds nothing of ours
                     st.detail = f"nothing was written to the standby {self.standby.address}"
                     touched = set()
-                now = self.standby.get_applications()
+                # a read that lacks an app seen before our write (and not ours) is read again, never written from
+                before = expected_from(view.parse(self.standby_before))
+                fresh = read_explained(self.standby.get_applications, before, removing=touched)
+                stop_if_unexplained(before, fresh, touched)
+                now = fresh.snapshot
                 # only what our write touched goes back: another writer's app (or change) meanwhile stays
                 previous = {n: c for n, c in declarative_apps(self.standby_before).items() if n in touched}
                 removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & touched
                 if touched:
                     body = build_body(now, put=previous, remove=removed, first_start=self.config.data)
-                    fresh = view.parse(now)
                     created = frozenset(n for n in previous if n not in fresh.apps)
                     check_effect(fresh, body, Write("remove candidate", previous, frozenset(removed), Effect(
                         created=created, changed=frozenset(previous) - created, removed=frozenset(removed)),
