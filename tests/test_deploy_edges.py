@@ -405,3 +405,28 @@ def test_one_empty_read_of_the_standby_never_removes_another_teams_app_there(tmp
             release.restore_standby(CheckFailed("check standby failed"))
         standby_fake.settle()
         assert sorted(standby_fake.configs()) == ["payments"]  # the candidate gone, payments kept
+
+
+def test_a_write_that_never_reached_the_dashboard_is_written_again_from_a_fresh_read_never_resent():
+    """A PUT whose connection was refused used to be resent with the same body for up to 40 s: another
+    team's payments, deployed meanwhile, was removed. Now it is NotSent (not applied), and the next write
+    is built from a fresh read and guarded again: it sees payments appear and stops without writing."""
+    from ci_serve.cluster.dashboard import NotSent
+    from ci_serve.deploy.guard import ClusterChanged
+
+    cluster = _Cluster(cfg("shop-blue"))
+    release, plan = _release(cluster, want(greeting="new"))
+    assert plan.first is not None
+    put = cluster.put_applications
+
+    def refused_once(body):
+        cluster.put_applications = put  # type: ignore[method-assign]
+        cluster.puts.append(sorted(a["name"] for a in body["applications"]))
+        cluster.apps["payments"] = cfg("payments", "/pay", owner=None)  # the dashboard is back; payments meanwhile
+        raise NotSent("PUT /api/serve/applications/ never reached the dashboard (connection refused)")
+
+    cluster.put_applications = refused_once  # type: ignore[method-assign]
+    with pytest.raises(ClusterChanged, match="payments"):
+        release.write(plan.first)
+    assert release.fates == {"write config": "not applied"}
+    assert cluster.puts == [["shop-blue"]] and "payments" in cluster.apps

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ci_serve import console
-from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, SchemaRejected
+from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, NotSent, SchemaRejected
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
@@ -255,11 +255,12 @@ class Release:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return self._write_once(w)
-            except AnswerLost:
+            except AnswerLost as exc:
                 if self.fates.get(w.step) != "not applied" or attempt == WRITE_ATTEMPTS:
                     raise
-                console.say(f"... {w.step}: its answer was lost and the cluster shows it not applied: writing "
-                            "again from a fresh read")
+                why = "it never reached the dashboard" if isinstance(exc, NotSent) else \
+                    "its answer was lost and the cluster shows it not applied"
+                console.say(f"... {w.step}: {why}: writing again from a fresh read")
         raise AssertionError("unreachable")
 
     def _write_once(self, w: Write) -> ClusterView:
@@ -276,6 +277,9 @@ class Release:
             try:
                 self.client.put_applications(body)
                 self.fates[w.step] = "applied"  # before anything else: a cancel from here on finds it applied
+            except NotSent:  # it never reached the dashboard: written again from a fresh read (``write``)
+                self.fates[w.step] = "not applied"
+                raise
             except (AnswerLost, Cancelled) as exc:
                 fate = self.fates[w.step] = self.settle(base, body, exc)
                 if fate == "overtaken":
