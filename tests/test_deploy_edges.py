@@ -25,7 +25,7 @@ FAILING = Seen("shop", "shop-blue", True, False)  # serves, but fails its checks
 
 
 @pytest.mark.parametrize(("final", "code"), [
-    (Final(failed=False), 0),
+    (Final(failed=False), 3),  # nothing seen (the final read failed): 0 would claim what nobody saw
     (Final(failed=False, seen=(GOOD,)), 0),
     (Final(failed=False, seen=(FAILING,)), 3),
     (Final(failed=True, refused=True), 2),
@@ -430,3 +430,21 @@ def test_a_write_that_never_reached_the_dashboard_is_written_again_from_a_fresh_
         release.write(plan.first)
     assert release.fates == {"write config": "not applied"}
     assert cluster.puts == [["shop-blue"]] and "payments" in cluster.apps
+
+
+def test_an_unchanged_deploy_that_cannot_see_the_cluster_at_the_end_is_not_exit_0():
+    """An unchanged re-deploy whose final read failed saw nothing serving, and used to exit 0."""
+    from ci_serve.cluster.dashboard import DashboardUnavailable
+    from ci_serve.errors import CiServeError
+
+    cluster = _Cluster(cfg("shop-blue"))
+    release, plan = _release(cluster, want())
+    assert plan.strategy == "none"
+
+    def down():
+        raise DashboardUnavailable("the Ray dashboard at x did not answer")
+
+    cluster.get_applications = down  # type: ignore[method-assign]
+    with pytest.raises(CiServeError, match="could not be seen serving") as stopped:
+        release.unchanged(plan)
+    assert stopped.value.exit_code == 3

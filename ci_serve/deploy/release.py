@@ -500,7 +500,8 @@ class Release:
                       "the live version is the one failing: fix the app or the requests file, then deploy again")
         if code != 0:
             raise NotRestored("nothing was written (the cluster already runs this config), but the live version "
-                              "is not serving: " + "; ".join(lines),
+                              + ("could not be seen serving" if seen is None else "is not serving") + ": "
+                              + "; ".join(lines),
                               "a person must look: `ci-serve status` shows each application's message")
         console.say("nothing changed (same config, same code): no write; " + "; ".join(lines))
         return ReleaseResult("unchanged", "none", self.live_after(plan))
