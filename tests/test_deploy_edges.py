@@ -448,3 +448,23 @@ def test_an_unchanged_deploy_that_cannot_see_the_cluster_at_the_end_is_not_exit_
     with pytest.raises(CiServeError, match="could not be seen serving") as stopped:
         release.unchanged(plan)
     assert stopped.value.exit_code == 3
+
+
+def test_a_cancel_while_a_lost_or_refused_write_is_read_again_is_never_swallowed():
+    """settle and refused_write_changed caught CiServeError, and so a cancel (one too) during their re-read:
+    a cancel became "the cluster could not be read" and the run went on."""
+    from ci_serve.cluster.dashboard import SchemaRejected
+    from ci_serve.errors import Cancelled
+
+    cluster = _Cluster(cfg("shop-blue"))
+    release, plan = _release(cluster, want(greeting="new"))
+
+    def cancelled():
+        raise Cancelled("cancelled by SIGINT")
+
+    cluster.get_applications = cancelled  # type: ignore[method-assign]
+    body = {"applications": [cfg("shop-blue")]}
+    with pytest.raises(Cancelled):
+        release.settle(release.expected, body, AnswerLost("the answer to PUT never came back"))
+    with pytest.raises(Cancelled):
+        release.refused_write_changed(SchemaRejected("the Ray dashboard rejected the Serve config (HTTP 400)"))

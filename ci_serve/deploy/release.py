@@ -205,7 +205,11 @@ class Release:
         except SchemaRejected as exc:
             # A 400 is not "nothing changed": on Ray 2.60 a PUT refused by the controller is already recorded
             # (the refused app is there, every app of the PUT redeploys). Decide from what the cluster holds.
-            if not self.refused_write_changed(exc):
+            try:
+                changed = self.refused_write_changed(exc)
+            except Cancelled as cancelled:  # cancelled while finding out: undone as a cancel, never swallowed
+                self.undo(plan, plan.undo_first, cancelled)
+            if not changed:
                 raise  # nothing changed (exit 2)
             self.undo(plan, plan.undo_first, exc)
         except (ClusterChanged, WriteRefused) as exc:
@@ -303,6 +307,8 @@ class Release:
             self.client.retry_budget = min(self.client.retry_budget, 3.0)
         try:
             fate = classify(before, body, self.read_fresh())
+        except Cancelled:  # a CiServeError too: a cancel is never "could not be read"
+            raise
         except CiServeError as err:
             console.say(f"... the answer of a write was lost, and the cluster could not be read ({err.message})")
             return None
@@ -318,6 +324,8 @@ class Release:
         ``exc``. A cluster that cannot be read counts as changed (the undo then tells what is where)."""
         try:
             changed = drifted(self.expected, parse(self.client.get_applications()))
+        except Cancelled:  # a CiServeError too: the caller undoes with the cancel as the cause
+            raise
         except CiServeError as err:
             exc.message += f"; the cluster could not be read afterwards ({err.message})"
             return True
