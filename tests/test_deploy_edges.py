@@ -468,3 +468,51 @@ def test_a_cancel_while_a_lost_or_refused_write_is_read_again_is_never_swallowed
         release.settle(release.expected, body, AnswerLost("the answer to PUT never came back"))
     with pytest.raises(Cancelled):
         release.refused_write_changed(SchemaRejected("the Ray dashboard rejected the Serve config (HTTP 400)"))
+
+
+@pytest.mark.parametrize(("answers", "proven"), [
+    ([503, 200], False),  # one busy moment, then the same answer as the new version: no proof
+    ([503, 503, 503], False),  # only errors: nothing shows the public entry stopped reaching it
+    ([503, 404], True),  # a non-5xx answer that differs: the traffic moved
+])
+def test_only_an_answer_of_the_old_cluster_that_is_not_a_5xx_proves_the_switch(monkeypatch, answers, proven):
+    """One transient 503 of the old cluster used to count as proof that traffic moved: the old cluster,
+    still reached by the public entry, was retired."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.smoke.requests_file import SmokeRequest
+    from tests.support.fake_serve import QuietServer
+
+    monkeypatch.setattr("ci_serve.deploy.two_cluster.PROOF_PAUSE_S", 0.0)
+    hits: list[str] = []
+
+    class Old(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/-/routes":
+                code, body = 200, json.dumps({"/shop": "shop-blue"}).encode()
+            else:
+                hits.append(self.path)
+                code, body = answers[min(len(hits), len(answers)) - 1], b'{"version": "v1"}'
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = QuietServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = type("C", (), {"data": {"applications": [{"name": "shop", "route_prefix": "/shop"}]}})()
+        opts = TwoClusterOptions(standby_url="x", switch_command="true", verify_url="http://public.example",
+                                 requests=[SmokeRequest(name="shop is up")],
+                                 live_url=f"http://127.0.0.1:{server.server_address[1]}")
+        release = TwoClusterRelease(None, None, config, opts)  # type: ignore[arg-type]
+        assert release.proof_of_switch()[0] is proven
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -84,6 +84,11 @@ class SwitchFailed(CheckFailed):
     """The switch command failed, or the public entry did not answer from the new cluster."""
 
 
+#: the old cluster is asked this many times for an answer that tells the versions apart (a 5xx proves nothing)
+PROOF_ATTEMPTS = 3
+PROOF_PAUSE_S = 1.0
+
+
 class TwoClusterRelease:
     def __init__(self, live: DashboardClient, standby: DashboardClient, config: ConfigFile,
                  options: TwoClusterOptions, log: StepLog | None = None):
@@ -178,18 +183,25 @@ class TwoClusterRelease:
             if not known:
                 return False, (f"the old cluster's Serve proxy at {old_url} could not be asked ({why}), so nothing "
                                f"shows that {self.opts.verify_url} stopped reaching it (give --serve-url)")
-        outcomes: list[Outcome] = []
-        try:
-            checks.run_checks(self.opts.requests, old_url, self.prefixes(), outcomes, attempts=1)
-        except CheckFailed:
-            answered = [o for o in outcomes if not o.passed and o.status is not None]
-            if answered:
-                return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({old_url}) answers "
-                              f"differently ({answered[0].name}: HTTP {answered[0].status}): the traffic moved")
-            return False, (f"the old cluster ({old_url}) did not answer the checks at all, so nothing shows that "
-                           f"{self.opts.verify_url} stopped reaching it")
-        return False, (f"the old cluster ({old_url}) passes the same checks as {self.opts.verify_url}, so "
-                       "they cannot tell the versions apart (use a requests file that expects the new version)")
+        # Only an answer that is not a 5xx and differs proves it: a 5xx or no answer may be a busy moment of
+        # the old cluster that the public entry still reaches; asked again, and if it persists, no proof.
+        for attempt in range(PROOF_ATTEMPTS):
+            if attempt:
+                time.sleep(PROOF_PAUSE_S)
+            outcomes: list[Outcome] = []
+            try:
+                checks.run_checks(self.opts.requests, old_url, self.prefixes(), outcomes, attempts=1)
+            except CheckFailed:
+                answered = [o for o in outcomes if not o.passed and o.status is not None and o.status < 500]
+                if answered:
+                    return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({old_url}) "
+                                  f"answers differently ({answered[0].name}: HTTP {answered[0].status}): the "
+                                  "traffic moved")
+                continue
+            return False, (f"the old cluster ({old_url}) passes the same checks as {self.opts.verify_url}, so "
+                           "they cannot tell the versions apart (use a requests file that expects the new version)")
+        return False, (f"the old cluster ({old_url}) answered the checks only with errors (HTTP 5xx) or not at all "
+                       f"({PROOF_ATTEMPTS} tries), so nothing shows that {self.opts.verify_url} stopped reaching it")
 
     def deploy_standby(self) -> None:
         with self.log.step("ship code") as st:
