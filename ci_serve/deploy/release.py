@@ -58,7 +58,7 @@ from ci_serve.deploy.planner import (
 )
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
-from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
+from ci_serve.deploy.view import ClusterView, parse, read_routes, read_view, serve_url
 from ci_serve.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -160,6 +160,8 @@ class Release:
                     break
                 time.sleep(READ_PAUSE_S)
                 first = self.client.get_applications()
+            if not first.get("applications"):
+                first = self.empty_or_contradicted(first)
             self.serve = serve_url(self.client.address, first, self.opts.serve_url)
             view = read_view(_Fixed(self.client, first), self.opts.serve_url)
             self.expected = expected_from(view)
@@ -177,6 +179,29 @@ class Release:
         self._check_requests_target(plan)
         self.result.plan, self.result.version = plan, self.opts.version
         return plan
+
+    def empty_or_contradicted(self, empty: dict[str, Any]) -> dict[str, Any]:
+        """An application list that keeps reading empty is believed only when the Serve proxy routes nothing
+        (or cannot be asked): a route it lists contradicts the list, which is read again, else the run stops
+        without writing (a PUT from an empty read removes every application on the cluster)."""
+        listed: list[str] = []
+        for _ in range(READ_AGAIN):
+            routes, _why = read_routes(serve_url(self.client.address, empty, self.opts.serve_url))
+            if not routes:
+                return empty
+            listed = sorted(routes)
+            console.say(f"... the cluster lists no application, but its Serve proxy routes "
+                        f"{', '.join(f'{p} to {n}' for p, n in sorted(routes.items()))}: reading again")
+            time.sleep(READ_PAUSE_S)
+            empty = self.client.get_applications()
+            if empty.get("applications"):
+                return empty
+        err = ClusterChanged(
+            "the cluster keeps listing no application while its Serve proxy routes "
+            f"{', '.join(listed)}: the dashboard answers wrongly (a controller recovering?); stopped "
+            "without writing", "`ci-serve status` shows what runs; re-run the deploy when it lists them")
+        err.exit_code = exit_code(Final(failed=True))  # nothing written, nothing seen
+        raise err
 
     def execute(self) -> DeployResult:
         """Read, plan, carry out. Never raises a :class:`CiServeError`: what stopped the deploy is the
