@@ -25,7 +25,7 @@ FAILING = Seen("shop", "shop-blue", True, False)  # serves, but fails its checks
 
 
 @pytest.mark.parametrize(("final", "code"), [
-    (Final(failed=False), 0),
+    (Final(failed=False), 3),  # nothing seen (the final read failed): 0 would claim what nobody saw
     (Final(failed=False, seen=(GOOD,)), 0),
     (Final(failed=False, seen=(FAILING,)), 3),
     (Final(failed=True, refused=True), 2),
@@ -121,7 +121,7 @@ def test_a_lost_write_that_was_not_applied_is_retried_once_as_a_new_write():
     release, plan = _release(cluster, want(code={"working_dir": "gcs://_ray_pkg_new.zip"}))
     assert plan.first is not None and plan.strategy == "blue-green"
     release.write(plan.first)
-    assert release.fates == {"write candidate": "not applied"}
+    assert release.fates == {"write candidate": "applied"}  # the second write, sent from a fresh read
     assert cluster.puts == [["shop-blue", "shop-green"], ["shop-blue", "shop-green"]]
 
 
@@ -303,3 +303,245 @@ def test_a_cancel_before_any_write_is_exit_1_only_when_live_is_seen_serving(serv
         release.cancelled_early(Cancelled("cancelled by SIGINT"))
     assert stopped.value.exit_code == code
     assert "nothing was written" in stopped.value.message
+
+
+# -- against the fake dashboard: faults at one precise moment of a whole deploy ----------------------
+def _shop_config(directory, folder, greeting="hi"):
+    import json
+
+    path = directory / f"serve-{folder}-{greeting}.json"
+    path.write_text(json.dumps({"applications": [{
+        "name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+        "runtime_env": {"working_dir": f"gcs://_ray_pkg_{folder}.zip"},
+        "deployments": [{"name": "Echo", "user_config": {"greeting": greeting}}]}]}))
+    return path
+
+
+@pytest.fixture
+def fake_shop(tmp_path, monkeypatch):
+    """The fake dashboard holding another team's ``payments`` and our ``shop`` (deploy_v1) on /shop."""
+    import os
+
+    from ci_serve import cli
+    from tests.support.fake_serve import FakeServe
+    from tests.test_fault_matrix import BYSTANDER, stored_packages
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(key)
+    with FakeServe() as fake:
+        fake.state.packages.update(stored_packages())
+        fake.put({"applications": [BYSTANDER]})
+        fake.settle()
+        assert cli.main(["deploy", str(_shop_config(tmp_path, "deploy_v1")), "--address", fake.dashboard_url]) == 0
+        fake.settle()
+        yield fake
+
+
+def test_a_cancel_right_after_the_switch_returned_keeps_the_new_version_on_its_route(fake_shop, tmp_path,
+                                                                                   monkeypatch):
+    """A cancel landing after the switch PUT returned, before the release noted it as sent, used to take
+    the switch for not applied: the first undo removed shop-green, which held /shop by then."""
+    import json
+
+    from ci_serve import cancel, cli
+    from ci_serve.deploy import release as rel
+    from ci_serve.errors import Cancelled
+
+    write = rel.Release.write
+
+    def cancelled_once_written(self, w):
+        out = write(self, w)
+        if w.step == "switch":
+            raise Cancelled("cancelled by SIGINT")  # as the signal handler would, right after the PUT returned
+        return out
+
+    monkeypatch.setattr(rel.Release, "write", cancelled_once_written)
+    cancel.clear()
+    report = tmp_path / "report.json"
+    code = cli.main(["deploy", str(_shop_config(tmp_path, "deploy_v2")), "--address", fake_shop.dashboard_url,
+                     "--report", str(report)])
+    fake_shop.settle()
+    assert fake_shop.routes().get("/shop") == "shop-green"
+    assert fake_shop.routes().get("/payments") == "payments"
+    assert code == 3  # a cancel after the switch: the new version serves, unchecked
+    assert json.loads(report.read_text())["errors"][0]["exit_code"] == 3
+
+
+def test_one_empty_read_of_the_standby_never_removes_another_teams_app_there(tmp_path, monkeypatch):
+    """Removing the candidate from the standby built its body from a single read: one empty read (a
+    recovering controller) and the restore PUT removed another team's payments on the standby."""
+    from ci_serve.cluster.address import resolve_target
+    from ci_serve.cluster.dashboard import DashboardClient
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.errors import CheckFailed, CiServeError
+    from tests.support.fake_serve import FakeServe
+
+    monkeypatch.setattr("ci_serve.deploy.release.READ_PAUSE_S", 0.0)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    payments = {"name": "payments", "route_prefix": "/payments", "import_path": "deploy_app:app"}
+    shop = {"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+            "runtime_env": {"env_vars": {"CI_SERVE_APP": "shop"}}}
+    with FakeServe() as standby_fake, FakeServe() as live_fake:
+        standby_fake.put({"applications": [payments]})
+        standby = DashboardClient(resolve_target(standby_fake.dashboard_url), retry_budget=2)
+        live = DashboardClient(resolve_target(live_fake.dashboard_url), retry_budget=2)
+        config = type("C", (), {"data": {"applications": [{"name": "shop", "route_prefix": "/shop"}]}})()
+        release = TwoClusterRelease(live, standby, config, TwoClusterOptions(standby_url="x", switch_command="true"))
+        release.standby_before, release.live_snapshot = standby.get_applications(), live.get_applications()
+        standby_fake.put({"applications": [payments, shop]})  # our write to the standby
+        release.standby_touched = {"shop"}
+        read, empty_once = standby.get_applications, [True]
+
+        def recovering():
+            data = read()
+            if empty_once:
+                empty_once.pop()
+                data["applications"] = {}
+            return data
+
+        standby.get_applications = recovering  # type: ignore[method-assign]
+        with pytest.raises(CiServeError):
+            release.restore_standby(CheckFailed("check standby failed"))
+        standby_fake.settle()
+        assert sorted(standby_fake.configs()) == ["payments"]  # the candidate gone, payments kept
+
+
+def test_a_write_that_never_reached_the_dashboard_is_written_again_from_a_fresh_read_never_resent():
+    """A PUT whose connection was refused used to be resent with the same body for up to 40 s: another
+    team's payments, deployed meanwhile, was removed. Now it is NotSent (not applied), and the next write
+    is built from a fresh read and guarded again: it sees payments appear and stops without writing."""
+    from ci_serve.cluster.dashboard import NotSent
+    from ci_serve.deploy.guard import ClusterChanged
+
+    cluster = _Cluster(cfg("shop-blue"))
+    release, plan = _release(cluster, want(greeting="new"))
+    assert plan.first is not None
+    put = cluster.put_applications
+
+    def refused_once(body):
+        cluster.put_applications = put  # type: ignore[method-assign]
+        cluster.puts.append(sorted(a["name"] for a in body["applications"]))
+        cluster.apps["payments"] = cfg("payments", "/pay", owner=None)  # the dashboard is back; payments meanwhile
+        raise NotSent("PUT /api/serve/applications/ never reached the dashboard (connection refused)")
+
+    cluster.put_applications = refused_once  # type: ignore[method-assign]
+    with pytest.raises(ClusterChanged, match="payments"):
+        release.write(plan.first)
+    assert release.fates == {"write config": "not applied"}
+    assert cluster.puts == [["shop-blue"]] and "payments" in cluster.apps
+
+
+def test_an_unchanged_deploy_that_cannot_see_the_cluster_at_the_end_is_not_exit_0():
+    """An unchanged re-deploy whose final read failed saw nothing serving, and used to exit 0."""
+    from ci_serve.cluster.dashboard import DashboardUnavailable
+    from ci_serve.errors import CiServeError
+
+    cluster = _Cluster(cfg("shop-blue"))
+    release, plan = _release(cluster, want())
+    assert plan.strategy == "none"
+
+    def down():
+        raise DashboardUnavailable("the Ray dashboard at x did not answer")
+
+    cluster.get_applications = down  # type: ignore[method-assign]
+    with pytest.raises(CiServeError, match="could not be seen serving") as stopped:
+        release.unchanged(plan)
+    assert stopped.value.exit_code == 3
+
+
+def test_a_cancel_while_a_lost_or_refused_write_is_read_again_is_never_swallowed():
+    """settle and refused_write_changed caught CiServeError, and so a cancel (one too) during their re-read:
+    a cancel became "the cluster could not be read" and the run went on."""
+    from ci_serve.cluster.dashboard import SchemaRejected
+    from ci_serve.errors import Cancelled
+
+    cluster = _Cluster(cfg("shop-blue"))
+    release, plan = _release(cluster, want(greeting="new"))
+
+    def cancelled():
+        raise Cancelled("cancelled by SIGINT")
+
+    cluster.get_applications = cancelled  # type: ignore[method-assign]
+    body = {"applications": [cfg("shop-blue")]}
+    with pytest.raises(Cancelled):
+        release.settle(release.expected, body, AnswerLost("the answer to PUT never came back"))
+    with pytest.raises(Cancelled):
+        release.refused_write_changed(SchemaRejected("the Ray dashboard rejected the Serve config (HTTP 400)"))
+
+
+@pytest.mark.parametrize(("answers", "proven"), [
+    ([503, 200], False),  # one busy moment, then the same answer as the new version: no proof
+    ([503, 503, 503], False),  # only errors: nothing shows the public entry stopped reaching it
+    ([503, 404], True),  # a non-5xx answer that differs: the traffic moved
+])
+def test_only_an_answer_of_the_old_cluster_that_is_not_a_5xx_proves_the_switch(monkeypatch, answers, proven):
+    """One transient 503 of the old cluster used to count as proof that traffic moved: the old cluster,
+    still reached by the public entry, was retired."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.smoke.requests_file import SmokeRequest
+    from tests.support.fake_serve import QuietServer
+
+    monkeypatch.setattr("ci_serve.deploy.two_cluster.PROOF_PAUSE_S", 0.0)
+    hits: list[str] = []
+
+    class Old(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/-/routes":
+                code, body = 200, json.dumps({"/shop": "shop-blue"}).encode()
+            else:
+                hits.append(self.path)
+                code, body = answers[min(len(hits), len(answers)) - 1], b'{"version": "v1"}'
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = QuietServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = type("C", (), {"data": {"applications": [{"name": "shop", "route_prefix": "/shop"}]}})()
+        opts = TwoClusterOptions(standby_url="x", switch_command="true", verify_url="http://public.example",
+                                 requests=[SmokeRequest(name="shop is up")],
+                                 live_url=f"http://127.0.0.1:{server.server_address[1]}")
+        release = TwoClusterRelease(None, None, config, opts)  # type: ignore[arg-type]
+        assert release.proof_of_switch()[0] is proven
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("empty_reads", [4, 100])
+def test_an_empty_application_list_that_the_proxy_contradicts_is_never_planned_from(fake_shop, tmp_path,
+                                                                                  monkeypatch, empty_reads):
+    """The plan-time read believed an empty list after three reads (a controller recovering for 1.5 s):
+    the plan saw no live version and the first PUT removed payments and shop. The Serve proxy, still
+    routing /payments and /shop, contradicts such a list: it is read again, else the run stops unwritten."""
+    from ci_serve import cli
+
+    monkeypatch.setattr("ci_serve.deploy.release.READ_PAUSE_S", 0.0)
+    real = fake_shop.applications
+    left = [empty_reads]
+
+    def recovering():
+        data = real()
+        if left[0] > 0:
+            left[0] -= 1
+            data["applications"] = {}
+        return data
+
+    monkeypatch.setattr(fake_shop, "applications", recovering)
+    code = cli.main(["deploy", str(_shop_config(tmp_path, "deploy_v2")), "--address", fake_shop.dashboard_url])
+    fake_shop.settle()
+    assert "payments" in fake_shop.configs()
+    if empty_reads > 10:  # never explained: stopped before any write, nothing changed
+        assert code == 2 and fake_shop.routes().get("/shop") == "shop-blue"
+    else:
+        assert code == 0 and fake_shop.routes().get("/shop") == "shop-green"

@@ -2,11 +2,11 @@
 
 Every request has a timeout. Refused connections, resets, timeouts and 502/503/504 are retried with
 backoff, bounded by a total budget so that a dead address is reported within a minute, naming it.
-Packages are content-addressed, so retrying their upload is safe. A Serve config PUT is retried only
-when it cannot have reached the dashboard (the connection was never made): Ray applies a PUT before
-it answers it, and resending a body built from an old read could undo what another writer did since.
-Any other fault of a Serve config PUT is :class:`AnswerLost`: the caller re-reads the cluster and
-classifies the write (applied, not applied, overtaken) rather than assume.
+Packages are content-addressed, so retrying their upload is safe. A Serve config PUT is never retried
+here: resending a body built from an old read could undo what another writer did since. One that cannot
+have reached the dashboard (the connection was never made) is :class:`NotSent` (not applied: the caller
+writes again from a fresh read and a fresh guard); any other fault is :class:`AnswerLost`: the caller
+re-reads the cluster and classifies the write (applied, not applied, overtaken) rather than assume.
 
 Tokens go only into the ``Authorization`` header and are registered as secrets; no header value is
 ever put into a message.
@@ -44,6 +44,11 @@ class AnswerLost(CiServeError):
     """A Serve config PUT was sent, and its answer never came back: the write may have been applied."""
 
     exit_code = EXIT_NOT_RESTORED
+
+
+class NotSent(AnswerLost):
+    """A Serve config PUT that never reached the dashboard (connection refused, connect timeout): not
+    applied, for certain. Never resent with the same body: the caller writes again from a fresh read."""
 
 
 class SchemaRejected(InputError):
@@ -129,8 +134,8 @@ class DashboardClient:
                 data: bytes | None = None, timeout: float | None = None, resend: bool = True) -> requests.Response:
         """Send one request, retrying transient faults; return a response whose status is in ``ok``.
 
-        ``resend=False`` (a write that must not be repeated blindly): a fault after the request may have
-        reached the server raises :class:`AnswerLost` instead of a retry."""
+        ``resend=False`` (a write that must not be repeated blindly): every transport fault raises, never
+        a retry: :class:`NotSent` when the request cannot have reached the server, else :class:`AnswerLost`."""
         url = self.address + path
         key = f"{method} {path}"
         t0 = time.monotonic()
@@ -150,7 +155,10 @@ class DashboardClient:
                 ) from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 last = _describe(exc)
-                if not resend and not _never_sent(exc):
+                if not resend and _never_sent(exc):  # a retry would resend a body built from an old read
+                    raise NotSent(f"{method} {path} never reached the dashboard ({last}); it was not applied",
+                                  "check that the dashboard is up; `ci-serve status` shows what runs") from None
+                if not resend:
                     raise AnswerLost(f"the answer to {method} {path} never came back ({last}); the write may "
                                      "have been applied", "`ci-serve status` shows what runs") from None
             except requests.RequestException as exc:  # not transient: a malformed URL, a redirect loop...

@@ -22,12 +22,13 @@ is a new write from a fresh read, guarded again. Strategies and guarantees: docs
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ci_serve import console
-from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, SchemaRejected
+from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, NotSent, SchemaRejected
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
@@ -57,7 +58,7 @@ from ci_serve.deploy.planner import (
 )
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
-from ci_serve.deploy.view import ClusterView, parse, read_view, serve_url
+from ci_serve.deploy.view import ClusterView, parse, read_routes, read_view, serve_url
 from ci_serve.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -103,6 +104,36 @@ READ_PAUSE_S = 0.5
 WRITE_ATTEMPTS = 4
 
 
+def read_explained(read: Callable[[], dict[str, Any]], expected: Mapping[str, Expected],
+                   removing: Iterable[str] = ()) -> ClusterView:
+    """A read that does not contradict what we saw (``expected``; ``removing``: what a write of ours removes),
+    read again (a few times) until it does not; one that still does is returned as it is, for
+    :func:`stop_if_unexplained` (or the guard) to stop on. Every read a write is built from goes through here."""
+    removing = frozenset(removing)
+    fresh = parse(read())
+    for attempt in range(READ_AGAIN):
+        missing = unexplained(expected, fresh, removing)
+        if not missing:
+            break
+        if attempt == 0:
+            console.say(f"... a read of the cluster lacks {', '.join(missing)}, seen before, with no write "
+                        "of ours removing it: reading again")
+        time.sleep(READ_PAUSE_S)
+        fresh = parse(read())
+    return fresh
+
+
+def stop_if_unexplained(expected: Mapping[str, Expected], fresh: ClusterView, removing: Iterable[str] = ()) -> None:
+    """:class:`ClusterChanged` (nothing written) when ``fresh`` still lacks an application we saw."""
+    missing = unexplained(expected, fresh, removing)
+    if missing:
+        raise ClusterChanged(
+            f"applications {', '.join(missing)}, seen earlier in this run, are missing from every read "
+            "since, and no write of ours removed them; stopped without writing",
+            "someone removed them, or the dashboard answers wrongly (a controller recovering): "
+            "`ci-serve status` shows what runs; re-run the deploy")
+
+
 class Release:
     def __init__(self, client: DashboardClient, config: ConfigFile, options: Options, log: StepLog | None = None):
         self.client = client
@@ -129,6 +160,8 @@ class Release:
                     break
                 time.sleep(READ_PAUSE_S)
                 first = self.client.get_applications()
+            if not first.get("applications"):
+                first = self.empty_or_contradicted(first)
             self.serve = serve_url(self.client.address, first, self.opts.serve_url)
             view = read_view(_Fixed(self.client, first), self.opts.serve_url)
             self.expected = expected_from(view)
@@ -146,6 +179,29 @@ class Release:
         self._check_requests_target(plan)
         self.result.plan, self.result.version = plan, self.opts.version
         return plan
+
+    def empty_or_contradicted(self, empty: dict[str, Any]) -> dict[str, Any]:
+        """An application list that keeps reading empty is believed only when the Serve proxy routes nothing
+        (or cannot be asked): a route it lists contradicts the list, which is read again, else the run stops
+        without writing (a PUT from an empty read removes every application on the cluster)."""
+        listed: list[str] = []
+        for _ in range(READ_AGAIN):
+            routes, _why = read_routes(serve_url(self.client.address, empty, self.opts.serve_url))
+            if not routes:
+                return empty
+            listed = sorted(routes)
+            console.say(f"... the cluster lists no application, but its Serve proxy routes "
+                        f"{', '.join(f'{p} to {n}' for p, n in sorted(routes.items()))}: reading again")
+            time.sleep(READ_PAUSE_S)
+            empty = self.client.get_applications()
+            if empty.get("applications"):
+                return empty
+        err = ClusterChanged(
+            "the cluster keeps listing no application while its Serve proxy routes "
+            f"{', '.join(listed)}: the dashboard answers wrongly (a controller recovering?); stopped "
+            "without writing", "`ci-serve status` shows what runs; re-run the deploy when it lists them")
+        err.exit_code = exit_code(Final(failed=True))  # nothing written, nothing seen
+        raise err
 
     def execute(self) -> DeployResult:
         """Read, plan, carry out. Never raises a :class:`CiServeError`: what stopped the deploy is the
@@ -174,7 +230,11 @@ class Release:
         except SchemaRejected as exc:
             # A 400 is not "nothing changed": on Ray 2.60 a PUT refused by the controller is already recorded
             # (the refused app is there, every app of the PUT redeploys). Decide from what the cluster holds.
-            if not self.refused_write_changed(exc):
+            try:
+                changed = self.refused_write_changed(exc)
+            except Cancelled as cancelled:  # cancelled while finding out: undone as a cancel, never swallowed
+                self.undo(plan, plan.undo_first, cancelled)
+            if not changed:
                 raise  # nothing changed (exit 2)
             self.undo(plan, plan.undo_first, exc)
         except (ClusterChanged, WriteRefused) as exc:
@@ -196,19 +256,19 @@ class Release:
             warnings = self.retire(plan, plan.retire) if plan.retire else []  # a routed one a route-less replaced
             return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
         assert plan.undo_switch is not None
-        sent = False
+        self.fates.pop(plan.switch.step, None)
         try:
             before = self.write(plan.switch)
-            sent = True
             self.gate("gate switch", self.goals(plan.switch, before))
             self.smoke("check switch", plan.checks_after_switch(), plan)
         except (ClusterChanged, WriteRefused, Superseded) as exc:
             self.fail(plan, exc, nothing_written=False)
         except Cancelled as exc:
-            fate = "applied" if sent else self.fates.get(plan.switch.step, "not applied")
+            # recorded by the write itself, the moment its PUT returned or was re-read; absent: never sent
+            fate = self.fates.get(plan.switch.step, "not applied")
             if fate == "applied":
                 self.cancelled_after_switch(plan, exc)
-            # not sent, or re-read as not applied: the first undo; not known: the switch's, right either way
+            # never sent, or re-read as not applied: the first undo; not known: the switch's, right either way
             self.undo(plan, plan.undo_first if fate == "not applied" else plan.undo_switch, exc)
         except BaseException as exc:
             self.undo(plan, plan.undo_switch, exc)
@@ -224,31 +284,31 @@ class Release:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return self._write_once(w)
-            except AnswerLost:
+            except AnswerLost as exc:
                 if self.fates.get(w.step) != "not applied" or attempt == WRITE_ATTEMPTS:
                     raise
-                console.say(f"... {w.step}: its answer was lost and the cluster shows it not applied: writing "
-                            "again from a fresh read")
+                why = "it never reached the dashboard" if isinstance(exc, NotSent) else \
+                    "its answer was lost and the cluster shows it not applied"
+                console.say(f"... {w.step}: {why}: writing again from a fresh read")
         raise AssertionError("unreachable")
 
     def _write_once(self, w: Write) -> ClusterView:
         with self.log.step(w.step) as st:
             fresh = self.read_fresh(removing=w.remove)
-            missing = unexplained(self.expected, fresh, w.remove)
-            if missing:
-                raise ClusterChanged(
-                    f"applications {', '.join(missing)}, seen earlier in this run, are missing from every read "
-                    "since, and no write of ours removed them; stopped without writing",
-                    "someone removed them, or the dashboard answers wrongly (a controller recovering): "
-                    "`ci-serve status` shows what runs; re-run the deploy")
+            stop_if_unexplained(self.expected, fresh, w.remove)
             if not w.cleanup:
                 check_drift(self.expected, fresh)
             base = expected_from(fresh) if w.cleanup else self.expected
             body = build_body(fresh.snapshot, put=dict(w.put), remove=set(w.remove), first_start=self.config.data)
             check_effect(fresh, body, w, self.logicals)
             self.written = True  # from here on the cluster may hold our write, even if the call fails
+            self.fates[w.step] = None  # sent, or about to be: not known until the answer or a re-read
             try:
                 self.client.put_applications(body)
+                self.fates[w.step] = "applied"  # before anything else: a cancel from here on finds it applied
+            except NotSent:  # it never reached the dashboard: written again from a fresh read (``write``)
+                self.fates[w.step] = "not applied"
+                raise
             except (AnswerLost, Cancelled) as exc:
                 fate = self.fates[w.step] = self.settle(base, body, exc)
                 if fate == "overtaken":
@@ -272,6 +332,8 @@ class Release:
             self.client.retry_budget = min(self.client.retry_budget, 3.0)
         try:
             fate = classify(before, body, self.read_fresh())
+        except Cancelled:  # a CiServeError too: a cancel is never "could not be read"
+            raise
         except CiServeError as err:
             console.say(f"... the answer of a write was lost, and the cluster could not be read ({err.message})")
             return None
@@ -279,25 +341,16 @@ class Release:
         return fate
 
     def read_fresh(self, removing: frozenset[str] = frozenset()) -> ClusterView:
-        """A read that does not contradict what we saw, read again (a few times) until it does not; one that
-        still does is returned as it is, for the guard to stop on."""
-        fresh = parse(self.client.get_applications())
-        for attempt in range(READ_AGAIN):
-            missing = unexplained(self.expected, fresh, removing)
-            if not missing:
-                break
-            if attempt == 0:
-                console.say(f"... a read of the cluster lacks {', '.join(missing)}, seen before, with no write "
-                            "of ours removing it: reading again")
-            time.sleep(READ_PAUSE_S)
-            fresh = parse(self.client.get_applications())
-        return fresh
+        """A read that does not contradict what we saw (:func:`read_explained`)."""
+        return read_explained(self.client.get_applications, self.expected, removing)
 
     def refused_write_changed(self, exc: SchemaRejected) -> bool:
         """After Ray refused our PUT (HTTP 400): does the cluster differ from what it held before? Says so on
         ``exc``. A cluster that cannot be read counts as changed (the undo then tells what is where)."""
         try:
             changed = drifted(self.expected, parse(self.client.get_applications()))
+        except Cancelled:  # a CiServeError too: the caller undoes with the cancel as the cause
+            raise
         except CiServeError as err:
             exc.message += f"; the cluster could not be read afterwards ({err.message})"
             return True
@@ -480,7 +533,8 @@ class Release:
                       "the live version is the one failing: fix the app or the requests file, then deploy again")
         if code != 0:
             raise NotRestored("nothing was written (the cluster already runs this config), but the live version "
-                              "is not serving: " + "; ".join(lines),
+                              + ("could not be seen serving" if seen is None else "is not serving") + ": "
+                              + "; ".join(lines),
                               "a person must look: `ci-serve status` shows each application's message")
         console.say("nothing changed (same config, same code): no write; " + "; ".join(lines))
         return ReleaseResult("unchanged", "none", self.live_after(plan))

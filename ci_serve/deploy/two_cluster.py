@@ -41,6 +41,7 @@ from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, Goal, 
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
+from ci_serve.deploy.release import read_explained, stop_if_unexplained
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.verdict import Final, Seen, exit_code
 from ci_serve.errors import (
@@ -81,6 +82,11 @@ class TwoClusterOptions:
 
 class SwitchFailed(CheckFailed):
     """The switch command failed, or the public entry did not answer from the new cluster."""
+
+
+#: the old cluster is asked this many times for an answer that tells the versions apart (a 5xx proves nothing)
+PROOF_ATTEMPTS = 3
+PROOF_PAUSE_S = 1.0
 
 
 class TwoClusterRelease:
@@ -177,18 +183,25 @@ class TwoClusterRelease:
             if not known:
                 return False, (f"the old cluster's Serve proxy at {old_url} could not be asked ({why}), so nothing "
                                f"shows that {self.opts.verify_url} stopped reaching it (give --serve-url)")
-        outcomes: list[Outcome] = []
-        try:
-            checks.run_checks(self.opts.requests, old_url, self.prefixes(), outcomes, attempts=1)
-        except CheckFailed:
-            answered = [o for o in outcomes if not o.passed and o.status is not None]
-            if answered:
-                return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({old_url}) answers "
-                              f"differently ({answered[0].name}: HTTP {answered[0].status}): the traffic moved")
-            return False, (f"the old cluster ({old_url}) did not answer the checks at all, so nothing shows that "
-                           f"{self.opts.verify_url} stopped reaching it")
-        return False, (f"the old cluster ({old_url}) passes the same checks as {self.opts.verify_url}, so "
-                       "they cannot tell the versions apart (use a requests file that expects the new version)")
+        # Only an answer that is not a 5xx and differs proves it: a 5xx or no answer may be a busy moment of
+        # the old cluster that the public entry still reaches; asked again, and if it persists, no proof.
+        for attempt in range(PROOF_ATTEMPTS):
+            if attempt:
+                time.sleep(PROOF_PAUSE_S)
+            outcomes: list[Outcome] = []
+            try:
+                checks.run_checks(self.opts.requests, old_url, self.prefixes(), outcomes, attempts=1)
+            except CheckFailed:
+                answered = [o for o in outcomes if not o.passed and o.status is not None and o.status < 500]
+                if answered:
+                    return True, (f"{self.opts.verify_url} passed the checks that the old cluster ({old_url}) "
+                                  f"answers differently ({answered[0].name}: HTTP {answered[0].status}): the "
+                                  "traffic moved")
+                continue
+            return False, (f"the old cluster ({old_url}) passes the same checks as {self.opts.verify_url}, so "
+                           "they cannot tell the versions apart (use a requests file that expects the new version)")
+        return False, (f"the old cluster ({old_url}) answered the checks only with errors (HTTP 5xx) or not at all "
+                       f"({PROOF_ATTEMPTS} tries), so nothing shows that {self.opts.verify_url} stopped reaching it")
 
     def deploy_standby(self) -> None:
         with self.log.step("ship code") as st:
@@ -201,8 +214,10 @@ class TwoClusterRelease:
         with self.log.step("write standby") as st:
             # the write guard, as for one cluster: nothing changed since we read the standby; the body
             # creates or replaces only our applications (or adoptable plain names) and removes only ours
-            fresh = view.parse(self.standby.get_applications())
-            check_drift(expected_from(view.parse(self.standby_before)), fresh)
+            before = expected_from(view.parse(self.standby_before))
+            fresh = read_explained(self.standby.get_applications, before)
+            stop_if_unexplained(before, fresh)
+            check_drift(before, fresh)
             ours = {m.name for logical, app in put.items()
                     for m in fresh.members(logical, app.get("route_prefix"))} - set(put)
             ours &= set(fresh.declarative_configs())
@@ -310,13 +325,16 @@ class TwoClusterRelease:
                 if touched is None:  # the guard stopped before our write: the standby holds nothing of ours
                     st.detail = f"nothing was written to the standby {self.standby.address}"
                     touched = set()
-                now = self.standby.get_applications()
+                # a read that lacks an app seen before our write (and not ours) is read again, never written from
+                before = expected_from(view.parse(self.standby_before))
+                fresh = read_explained(self.standby.get_applications, before, removing=touched)
+                stop_if_unexplained(before, fresh, touched)
+                now = fresh.snapshot
                 # only what our write touched goes back: another writer's app (or change) meanwhile stays
                 previous = {n: c for n, c in declarative_apps(self.standby_before).items() if n in touched}
                 removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & touched
                 if touched:
                     body = build_body(now, put=previous, remove=removed, first_start=self.config.data)
-                    fresh = view.parse(now)
                     created = frozenset(n for n in previous if n not in fresh.apps)
                     check_effect(fresh, body, Write("remove candidate", previous, frozenset(removed), Effect(
                         created=created, changed=frozenset(previous) - created, removed=frozenset(removed)),

@@ -55,7 +55,8 @@ class Final:
 
 def exit_code(final: Final) -> int:
     if not final.failed:
-        return EXIT_OK if final.seen is None or all(s.good for s in final.seen) else EXIT_NOT_RESTORED
+        # 0 only for what was seen serving: a run that saw nothing (the cluster could not be read) says 3
+        return EXIT_OK if final.seen is not None and all(s.good for s in final.seen) else EXIT_NOT_RESTORED
     if not final.wrote and final.refused:
         return EXIT_BAD_INPUT
     if final.seen is not None and all(s.good for s in final.seen) and not final.half_done:
