@@ -86,23 +86,25 @@ def test_a_cancel_before_any_write_while_live_answers_500_is_exit_3(head, client
     shutil.copytree(APPS / "deploy_v2", code)
     (code / "unique.bin").write_bytes(os.urandom(1024))  # a package the cluster has not seen: it is uploaded
     report = tmp_path / "cancel.json"
-    with DashboardProxy(head.dashboard_url) as proxy:
-        proxy.hold("PUT", "/api/packages/")  # the deploy has read the cluster and ships its code: no write yet
-        proc = subprocess.Popen(ci_serve_cmd("deploy", str(config_file(tmp_path, head)), "--address", proxy.url,
-                                             "--working-dir", str(code), "--serve-url", head.serve_url,
-                                             "--report", str(report)),
-                                env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
-        wait_until(lambda: proxy.held.is_set() or proc.poll() is not None, 300, "the package upload")
-        assert proc.poll() is None, proc.communicate()[1]
-        interrupt(proc)  # the runner's SIGINT; it must exit without the SIGTERM
-        proxy.release()
-        _, rest = proc.communicate(timeout=60)
-    assert proc.returncode == 3, rest
-    assert json.loads(report.read_text())["exit_code"] == 3
-    assert "HTTP 500" in rest, rest
-    assert set(apps(client)) == {"shop-blue"} and apps(client)["shop-blue"]["last_deployed_time_s"] == written
-    client.put_applications(build_body(client.get_applications(), put={"shop-blue": live}))  # as it was
-    wait_until(lambda: requests.get(head.serve_url + "/shop", timeout=10).status_code == 200, 120, "live healthy")
+    try:
+        with DashboardProxy(head.dashboard_url) as proxy:
+            proxy.hold("PUT", "/api/packages/")  # the deploy has read the cluster and ships its code: no write yet
+            proc = subprocess.Popen(ci_serve_cmd("deploy", str(config_file(tmp_path, head)), "--address", proxy.url,
+                                                 "--working-dir", str(code), "--serve-url", head.serve_url,
+                                                 "--report", str(report)),
+                                    env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
+            wait_until(lambda: proxy.held.is_set() or proc.poll() is not None, 300, "the package upload")
+            assert proc.poll() is None, proc.communicate()[1]
+            interrupt(proc)  # the runner's SIGINT; it must exit without the SIGTERM
+            proxy.release()
+            _, rest = proc.communicate(timeout=60)
+        assert proc.returncode == 3, rest
+        assert json.loads(report.read_text())["exit_code"] == 3
+        assert "the live version is not seen serving: shop: shop-blue holds /shop but answered 500" in rest, rest
+        assert set(apps(client)) == {"shop-blue"} and apps(client)["shop-blue"]["last_deployed_time_s"] == written
+    finally:  # live as it was, for the tests that follow
+        client.put_applications(build_body(client.get_applications(), put={"shop-blue": live}))
+        wait_until(lambda: requests.get(head.serve_url + "/shop", timeout=10).status_code == 200, 120, "live healthy")
     assert answer(head) == {"version": "v1", "greeting": "hi"}
 
 
