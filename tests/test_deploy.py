@@ -85,6 +85,7 @@ def test_first_deploy_then_same_release_writes_nothing(head, client, bystander, 
                               "--version", "v1sha")
     assert proc.returncode == 0, proc.stderr
     assert report["result"] == "deployed" and report["live_app"] == "shop-blue"
+    assert report["live_url"] == head.serve_url  # no --serve-url: the port from the cluster's http_options
     assert report["strategy"] == "blue-green" and report["plan"]["verdict"] == "heavyweight"
     assert answer(head) == {"version": "v1", "greeting": "hi"}
     assert set(shop_apps(client)) == {"shop-blue"}

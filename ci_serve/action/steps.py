@@ -155,8 +155,9 @@ class Outcome:
 
 
 def public_url(report: dict[str, Any], serve_url: str | None, address: str | None) -> str:
-    """The ``url`` output after a deploy: where what serves now answers. The two-cluster deploy's
-    ``live_url``, else ``serve-url``, else the dashboard's host on Serve's default port 8000; plus the
+    """The ``url`` output after a deploy: where what serves now answers. The report's ``live_url`` (the
+    Serve address the deploy checked, from the cluster's ``http_options`` or ``serve-url``; two clusters:
+    the new live one), else ``serve-url``, else the dashboard's host on Serve's default port 8000; plus the
     route prefix when the plan has exactly one. Empty when the deploy did not end serving."""
     if report.get("result") not in ("deployed", "unchanged"):
         return ""

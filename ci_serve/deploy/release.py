@@ -218,6 +218,7 @@ class Release:
             except Exception as exc:  # a bug: its verdict (3 once a write was sent), the traceback in the report
                 raise unexpected(exc, wrote=self.written) from None
             self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
+            self.result.live_url = self.serve or None  # the Serve address the checks reached (its http_options)
             self.result.outcome = done.result
         return self.result
 

@@ -40,6 +40,7 @@ class DeployResult:
     requests: list[Outcome] | None = None
     #: across two clusters: the public entry's answers after the switch
     verify: list[Outcome] | None = None
+    #: where what serves now answers: the Serve address this run checked (two clusters: the new live one)
     live_url: str | None = None
     #: what serves now: the physical application of each logical one, comma-separated
     live_app: str | None = None
