@@ -108,6 +108,14 @@ def test_switch_between_clusters_under_load_then_a_failing_candidate(clusters, c
         blue_apps = DashboardClient(Target(blue.dashboard_url, blue.token)).get_applications()["applications"]
         assert "shop" not in blue_apps, "the failed candidate was removed from the standby"
 
+        # A release whose replicas crash on the standby: why, from the standby's own log API
+        proc, report = deploy_two(cli_env, tmp_path, green, blue, proxy, "deploy_crashing", "v4")
+        assert proc.returncode == 1, proc.stderr
+        details = "\n".join(str(e.get("details") or "") for e in report["errors"])
+        assert "replica logs (last lines, from the dashboard's log API):" in details, details[-3000:]
+        assert "replica constructor says: loading /models/weights.bin" in details
+        assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
+
 
 def test_failed_verification_switches_back(clusters, cli_env, tmp_path):
     """A switch command that 'moves' nothing: the public entry keeps answering v2 from green, so

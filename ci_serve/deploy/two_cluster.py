@@ -33,11 +33,12 @@ from typing import Any
 
 from ci_serve import console, secrets
 from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.logs import attach_replica_logs
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
-from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, Goal, wait_ready
+from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFailed, Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.planner import Effect, Write
@@ -234,9 +235,13 @@ class TwoClusterRelease:
                     for n, a in (self.standby_before.get("applications") or {}).items()}
         goals = [Goal(name, config, previous.get(name)) for name, config in put.items()]
         goals += [Goal(name, None) for name in sorted(ours)]
-        wait_ready(self.standby.get_applications, goals, timeout=self.opts.timeout,
-                   unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name="gate standby",
-                   capacity=lambda: capacity.observe(self.standby))
+        try:
+            wait_ready(self.standby.get_applications, goals, timeout=self.opts.timeout,
+                       unschedulable_grace=self.opts.unschedulable_grace, log=self.log, step_name="gate standby",
+                       capacity=lambda: capacity.observe(self.standby))
+        except GateFailed as err:  # why, from the standby: its failing replicas' log tails, as on one cluster
+            attach_replica_logs(self.standby, err, [g.name for g in goals])
+            raise
 
     def check(self, base_url: str, step: str, *, requests: list[Any] | None = None, attempts: int = 3) -> None:
         outcomes: list[Outcome] = []
