@@ -263,7 +263,7 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
                               + [f"{x.name}.{c.field}" for x in entry.deployments for c in x.changes]
                               + [f"{x.name} {x.action}" for x in entry.deployments if x.action in ("added", "removed")])
     for d in decisions:
-        _refuse_while_held(view, d)
+        _refuse_while_held(view, d, options)
     changed = [d for d in decisions if d.kind != "none"]
     all_light = all(d.kind == "lightweight" for d in changed)
     for d in changed:
@@ -327,8 +327,11 @@ def _assign_target(d: AppDecision, grpc: bool) -> None:
         d.check_prefix = d.route_prefix
 
 
-def _refuse_while_held(view: ClusterView, d: AppDecision) -> None:
-    held = view.held(d.logical, d.route_prefix)
+def _refuse_while_held(view: ClusterView, d: AppDecision, options: PlanOptions) -> None:
+    """Any write to an application while a release of it is held, but a hold of that same release again (the
+    re-run of a hold that was killed or failed: its candidate is replaced, like any leftover of ours)."""
+    held = [h for h in view.held(d.logical, d.route_prefix)
+            if not (options.mode == "hold" and h.version == options.version)]
     if held:
         h = held[0]
         release = h.version or "(no version)"
@@ -513,6 +516,8 @@ def plan_from_hold(view: ClusterView, config: Mapping[str, Any], options: PlanOp
         if options.mode == "promote":
             _refuse_collisions(view, d)
         decisions.append(d)
+    if not decisions and options.mode == "promote" and _already_live(view, config, release):
+        return _promoted(view, config, release)
     if not decisions and options.mode == "promote":
         held_text = f"; held: {', '.join(other)}" if other else "; nothing is held"
         raise InputError(f"no release {release} of {', '.join(n for n, _ in desired_apps(config))} is held on this "
@@ -534,6 +539,38 @@ def plan_from_hold(view: ClusterView, config: Mapping[str, Any], options: PlanOp
         return plan
     _plan_writes(plan, decisions)
     plan.first = None  # the candidates are there, as held: re-gated and re-checked, never written again
+    return plan
+
+
+def _already_live(view: ClusterView, config: Mapping[str, Any], release: str) -> bool:
+    """Every application of the config is live in a version promoted from release ``release``'s hold."""
+    lives = [view.live_of(logical, desired.get("route_prefix")) for logical, desired in desired_apps(config)]
+    return all(live is not None and live.version == release and live.hold is not None for live in lives)
+
+
+def _promoted(view: ClusterView, config: Mapping[str, Any], release: str) -> ReleasePlan:
+    """The re-run of a promote that got past its switch: nothing to write but the retirement of what it left
+    (the old versions waiting aside, removed like any leftover of ours), then live is checked as unchanged."""
+    decisions = []
+    for logical, desired in desired_apps(config):
+        route = desired.get("route_prefix")
+        live = view.live_of(logical, route)
+        assert live is not None
+        held = {h.name for h in view.held(logical, route)}  # another release's hold is never a leftover
+        others = tuple(m.name for m in view.members(logical, route) if m.name != live.name and m.name not in held)
+        decisions.append(AppDecision(logical, route, {k: v for k, v in (live.config or {}).items() if k != "name"},
+                                     live, "none", (f"release {release} is live",), live_route=_route(view, live),
+                                     leftovers=others))
+    diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
+                        live_names={d.logical: d.live.name if d.live else None for d in decisions},
+                        ignore_env=MARKER_VARS)
+    plan = ReleasePlan(decisions, diff, "none", mode="promote", release=release)
+    stale = frozenset(n for d in decisions for n in d.leftovers)
+    if stale:
+        plan.tidy = Write("remove leftovers", {}, stale, Effect(removed=stale),
+                          tuple(f"remove {n}, left by an earlier promote" for n in sorted(stale)))
+    plan.warnings.append(f"release {release} is already live: nothing to promote"
+                         + ("; removing what an earlier promote left" if stale else ""))
     return plan
 
 
