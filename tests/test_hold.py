@@ -15,6 +15,7 @@ from ci_serve.deploy.ownership import HOLD_VAR, config_digest, hold_of, markers_
 from ci_serve.deploy.planner import Effect, PlanOptions, plan_release
 from ci_serve.deploy.view import parse
 from ci_serve.errors import InputError
+from tests.test_deploy_units import CODE_A as CODE_A_
 from tests.test_deploy_units import CODE_B, cfg, snap, want
 
 HOLD = PlanOptions(version="r2", mode="hold", now=1000.0)
@@ -179,3 +180,44 @@ def test_an_in_place_update_keeps_every_marker_of_the_running_app():
     plan = plan_release(view, want(code=CODE_B, greeting="yo"), PlanOptions(version="r3"))
     assert plan.strategy == "in-place"
     assert markers_of(plan.first.put["shop-green"]) == markers_of(green)
+
+
+def test_a_cancel_of_a_promote_whose_switch_may_have_landed_puts_the_release_back_on_hold():
+    view = parse(held_cluster(), {"/shop": "shop-blue", "/shop--green": "shop-green"})
+    plan = plan_release(view, want(code=CODE_B), PROMOTE)
+    w = plan.rehold
+    assert w is not None and w.cleanup and w.effect == Effect(changed=frozenset({"shop-blue", "shop-green"}))
+    assert w.put["shop-green"]["route_prefix"] == "/shop--green" and w.put["shop-blue"]["route_prefix"] == "/shop"
+    after = snap({**w.put["shop-blue"], "name": "shop-blue"}, {**w.put["shop-green"], "name": "shop-green"})
+    assert [h.name for h in parse(after).held("shop", "/shop")] == ["shop-green"]  # held again, promotable
+
+
+def test_a_promote_of_a_release_whose_hold_changed_nothing_is_unchanged():
+    """The hold found the config already running (result unchanged, nothing held): its promote is not an error."""
+    cluster = snap(cfg("shop-blue"))
+    computed = want()  # the config with its package URIs, computed as plan does
+    plan = plan_release(parse(cluster), want(code={"working_dir": "."}),
+                        PlanOptions(version="r2", mode="promote", computed=computed))
+    assert plan.strategy == "none" and plan.mode == "promote" and "already runs this config" in plan.warnings[0]
+    with pytest.raises(InputError, match="no release r2 of shop is held"):  # it differs: not held, refused
+        plan_release(parse(cluster), want(code={"working_dir": "."}),
+                     PlanOptions(version="r2", mode="promote", computed=want(code=CODE_B)))
+
+
+def test_refused_while_held_before_anything_is_shipped():
+    from ci_serve.deploy.planner import refuse_while_held
+
+    with pytest.raises(InputError, match="release r2 of shop is held"):
+        refuse_while_held(parse(held_cluster()), want(code={"working_dir": "."}), PlanOptions(version="r3"))
+    refuse_while_held(parse(held_cluster()), want(code={"working_dir": "."}), HOLD)  # the same release again
+
+
+def test_the_hold_records_the_whole_release():
+    two = want(code=CODE_B)
+    two["applications"].append({"name": "cart", "route_prefix": "/cart", "import_path": "m:app",
+                                "runtime_env": dict(CODE_A_),
+                                "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"}}]})
+    cart = cfg("cart-blue", "/cart", owner="cart")
+    plan = plan_release(parse(snap(cfg("shop-blue"), cart)), two, HOLD)
+    hold = hold_of(plan.first.put["shop-green"])
+    assert hold.apps == {"shop": {"held": "shop-green"}, "cart": {"live": "cart-blue", "digest": config_digest(cart)}}

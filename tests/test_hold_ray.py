@@ -41,7 +41,10 @@ def head(request):
 def config_file(tmp_path: Path, head: TemporaryHead) -> Path:
     config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
               "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
-                                "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"}}]}]}
+                                "deployments": [{"name": "Echo", "user_config": {"greeting": "hi"},
+                                                 # Ray records these as 5.0 and 10.0: the hold's
+                                                 # record must still match at promote
+                                                 "graceful_shutdown_timeout_s": 5, "health_check_period_s": 10}]}]}
     path = tmp_path / "serve.yaml"
     path.write_text(json.dumps(config))
     return path
@@ -176,3 +179,14 @@ def test_promote_takes_the_held_release_live_under_a_constant_client(head, clien
     status, data = run_cli(cli_env, head.token, tmp_path, "status", "--address", head.dashboard_url,
                            "--serve-url", head.serve_url)
     assert data["managed"]["shop"]["held"] == [] and data["managed"]["shop"]["live"] == "shop-green"
+
+
+def test_a_release_whose_hold_changed_nothing_is_promoted_as_unchanged(head, client, cli_env, tmp_path):
+    """A tag that changes nothing: the hold writes nothing (unchanged), and its promote says so, exit 0."""
+    before = shop_apps(client)
+    proc, report = deploy(head, cli_env, tmp_path, "deploy_v2", "--hold", "--version", "r6")
+    assert proc.returncode == 0 and report["result"] == "unchanged", proc.stderr
+    proc, report = held_cli("promote", head, cli_env, tmp_path, "r6", "--working-dir", str(APPS / "deploy_v2"))
+    assert proc.returncode == 0 and report["result"] == "unchanged", proc.stderr
+    assert "already runs this config" in proc.stderr
+    assert set(shop_apps(client)) == set(before)
