@@ -229,7 +229,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         values["result"] = "error" if code == EXIT_BAD_INPUT else "failed"
     emit_annotations(summary.annotations(outcomes, workspace) + notes.warning_annotations(heard.texts, workspace))
     write_outputs(values)
-    write_summary(summary.render(outcomes, values, failure, warnings=heard.texts))
+    write_summary(summary.render(outcomes, values, failure, warnings=heard.texts, inputs=inputs))
     share_written_files(workspace, started)  # the job's later steps run as another user
     console.say(f"ci-serve action: {values['result']} (exit {code})")
     return code
