@@ -38,6 +38,7 @@ def _held(**more) -> dict:
     ({"command": "promote", "hold": "true", "address": ADDRESS}, SHA, "`hold` is for a deploy"),
     ({"hold": "true"}, SHA, "`hold` needs the input `address`"),
     ({"command": "deploy", "hold": "later", "address": ADDRESS}, SHA, "`hold` must be `true` or `false`"),
+    ({"command": "deploy", "hold": "true", "address": ADDRESS, "strategy": "in-place"}, SHA, "`strategy: in-place`"),
     ({"command": "promote"}, SHA, "command `promote` needs the input `address`"),
     ({"command": "abort"}, SHA, "command `abort` needs the input `address`"),
     ({"command": "promote", "address": ADDRESS}, None, "command `promote` needs the input `release`"),
@@ -82,7 +83,8 @@ def test_promote_and_abort_command_lines(tmp_path: Path, command: str):
                            extra_args=f"{command} --verify-timeout 30\ndeploy --unschedulable-grace 5"), tmp_path)
     argv = invocation(command, full).argv
     assert argv[:6] == [command, "serve_config.yaml", "--address", ADDRESS, "--version", "v2.0.0"]
-    for flag, value in [("--requests", "r.yaml"), ("--timeout", "90"), ("--serve-url", "https://serve.example.com"),
+    assert (argv[argv.index("--requests") + 1] == "r.yaml") if command == "promote" else "--requests" not in argv
+    for flag, value in [("--timeout", "90"), ("--serve-url", "https://serve.example.com"),
                         ("--ca-cert", "ca.pem"), ("--standby-address", "http://s:8265"),
                         ("--standby-url", "http://s:8000"), ("--switch-command", "./switch.sh"),
                         ("--verify-url", "https://public"), ("--verify-timeout", "30")]:
@@ -174,7 +176,8 @@ def test_the_summary_of_a_hold_shows_the_previews_and_how_to_promote_or_abort_it
         step = yaml.safe_load(_block(text, f"command: {command}"))[0]
         assert step["uses"] == "serve-deploy-action/serve-deploy-action@v1"
         assert step["with"]["command"] == command and step["with"]["release"] == SHA
-        assert step["with"]["address"] == ADDRESS and step["with"]["requests"] == "smoke_requests.yaml"
+        assert step["with"]["address"] == ADDRESS
+        assert step["with"].get("requests") == ("smoke_requests.yaml" if command == "promote" else None)
         assert step["with"]["ray-auth-token"] == "${{ secrets.RAY_AUTH_TOKEN }}"
     assert "--verify-timeout 30" in text.split("**To abort it**")[0]  # the promote's extra-args, not the abort's
 

@@ -51,7 +51,8 @@ def workflow_step(command: str, inputs: Inputs, release: str) -> str:
     """This action as a workflow step that promotes or aborts ``release`` on the same cluster."""
     lines = [f"- uses: {ACTION}", "  with:", f"    command: {command}", f"    release: {json.dumps(release)}",
              f"    config: {_scalar(inputs.config)}", f"    address: {_scalar(inputs.address or '')}"]
-    for name, value in (("serve-url", inputs.serve_url), ("requests", inputs.requests),
+    checks = inputs.requests if command == "promote" else None  # abort checks nothing
+    for name, value in (("serve-url", inputs.serve_url), ("requests", checks),
                         ("timeout", inputs.timeout), ("standby-address", inputs.standby_address),
                         ("standby-url", inputs.standby_url), ("switch-command", inputs.switch_command),
                         ("verify-url", inputs.verify_url)):

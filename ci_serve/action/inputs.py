@@ -247,6 +247,9 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         raise InputError("set either `requirements` or `ray-version`, not both",
                          "put the Ray pin (`ray[serve]==X`) into the requirements file")
     hold = _hold(environ, command, address)
+    if hold and strategy == "in-place":
+        raise InputError("`hold` keeps the live version untouched beside a candidate; `strategy: in-place` would "
+                         "change the live version itself", "drop `strategy: in-place` (a hold is blue-green)")
     release = _release(get("release") or environ.get("GITHUB_SHA", "").strip() or None)
     if release is None and (hold or command in RELEASE_COMMANDS):
         raise InputError(f"{'a hold' if hold else f'command `{command}`'} needs the input `release` "

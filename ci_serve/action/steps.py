@@ -97,9 +97,9 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
                        ("--working-dir", inputs.working_dir))
         argv += _release_flags(inputs)
     elif command in ("promote", "abort"):
-        # the candidate is already on the cluster: no strategy, package or Ray pin, only what checks it
+        # the candidate is already on the cluster: no strategy, package or Ray pin; promote checks it again
         argv += [inputs.config, "--address", _need(inputs.address), "--version", _need(inputs.release)]
-        argv += _flags(("--requests", inputs.requests))
+        argv += _flags(("--requests", inputs.requests)) if command == "promote" else []
         argv += _release_flags(inputs)
     elif command == "status":
         argv += ["--address", _need(inputs.address)]
