@@ -224,3 +224,11 @@ def test_the_summary_says_what_a_promote_or_abort_did(command: str, code: int, r
     changed = next(ln for ln in text.splitlines() if ln.startswith("**Changed on the cluster:** "))
     assert needle in changed, changed
     assert "To promote it" not in text  # only a hold has next steps
+
+
+def test_a_hold_is_a_notice_on_the_run_page(tmp_path: Path):
+    notes = summary.annotations([Outcome(_inv("deploy"), 0, _held())], tmp_path)
+    assert [(n.level, n.title) for n in notes] == [("notice", "release held")]
+    assert f"Release {SHA} is held for review" in notes[0].message
+    assert "shop at http://10.0.0.5:8000/shop--green; cart at" in notes[0].message
+    assert summary.annotations([Outcome(_inv("promote"), 0, {"result": "deployed"})], tmp_path) == []

@@ -172,7 +172,7 @@ def run_one(inv: Invocation) -> Outcome:
 
 def emit_annotations(notes: list[summary.Annotation]) -> None:
     for note in notes[:50]:  # GitHub shows at most 10 per step anyway; the rest are in the summary
-        annotate = gha.warning if note.level == "warning" else gha.error
+        annotate = {"warning": gha.warning, "notice": gha.notice}.get(note.level, gha.error)
         annotate(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
 
 

@@ -268,7 +268,7 @@ class Annotation:
     file: str | None = None
     line: int | None = None
     col: int | None = None
-    level: str = "error"  # or "warning"
+    level: str = "error"  # or "warning", "notice"
 
 
 def relative(file: Any, workspace: Path) -> str | None:
@@ -301,6 +301,8 @@ def annotations(outcomes: list[Outcome], workspace: Path) -> list[Annotation]:
                 message += f" (fix: {p['hint']})"
             notes.append(Annotation(secrets.mask(message), "Serve config problem", relative(p.get("file"), workspace),
                                     _int(p.get("line")), _int(p.get("column"))))
+        if outcome.exit_code == 0 and report.get("result") == "held":
+            notes.append(held_notice(outcome))
         if outcome.exit_code != 0 and outcome.report is None:
             notes.append(Annotation(f"ci-serve {outcome.invocation.command} failed (exit {outcome.exit_code}) "
                                     "and wrote no report; see its log", f"ci-serve {outcome.invocation.command}"))
@@ -310,3 +312,13 @@ def annotations(outcomes: list[Outcome], workspace: Path) -> list[Annotation]:
                     text = str(err["message"]) + (f" (fix: {err['hint']})" if err.get("hint") else "")
                     notes.append(Annotation(secrets.mask(text), f"ci-serve {outcome.invocation.command}"))
     return notes
+
+
+def held_notice(outcome: Outcome) -> Annotation:
+    """A hold waits for someone: say so on the run's page, not only in the summary."""
+    release = release_of(outcome)
+    where = "; ".join(f"{app} at {url}" for app, url in preview_urls(outcome.report or {}).items())
+    return Annotation(secrets.mask(f"Release {release} is held for review (the new version answers: {where or '?'}); "
+                                   f"what serves is untouched. Promote it (`command: promote`, `release: {release}`) "
+                                   "or abort it (`command: abort`): the job summary has both, in full."),
+                      "release held", level="notice")
