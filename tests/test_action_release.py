@@ -232,3 +232,14 @@ def test_a_hold_is_a_notice_on_the_run_page(tmp_path: Path):
     assert f"Release {SHA} is held for review" in notes[0].message
     assert "shop at http://10.0.0.5:8000/shop--green; cart at" in notes[0].message
     assert summary.annotations([Outcome(_inv("promote"), 0, {"result": "deployed"})], tmp_path) == []
+
+
+def test_the_summary_of_status_lists_the_held_releases():
+    report = {"result": "passed", "managed": {
+        "shop": {"live": "shop-blue", "held": [{"release": "v2", "candidate": "shop-green", "status": "RUNNING",
+                                                "preview_url": "http://h:8000/shop--green", "held_ago_s": 5400.0}]},
+        "cart": {"live": "cart", "held": []}, "odd": "not a dict"}}
+    text = summary.render([Outcome(_inv("status", None), 0, report)], {"result": "passed"})
+    assert "**Held releases:** 1" in text
+    assert "| shop | v2 | shop-green | RUNNING | http://h:8000/shop--green | 90 min ago |" in text
+    assert "Held releases" not in summary.render([Outcome(_inv("status", None), 0, {"managed": {}})], {})

@@ -210,6 +210,29 @@ def hold_section(outcome: Outcome, inputs: Inputs | None) -> list[str]:
     return lines
 
 
+def held_releases_section(report: dict[str, Any]) -> list[str]:
+    """`status`: the releases held on the cluster, waiting for a promote or an abort."""
+    managed = report.get("managed") if isinstance(report.get("managed"), dict) else {}
+    rows = [[logical, h.get("release"), h.get("candidate"), h.get("status"), h.get("preview_url"),
+             _ago(h.get("held_ago_s"))]
+            for logical, m in (managed or {}).items() if isinstance(m, dict)
+            for h in m.get("held") or [] if isinstance(h, dict)]
+    if not rows:
+        return []
+    return [f"**Held releases:** {len(rows)}, each waiting for `command: promote` or `command: abort` with its "
+            "`release`", "", *table(["application", "release", "candidate", "status", "preview URL", "held"], rows),
+            ""]
+
+
+def _ago(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return ""
+    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
 def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, Any] | None = None,
            warnings: list[str] | None = None, inputs: Inputs | None = None) -> str:
     """The whole job summary. ``failure`` is an error that stopped the action before a command ran;
@@ -246,6 +269,8 @@ def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, 
             lines += problems_section(problems)
         if isinstance(report.get("plan"), dict):
             lines += plan_section(report["plan"])
+        if outcome.invocation.command == "status":
+            lines += held_releases_section(report)
         steps = steps_section(report.get("steps") or [])
         if steps and outcome.invocation.command in RELEASE_WRITERS:
             lines += ["**Steps:**", "", *steps]
