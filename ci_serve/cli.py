@@ -28,6 +28,8 @@ COMMANDS = {
     "build": "write a Serve config from import paths, like `serve build`",
     "plan": "show what a deploy of CONFIG would change on a cluster",
     "deploy": "deploy CONFIG to a cluster, gated on RUNNING, rolled back on failure",
+    "promote": "take a release held by `deploy --hold` live, as deploy would",
+    "abort": "remove a release held by `deploy --hold`; live stays as it was",
     "status": "show the applications on a cluster, like `serve status`",
     "config": "show the config a cluster is running, like `serve config`",
 }

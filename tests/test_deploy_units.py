@@ -134,7 +134,7 @@ def test_view_for_status_and_config_redacts():
     s["applications"]["shop-green"]["deployed_app_config"]["runtime_env"]["env_vars"]["PASSWORD"] = "hunter2"
     view = parse(s, {"/shop": "shop-green", "/shop--blue": "shop-blue", "/o": "other"})
     assert view.managed() == {"shop": {"live": "shop-green", "version": "v1", "status": "RUNNING",
-                                       "route_prefix": "/shop", "candidates": ["shop-blue"]}}
+                                       "route_prefix": "/shop", "candidates": ["shop-blue"], "held": []}}
     shown = view.configs("shop")
     assert [c["name"] for c in shown] == ["shop-green"] and "hunter2" not in str(shown)
 

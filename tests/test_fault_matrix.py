@@ -69,6 +69,15 @@ class Plan:
     faulted: str | None = None
     #: ships its code (``--working-dir``: the package steps are in the plan); else runs stored packages
     ship: bool = False
+    #: the command under test: ``deploy``, ``hold`` (deploy --hold), ``promote`` or ``abort`` release r2
+    mode: str = "deploy"
+    #: the starting state ends with ``deploy`` held as release r2 (for promote and abort)
+    held_before: bool = False
+
+    @property
+    def success(self) -> str:
+        """What serves after a run that exits 0: the new version, or (hold, abort) the old one still."""
+        return "old" if self.mode in ("hold", "abort") else "new"
 
 
 PLANS = {p.name: p for p in (
@@ -79,6 +88,11 @@ PLANS = {p.name: p for p in (
          faulted="live"),
     Plan("two-cluster-standby", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
          faulted="standby"),
+    Plan("hold", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"), mode="hold"),
+    Plan("promote", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
+         mode="promote", held_before=True),
+    Plan("abort", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
+         mode="abort", held_before=True),
 )}
 
 #: cells that break a promise until the deploy core's issue-21 fixes land; strict: a fix makes them fail
@@ -208,6 +222,11 @@ class Stage:
         two clusters) to the standby, switched by the public entry."""
         config = config_file(self.workdir, self.plan, greeting, working_dir)
         base = deploy_cmd(self.proxies[0].url, config, working_dir if self.plan.ship else None, report)
+        if self.plan.mode == "hold" and not single:
+            return [*base, "--hold", "--version", "r2"]
+        if self.plan.mode in ("promote", "abort") and not single:
+            return [sys.executable, "-m", "ci_serve", self.plan.mode, str(config), "--address", self.proxies[0].url,
+                    "--version", "r2", "--report", str(report)]
         if not self.plan.faulted or single:
             return base
         expect = self.workdir / "requests.yaml"
@@ -273,6 +292,12 @@ def prepare(plan: Plan, workdir: Path) -> Prepared:
             proxy.reset()
             run = run_deploy(proxy, stage.cmd(working_dir, greeting, workdir / "before.json", single=True), env,
                              str(workdir))
+            assert run.code == 0, run.stderr
+        if plan.held_before:  # the release the cell promotes or aborts, held
+            proxy = stage.proxies[0]
+            proxy.reset()
+            hold = [*stage.cmd(*plan.deploy, workdir / "held.json", single=True), "--hold", "--version", "r2"]
+            run = run_deploy(proxy, hold, env, str(workdir))
             assert run.code == 0, run.stderr
         baselines = stage.snapshots()
         before = stage.seen().ours
@@ -341,7 +366,7 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
     if not seen.serving.startswith(("new", "old")):
         broken.append(f"the public route is served by {seen.serving}, yet a version that can serve it exists")
     code = run.code
-    if code == 0 and seen.serving != "new":
+    if code == 0 and seen.serving != plan.success:
         broken.append(f"exit 0 but {seen.serving} serves")
     elif code == 1 and seen.serving != "old":
         broken.append(f"exit 1 but {seen.serving} serves (exit 1 says the previous version does)")
@@ -359,7 +384,7 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
         data = json.loads(report.read_text())
         if data.get("exit_code") != code:
             broken.append(f"the report says exit {data.get('exit_code')}, the process exited {code}")
-        if (data.get("result") in ("deployed", "unchanged")) != (code == 0):
+        if (data.get("result") in ("deployed", "unchanged", "held", "aborted")) != (code == 0):
             broken.append(f"the report's result {data.get('result')!r} with exit {code}")
     return broken
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ci_serve.commands.options import add_cluster_arguments, add_ray_pin_arguments, add_report_argument
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
-from ci_serve.deploy.planner import STRATEGIES
+from ci_serve.deploy.planner import STRATEGIES, Mode
 from ci_serve.deploy.two_cluster import VERIFY_TIMEOUT_S
 from ci_serve.errors import InputError
 from ci_serve.steps import StepLog
@@ -29,12 +29,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="auto (default): in-place for lightweight changes, blue-green otherwise")
     add_release_arguments(parser)
+    parser.add_argument("--hold", action="store_true",
+                        help="stop before the switch: the new version is checked on its preview prefix (the "
+                             "standby across two clusters) and waits there, live untouched, for `ci-serve "
+                             "promote` or `ci-serve abort` with the same --version")
+    add_wait_arguments(parser)
+    add_two_cluster_arguments(parser)
+    add_ray_pin_arguments(parser)
+    add_report_argument(parser)
+
+
+def add_held_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``promote`` and ``abort``: the config, the cluster, the release, and deploy's checks and two-cluster flags."""
+    parser.add_argument("config", metavar="CONFIG", help="the Serve config the release was held with")
+    add_cluster_arguments(parser)
+    parser.add_argument("--version", dest="release_version", metavar="TEXT", required=True,
+                        help=f"the held release to {verb} (the --version of `deploy --hold`)")
+    parser.add_argument("--serve-url", metavar="URL",
+                        help="the cluster's Serve HTTP address for checks and the proxy's route table "
+                             "(default: dashboard host, Serve port); across two clusters, the live one's")
+    if verb == "promote":
+        parser.add_argument("--requests", metavar="FILE", help="smoke requests to check the held version with")
+    add_wait_arguments(parser)
+    add_two_cluster_arguments(parser)
+    add_report_argument(parser)
+
+
+def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=DEPLOY_TIMEOUT_S, metavar="SECONDS",
                         help=f"how long the gate waits for RUNNING (default {DEPLOY_TIMEOUT_S:g})")
     parser.add_argument("--unschedulable-grace", type=float, metavar="SECONDS",
                         default=float(os.environ.get("CI_SERVE_UNSCHEDULABLE_GRACE_S") or UNSCHEDULABLE_GRACE_S),
                         help="fail this long after replicas are reported unschedulable "
                              "(default 60, or $CI_SERVE_UNSCHEDULABLE_GRACE_S)")
+
+
+def add_two_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     two = parser.add_argument_group(
         "blue-green across two clusters",
         "deploy the whole config to a standby cluster, check it, run --switch-command to move the traffic, "
@@ -49,8 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="how long the public entry may take to answer from the new version (default 60)")
     two.add_argument("--keep-standby", action="store_true",
                      help="after the switch, keep the old cluster's applications running as a warm standby")
-    add_ray_pin_arguments(parser)
-    add_report_argument(parser)
 
 
 def add_release_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +96,9 @@ def add_release_arguments(parser: argparse.ArgumentParser) -> None:
 def release_inputs(args: argparse.Namespace) -> ReleaseInputs:
     from ci_serve.deploy.stage import ReleaseInputs
 
-    return ReleaseInputs(strategy=args.strategy, requests_file=args.requests, working_dir=args.working_dir,
-                         version=args.release_version, serve_url=args.serve_url)
+    return ReleaseInputs(strategy=getattr(args, "strategy", "auto"), requests_file=getattr(args, "requests", None),
+                         working_dir=getattr(args, "working_dir", None), version=args.release_version,
+                         serve_url=args.serve_url)
 
 
 def ray_pin(args: argparse.Namespace) -> RayPin:
@@ -79,15 +108,22 @@ def ray_pin(args: argparse.Namespace) -> RayPin:
 
 
 def execute(args: argparse.Namespace, log: StepLog) -> DeployResult:
+    return execute_mode(args, log, "hold" if args.hold else "deploy")
+
+
+def execute_mode(args: argparse.Namespace, log: StepLog, mode: Mode) -> DeployResult:
+    """``deploy`` (``--hold``), ``promote`` and ``abort``: one stage, one executor."""
     from ci_serve.cluster.dashboard import DashboardAccess
     from ci_serve.deploy.stage import DeployInputs, deploy
 
     if args.timeout <= 0 or args.unschedulable_grace < 0:
         raise InputError("--timeout must be positive and --unschedulable-grace not negative")
-    pinned = args.requirements or args.ray_version or args.require_same_ray
+    pinned = getattr(args, "requirements", None) or getattr(args, "ray_version", None) or \
+        getattr(args, "require_same_ray", False)
     inputs = DeployInputs(config=args.config, cluster=DashboardAccess(args.address, args.ca_cert, args.insecure),
                           release=release_inputs(args), pin=ray_pin(args) if pinned else None,
-                          timeout=args.timeout, unschedulable_grace=args.unschedulable_grace, standby=standby(args))
+                          timeout=args.timeout, unschedulable_grace=args.unschedulable_grace, standby=standby(args),
+                          mode=mode)
     return deploy(inputs, log)
 
 
@@ -103,7 +139,7 @@ def standby(args: argparse.Namespace) -> Standby | None:
     if missing:
         raise InputError(f"a deploy across two clusters needs {', '.join(missing)} too",
                          "pass --standby-address, --standby-url and --switch-command together")
-    if args.strategy != "auto":
+    if getattr(args, "strategy", "auto") != "auto":
         raise InputError("--strategy does not apply across two clusters: the whole config goes to the standby")
     if args.verify_timeout <= 0:
         raise InputError("--verify-timeout must be positive")

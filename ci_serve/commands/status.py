@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from ci_serve import console, secrets
@@ -22,12 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace, log: StepLog) -> Done:
     from ci_serve.cluster.dashboard import DashboardAccess
-    from ci_serve.deploy.view import read_view
+    from ci_serve.deploy.view import read_view, serve_url
 
     client = DashboardAccess(args.address, args.ca_cert, args.insecure).client()
     version = client.get_version()
     view = read_view(client, args.serve_url)
-    data: dict[str, Any] = {"address": client.address, "ray_version": version, "managed": view.managed(),
+    serve = serve_url(client.address, view.snapshot, args.serve_url)
+    now = time.time()
+    managed = view.managed()
+    for m in managed.values():
+        for h in m["held"]:
+            h["preview_url"] = serve + (h["route_prefix"] or "")
+            h["held_ago_s"] = round(max(0.0, now - h["held_at"]), 1)
+    data: dict[str, Any] = {"address": client.address, "ray_version": version, "managed": managed,
             "applications": view.ray_apps(), "routes": view.routes,
             "notes": list(view.notes) + view.disagreements()}
     if args.json:
@@ -45,6 +53,10 @@ def show(data: dict[str, Any], version: str, address: str) -> None:
         extra = f", also {', '.join(m['candidates'])}" if m["candidates"] else ""
         console.say(f"  {logical}: live {m['live'] or '-'}, version {m['version'] or '-'}, "
                     f"{m['status'] or '-'} at {m['route_prefix'] or '-'}{extra}", stream=out)
+        for h in m["held"]:
+            console.say(f"    held: release {h['release'] or '-'} ({h['candidate']}, {h['status']}) answers at "
+                        f"{h['preview_url']}, held {_ago(h['held_ago_s'])} ago; `ci-serve promote` or `ci-serve "
+                        f"abort` CONFIG --version {h['release']}", stream=out)
     for name, app in data["applications"].items():
         owner = f" (ci-serve: {app['owner']})" if app["owner"] else ""
         console.say(f"{name}: {app['status']} route_prefix={app['route_prefix']}{owner}", stream=out)
@@ -55,3 +67,13 @@ def show(data: dict[str, Any], version: str, address: str) -> None:
             console.say(f"    {dname}: {dep['status']} ({dep['replicas']} replicas){msg}", stream=out)
     for note in data["notes"]:
         console.say(f"NOTE  {note}", stream=out)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

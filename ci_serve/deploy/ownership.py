@@ -12,6 +12,14 @@ given). Names prove nothing: another team's ``api-green`` is not our candidate o
   ``CI_SERVE_VERSION``) are recognised by that variable, but since anyone may set it,
   :meth:`ClusterView.members` counts them only on the logical app's route or preview prefixes.
 
+A candidate held for a reviewer (``deploy --hold``) also carries ``CI_SERVE_HOLD``: when it was held,
+the route it is for, the live application it is to replace (name and config digest) and its own config
+digest. It is written once, when the candidate is created, and never edited: ``runtime_env.env_vars`` is
+part of Ray's code version, so editing it would restart the replicas. ``promote`` and ``abort`` find
+the release from it alone, and refuse when the live app or the candidate no longer match it
+(compare-and-swap on what the hold recorded). A promoted candidate keeps it; it is held only while
+another version holds its route (:meth:`ClusterView.held`).
+
 The markers are ignored when comparing configs (a new commit with the same code writes nothing); in
 place they are kept as the running app has them, since ``runtime_env`` is part of Ray's code version.
 """
@@ -19,11 +27,15 @@ place they are kept as the running app has them, since ``runtime_env`` is part o
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 APP_VAR = "CI_SERVE_APP"
 VERSION_VAR = "CI_SERVE_VERSION"
-MARKER_VARS = frozenset({APP_VAR, VERSION_VAR})
+HOLD_VAR = "CI_SERVE_HOLD"
+MARKER_VARS = frozenset({APP_VAR, VERSION_VAR, HOLD_VAR})
 COLOURS = ("blue", "green")
 
 
@@ -84,3 +96,74 @@ def without_marker(app_config: Any) -> dict[str, Any]:
     from ci_serve.config.plan import without_env_vars
 
     return without_env_vars(app_config, MARKER_VARS)
+
+
+def markers_of(app_config: Any) -> dict[str, str]:
+    """The marker variables an application carries, as they are."""
+    return {k: str(v) for k, v in _env_vars(app_config).items() if k in MARKER_VARS}
+
+
+def with_markers_of(app_config: dict[str, Any], running: Any) -> dict[str, Any]:
+    """``app_config`` with exactly the markers ``running`` carries (an in-place update keeps Ray's code version)."""
+    app = without_marker(app_config)
+    found = markers_of(running)
+    if found:
+        runtime_env = dict(app.get("runtime_env") or {})
+        runtime_env["env_vars"] = {**dict(runtime_env.get("env_vars") or {}), **found}
+        app["runtime_env"] = runtime_env
+    return app
+
+
+def config_digest(app_config: Any) -> str:
+    """A short digest of an application config: its name and the hold marker left out (a candidate's digest is
+    taken before the marker that records it is added)."""
+    from ci_serve.config.plan import without_env_vars
+
+    canon = json.dumps(without_env_vars(app_config, frozenset({HOLD_VAR})), sort_keys=True, separators=(",", ":"),
+                       default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What ``deploy --hold`` recorded on a candidate when it created it."""
+
+    #: when (epoch seconds)
+    at: float
+    #: the route prefix the candidate is for (None: route-less)
+    route: str | None
+    #: the live application it is to replace, and the digest of its config then (None: nothing was live)
+    live: str | None
+    live_digest: str | None
+    #: the digest of the candidate's own config as written
+    digest: str
+
+    def encode(self) -> str:
+        return json.dumps({"at": round(self.at, 3), "route": self.route, "live": self.live,
+                           "live_digest": self.live_digest, "digest": self.digest}, sort_keys=True,
+                          separators=(",", ":"))
+
+
+def hold_of(app_config: Any) -> Hold | None:
+    """The hold marker of an application, or None (absent, or not ours to read)."""
+    raw = _env_vars(app_config).get(HOLD_VAR)
+    if not isinstance(raw, str):
+        return None
+    try:
+        data = json.loads(raw)
+        return Hold(float(data["at"]), data.get("route"), data.get("live"), data.get("live_digest"),
+                    str(data["digest"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def with_hold(app_config: dict[str, Any], *, at: float, route: str | None, live: Any, live_name: str | None
+              ) -> dict[str, Any]:
+    """``app_config`` (markers in, on its preview prefix) marked held: the marker records it and the live app."""
+    hold = Hold(at, route, live_name, config_digest(live) if live_name is not None else None,
+                config_digest(app_config))
+    app = copy.deepcopy(app_config)
+    runtime_env = dict(app.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**dict(runtime_env.get("env_vars") or {}), HOLD_VAR: hold.encode()}
+    app["runtime_env"] = runtime_env
+    return app

@@ -17,7 +17,15 @@ Per logical application (the config's name):
 
 Refused before any write (exit 2, :class:`~ci_serve.errors.InputError`), naming the app and the fix:
 a foreign application (not ours, not adoptable) under a name we need, or serving or claiming a route
-prefix we need; ``--strategy blue-green`` for a name-bound app.
+prefix we need; ``--strategy blue-green`` for a name-bound app; any deploy of an application while a
+release of it is held.
+
+A release held for review is the same plan in other modes (:attr:`ReleasePlan.mode`), never another
+executor's: ``hold`` is blue-green whose candidates carry the hold marker
+(:func:`~ci_serve.deploy.ownership.with_hold`), carried out up to its checks; ``promote`` starts from
+the held view (:func:`plan_from_hold`): no candidate write, the candidates re-gated and re-checked,
+then the same switch, undo and retire; ``abort`` is the undo of a hold: one clean-up write removing
+the held candidates.
 """
 
 from __future__ import annotations
@@ -28,7 +36,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from ci_serve.config.plan import Plan, heaviest, plan_changes
-from ci_serve.deploy.ownership import COLOURS, MARKER_VARS, with_marker, without_marker
+from ci_serve.deploy.ownership import (
+    COLOURS,
+    MARKER_VARS,
+    config_digest,
+    marker_of,
+    with_hold,
+    with_marker,
+    with_markers_of,
+    without_marker,
+)
 from ci_serve.deploy.view import NO_ROUTE, AppView, ClusterView, preview_prefix
 from ci_serve.errors import InputError
 
@@ -38,6 +55,9 @@ Strategy = Literal["none", "in-place", "blue-green"]
 #: what a user may ask for (``deploy --strategy``, the action's ``strategy`` input)
 RequestedStrategy = Literal["auto", "in-place", "blue-green"]
 STRATEGIES: tuple[RequestedStrategy, ...] = get_args(RequestedStrategy)
+#: what a run of the plan does: all of it; up to the candidates' checks (``--hold``); from a held release on
+#: (``promote``); the undo of a hold (``abort``)
+Mode = Literal["deploy", "hold", "promote", "abort"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,11 @@ class ReleasePlan:
     retire: Write | None = None
     #: removes leftovers of earlier runs when nothing else changes
     tidy: Write | None = None
+    #: abort: removes the held candidates (nothing else)
+    remove_held: Write | None = None
+    mode: Mode = "deploy"
+    #: hold, promote, abort: the release (``CI_SERVE_VERSION``) held
+    release: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -142,6 +167,10 @@ class ReleasePlan:
                 if a.strategy == "blue-green" and a.route_prefix is not None}
 
     def writes(self) -> list[Write]:
+        if self.mode == "abort":
+            return [self.remove_held] if self.remove_held else []
+        if self.mode == "hold":
+            return [w for w in (self.tidy, self.first) if w is not None]
         return [w for w in (self.tidy, self.first, self.switch, self.retire) if w is not None]
 
     def as_dict(self) -> dict[str, Any]:
@@ -151,6 +180,8 @@ class ReleasePlan:
             entry.update({k: v for k, v in ours.get(entry["name"], {}).items() if k not in entry})
             entry["change"] = ours.get(entry["name"], {}).get("change")
         data["strategy"] = self.strategy
+        if self.mode != "deploy":
+            data["mode"], data["release"] = self.mode, self.release
         data["verdict"] = heaviest("heavyweight" if a.kind == "new" else a.kind for a in self.apps)
         data["writes"] = [{"step": w.step, "effect": str(w.effect), "says": list(w.says)} for w in self.writes()]
         if self.undo_first or self.undo_switch:
@@ -163,6 +194,10 @@ class ReleasePlan:
 class PlanOptions:
     strategy: RequestedStrategy = "auto"
     version: str | None = None
+    #: ``hold``, ``promote`` or ``abort`` release ``version``
+    mode: Mode = "deploy"
+    #: when the plan is made (epoch seconds): what a hold records
+    now: float = 0.0
 
 
 def grpc_enabled(view: ClusterView, config: Mapping[str, Any]) -> bool:
@@ -197,6 +232,8 @@ def desired_apps(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOptions = PlanOptions()) -> ReleasePlan:
     """The whole release, decided: raises :class:`InputError` (exit 2) for what must not be written."""
+    if options.mode in ("promote", "abort"):
+        return plan_from_hold(view, config, options)
     wanted = desired_apps(config)
     grpc = grpc_enabled(view, config)
     decisions = []
@@ -225,10 +262,16 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
             d.reasons = tuple([c.field for c in entry.changes]
                               + [f"{x.name}.{c.field}" for x in entry.deployments for c in x.changes]
                               + [f"{x.name} {x.action}" for x in entry.deployments if x.action in ("added", "removed")])
+    for d in decisions:
+        _refuse_while_held(view, d, options)
     changed = [d for d in decisions if d.kind != "none"]
     all_light = all(d.kind == "lightweight" for d in changed)
     for d in changed:
         bound = d.name_bound or grpc
+        if options.mode == "hold":
+            _holdable(d, bound, options)
+            d.strategy = "blue-green"
+            continue
         if options.strategy == "blue-green" and bound:
             why = "has no HTTP route (route_prefix: null): clients reach it by its name" if d.name_bound else \
                 "is on a cluster that serves gRPC, whose clients pick an application by its name"
@@ -239,9 +282,16 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
             d.strategy = "in-place"
         else:
             d.strategy = "blue-green"
-    plan = ReleasePlan(decisions, diff, "none")
+    plan = ReleasePlan(decisions, diff, "none", mode=options.mode,
+                       release=options.version if options.mode == "hold" else None)
     for d in decisions:
-        _refuse_collisions(view, d, grpc)
+        _assign_target(d, grpc)
+        _refuse_collisions(view, d)
+        if options.mode == "hold" and d.strategy == "blue-green":
+            assert d.check_prefix is not None
+            held = with_hold({**d.desired, "route_prefix": d.check_prefix}, at=options.now, route=d.route_prefix,
+                             live=d.live.config if d.live else None, live_name=d.live.name if d.live else None)
+            d.desired = {**held, "route_prefix": d.route_prefix}
     if not changed:
         stale = frozenset(n for d in decisions for n in d.leftovers)
         if stale:
@@ -266,9 +316,8 @@ def _candidate_name(d: AppDecision) -> str:
     return f"{d.logical}-{colour}"
 
 
-def _refuse_collisions(view: ClusterView, d: AppDecision, grpc: bool) -> None:
-    """A foreign application under a name or on a route prefix this release needs: exit 2, nothing written."""
-    members = {m.name for m in view.members(d.logical, d.route_prefix)}
+def _assign_target(d: AppDecision, grpc: bool) -> None:
+    """Where the new version goes: a candidate beside the live one, or the live one in place."""
     if d.strategy == "blue-green":
         d.target = _candidate_name(d)
         colour = d.target.rsplit("-", 1)[1]
@@ -276,6 +325,41 @@ def _refuse_collisions(view: ClusterView, d: AppDecision, grpc: bool) -> None:
     elif d.strategy == "in-place":
         d.target = d.live.name if d.live else (d.logical if d.name_bound or grpc else f"{d.logical}-blue")
         d.check_prefix = d.route_prefix
+
+
+def _refuse_while_held(view: ClusterView, d: AppDecision, options: PlanOptions) -> None:
+    """Any write to an application while a release of it is held, but a hold of that same release again (the
+    re-run of a hold that was killed or failed: its candidate is replaced, like any leftover of ours)."""
+    held = [h for h in view.held(d.logical, d.route_prefix)
+            if not (options.mode == "hold" and h.version == options.version)]
+    if held:
+        h = held[0]
+        release = h.version or "(no version)"
+        raise InputError(
+            f"release {release} of {d.logical} is held for review ({h.name} on {h.claimed_prefix}); a deploy now "
+            "would change what the reviewer is looking at (nothing was written)",
+            f"promote it (`ci-serve promote CONFIG --version {release}`) or abort it (`ci-serve abort CONFIG "
+            f"--version {release}`), then deploy")
+
+
+def _holdable(d: AppDecision, bound: bool, options: PlanOptions) -> None:
+    """A hold needs the new version beside the live one, on a preview prefix a reviewer can reach."""
+    if bound:
+        why = "has no HTTP route (route_prefix: null)" if d.name_bound else \
+            "is on a cluster that serves gRPC, whose clients pick an application by its name"
+        raise InputError(f"application {d.logical} {why}: it cannot be held on a preview prefix beside its live "
+                         "version (nothing was written)", "deploy it without --hold")
+    if options.strategy == "in-place":
+        raise InputError("--hold keeps the live version untouched beside a candidate; --strategy in-place "
+                         "would change the live version itself", "drop --strategy in-place (or --hold)")
+    if not options.version:
+        raise InputError("--hold needs a release version, to promote or abort it by",
+                         "pass --version (the action passes the commit, $GITHUB_SHA)")
+
+
+def _refuse_collisions(view: ClusterView, d: AppDecision) -> None:
+    """A foreign application under a name or on a route prefix this release needs: exit 2, nothing written."""
+    members = {m.name for m in view.members(d.logical, d.route_prefix)}
     needed_names = [d.target] if d.target else []
     for name in needed_names:
         app = view.apps.get(name)
@@ -337,8 +421,9 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
         else:
             desired = d.desired
             if d.live is not None and d.kind == "lightweight":
-                # the version marker is part of Ray's code version: a new one would restart the replicas
-                desired = with_marker(without_marker(desired), d.logical, d.live.version)
+                # the markers are part of Ray's code version: new ones would restart the replicas
+                desired = with_markers_of(desired, d.live.config) if marker_of(d.live.config) else \
+                    with_marker(without_marker(desired), d.logical, d.live.version)
             put[d.target] = desired
             if d.live is not None:
                 updated.add(d.target)
@@ -396,3 +481,115 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
     if old:
         plan.retire = Write("remove old", {}, old, Effect(removed=old),
                             tuple(f"remove the old version {n}" for n in sorted(old)), cleanup=True)
+
+
+def plan_from_hold(view: ClusterView, config: Mapping[str, Any], options: PlanOptions) -> ReleasePlan:
+    """``promote`` or ``abort`` release ``options.version``, from what the cluster holds: its held candidates
+    (:meth:`ClusterView.held`) of the config's applications.
+
+    Promote refuses (exit 2, nothing written) when no application of the config has a held candidate of
+    this release, or when the hold's record no longer matches the cluster: the live application (name and
+    config) is not the one the hold saw, the candidate's config is not the one it wrote, or the config
+    gives the application another route. Abort removes the release's held candidates and nothing else; with
+    none, its plan writes nothing."""
+    release = options.version
+    if not release:
+        raise InputError(f"{options.mode} needs the release to {options.mode}", "pass --version (as given to the "
+                         "deploy --hold; the action's `release` output)")
+    decisions: list[AppDecision] = []
+    other: list[str] = []
+    for logical, desired in desired_apps(config):
+        route = desired.get("route_prefix")
+        held = view.held(logical, route)
+        other += [f"{h.version or '(no version)'} of {logical} ({h.name})" for h in held if h.version != release]
+        mine = [h for h in held if h.version == release]
+        if not mine:
+            continue
+        candidate = mine[0]
+        live = view.live_of(logical, route)
+        if options.mode == "promote":
+            _still_as_held(view, logical, route, candidate, live, release)
+        cfg = {k: v for k, v in (candidate.config or {}).items() if k != "name"}
+        d = AppDecision(logical, route, {**cfg, "route_prefix": route}, live, "new" if live is None else "heavyweight",
+                        (f"held release {release}",), "blue-green", target=candidate.name,
+                        check_prefix=candidate.claimed_prefix, live_route=_route(view, live))
+        if options.mode == "promote":
+            _refuse_collisions(view, d)
+        decisions.append(d)
+    if not decisions and options.mode == "promote" and _already_live(view, config, release):
+        return _promoted(view, config, release)
+    if not decisions and options.mode == "promote":
+        held_text = f"; held: {', '.join(other)}" if other else "; nothing is held"
+        raise InputError(f"no release {release} of {', '.join(n for n, _ in desired_apps(config))} is held on this "
+                         f"cluster{held_text} (nothing was written)",
+                         "`ci-serve status` lists held releases; hold one with `ci-serve deploy --hold --version V`")
+    diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
+                        live_names={d.logical: d.live.name if d.live else None for d in decisions},
+                        ignore_env=MARKER_VARS)
+    plan = ReleasePlan(decisions, diff, "blue-green" if decisions else "none", mode=options.mode, release=release)
+    if options.mode == "abort":
+        names = frozenset(d.target for d in decisions if d.target)
+        if names:
+            plan.remove_held = Write("remove held release", {}, names, Effect(removed=names),
+                                     tuple(f"remove held candidate {n} ({d.logical}, release {release})"
+                                           for d in decisions for n in [d.target] if n), cleanup=True)
+        else:
+            plan.warnings.append(f"no release {release} of these applications is held: nothing to abort"
+                                 + (f" (held: {', '.join(other)})" if other else ""))
+        return plan
+    _plan_writes(plan, decisions)
+    plan.first = None  # the candidates are there, as held: re-gated and re-checked, never written again
+    return plan
+
+
+def _already_live(view: ClusterView, config: Mapping[str, Any], release: str) -> bool:
+    """Every application of the config is live in a version promoted from release ``release``'s hold."""
+    lives = [view.live_of(logical, desired.get("route_prefix")) for logical, desired in desired_apps(config)]
+    return all(live is not None and live.version == release and live.hold is not None for live in lives)
+
+
+def _promoted(view: ClusterView, config: Mapping[str, Any], release: str) -> ReleasePlan:
+    """The re-run of a promote that got past its switch: nothing to write but the retirement of what it left
+    (the old versions waiting aside, removed like any leftover of ours), then live is checked as unchanged."""
+    decisions = []
+    for logical, desired in desired_apps(config):
+        route = desired.get("route_prefix")
+        live = view.live_of(logical, route)
+        assert live is not None
+        held = {h.name for h in view.held(logical, route)}  # another release's hold is never a leftover
+        others = tuple(m.name for m in view.members(logical, route) if m.name != live.name and m.name not in held)
+        decisions.append(AppDecision(logical, route, {k: v for k, v in (live.config or {}).items() if k != "name"},
+                                     live, "none", (f"release {release} is live",), live_route=_route(view, live),
+                                     leftovers=others))
+    diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
+                        live_names={d.logical: d.live.name if d.live else None for d in decisions},
+                        ignore_env=MARKER_VARS)
+    plan = ReleasePlan(decisions, diff, "none", mode="promote", release=release)
+    stale = frozenset(n for d in decisions for n in d.leftovers)
+    if stale:
+        plan.tidy = Write("remove leftovers", {}, stale, Effect(removed=stale),
+                          tuple(f"remove {n}, left by an earlier promote" for n in sorted(stale)))
+    plan.warnings.append(f"release {release} is already live: nothing to promote"
+                         + ("; removing what an earlier promote left" if stale else ""))
+    return plan
+
+
+def _still_as_held(view: ClusterView, logical: str, route: str | None, candidate: AppView, live: AppView | None,
+                   release: str) -> None:
+    """Compare-and-swap on what the hold recorded: refused (exit 2) when the cluster is not as it left it."""
+    hold = candidate.hold
+    assert hold is not None
+    fix = (f"abort it (`ci-serve abort CONFIG --version {release}`) and hold the release again from what runs "
+           "now (nothing was written)")
+    if hold.route != route:
+        raise InputError(f"release {release} of {logical} was held for route {hold.route}, but the config gives "
+                         f"{route}", "promote with the config the release was held with, or " + fix)
+    if (live.name if live else None) != hold.live or (
+            live is not None and config_digest(live.config) != hold.live_digest):
+        now = f"{live.name} (version {live.version or '-'})" if live else "nothing"
+        raise InputError(f"the live version of {logical} changed since release {release} was held: it was "
+                         f"{hold.live or 'nothing'}, now {now} serves, or its config changed; the reviewer saw "
+                         "the candidate beside another live version", fix)
+    if config_digest(candidate.config) != hold.digest:
+        raise InputError(f"the held candidate {candidate.name} of {logical} changed since release {release} was "
+                         "held: it is not what was checked and reviewed", fix)

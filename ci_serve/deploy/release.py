@@ -49,6 +49,7 @@ from ci_serve.deploy.guard import (
 )
 from ci_serve.deploy.planner import (
     AppDecision,
+    Mode,
     PlanOptions,
     ReleasePlan,
     RequestedStrategy,
@@ -82,11 +83,13 @@ class Options:
     serve_url: str | None = None
     requests: list[Any] | None = None
     working_dir: Path | None = None
+    #: ``hold``: stop after the candidates' checks; ``promote``/``abort`` the held release ``version``
+    mode: Mode = "deploy"
 
 
 @dataclass
 class ReleaseResult:
-    result: str  # "deployed" | "unchanged"
+    result: str  # "deployed" | "unchanged" | "held" | "aborted"
     strategy: str
     #: logical -> physical application now live
     live: dict[str, str] = field(default_factory=dict)
@@ -166,15 +169,22 @@ class Release:
             view = read_view(_Fixed(self.client, first), self.opts.serve_url)
             self.expected = expected_from(view)
             st.detail = f"{len(view.apps)} application(s) on the cluster" + "".join(f"; {n}" for n in view.notes)
-        with self.log.step("ship code") as st:
-            shipped_config, shipped = ship_working_dirs(
-                self.client, self.config.data, base_dir=self.config.path.resolve().parent,
-                override=self.opts.working_dir)
-            self.result.packages = shipped
-            st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
-                                  for s in shipped) or "no working_dir"
+        shipped_config = self.config.data
+        if self.opts.mode in ("deploy", "hold"):  # promote and abort write no code: the candidates are there
+            with self.log.step("ship code") as st:
+                shipped_config, shipped = ship_working_dirs(
+                    self.client, self.config.data, base_dir=self.config.path.resolve().parent,
+                    override=self.opts.working_dir)
+                self.result.packages = shipped
+                st.detail = ", ".join(f"{s['app']}: {s['uri']}{' (uploaded)' if s['uploaded'] else ''}"
+                                      for s in shipped) or "no working_dir"
         plan = plan_release(view, {**shipped_config},
-                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version))
+                            PlanOptions(strategy=self.opts.strategy, version=self.opts.version,
+                                        mode=self.opts.mode, now=time.time()))
+        if self.opts.mode != "deploy":
+            self.result.release = plan.release
+        for message in plan.warnings:
+            console.say(f"NOTE  {message}")
         self.logicals = {a.logical for a in plan.apps}
         self._check_requests_target(plan)
         self.result.plan, self.result.version = plan, self.opts.version
@@ -220,39 +230,23 @@ class Release:
             self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
             self.result.live_url = self.serve or None  # the Serve address the checks reached (its http_options)
             self.result.outcome = done.result
+            for message in done.warnings:
+                if message not in (self.result.warnings or []):
+                    self.result.warn(message)
         return self.result
 
     def carry_out(self, plan: ReleasePlan) -> ReleaseResult:
+        if plan.mode == "abort":
+            return self.abort(plan)
         if plan.strategy == "none":
             return self.unchanged(plan)
-        assert plan.first is not None and plan.undo_first is not None
-        try:
-            before = self.write(plan.first)
-        except SchemaRejected as exc:
-            # A 400 is not "nothing changed": on Ray 2.60 a PUT refused by the controller is already recorded
-            # (the refused app is there, every app of the PUT redeploys). Decide from what the cluster holds.
-            try:
-                changed = self.refused_write_changed(exc)
-            except Cancelled as cancelled:  # cancelled while finding out: undone as a cancel, never swallowed
-                self.undo(plan, plan.undo_first, cancelled)
-            if not changed:
-                raise  # nothing changed (exit 2)
-            self.undo(plan, plan.undo_first, exc)
-        except (ClusterChanged, WriteRefused) as exc:
-            self.fail(plan, exc, nothing_written=True)
-        except BaseException as exc:
-            if not self.written:
-                if isinstance(exc, Cancelled):  # exit 1 only once the previous version is seen serving
-                    self.fail(plan, exc, nothing_written=True, short=True)
-                raise
-            self.undo(plan, plan.undo_first, exc)
-        try:
-            self.gate(plan.first.step.replace("write", "gate"), self.goals(plan.first, before))
-            self.smoke("check candidate" if plan.switch else "check", plan.checks_before_switch(), plan)
-        except (ClusterChanged, Superseded) as exc:
-            self.fail(plan, exc, nothing_written=False)
-        except BaseException as exc:
-            self.undo(plan, plan.undo_first, exc)
+        assert plan.undo_first is not None
+        if plan.first is None:  # promote: the held candidates are there; gated and checked again, as written
+            self.recheck(plan)
+        else:
+            self.first(plan, plan.first, plan.undo_first)
+        if plan.mode == "hold":
+            return self.held(plan)
         if plan.switch is None:
             warnings = self.retire(plan, plan.retire) if plan.retire else []  # a routed one a route-less replaced
             return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
@@ -263,18 +257,104 @@ class Release:
             self.gate("gate switch", self.goals(plan.switch, before))
             self.smoke("check switch", plan.checks_after_switch(), plan)
         except (ClusterChanged, WriteRefused, Superseded) as exc:
-            self.fail(plan, exc, nothing_written=False)
+            # a promote that wrote nothing leaves its release held, as it was: not half-done
+            self.fail(plan, exc, nothing_written=plan.mode == "promote" and not self.written)
         except Cancelled as exc:
             # recorded by the write itself, the moment its PUT returned or was re-read; absent: never sent
             fate = self.fates.get(plan.switch.step, "not applied")
             if fate == "applied":
                 self.cancelled_after_switch(plan, exc)
+            if fate == "not applied" and plan.mode == "promote":  # nothing written: the release stays held
+                self.fail(plan, exc, nothing_written=True, short=True)
             # never sent, or re-read as not applied: the first undo; not known: the switch's, right either way
             self.undo(plan, plan.undo_first if fate == "not applied" else plan.undo_switch, exc)
         except BaseException as exc:
             self.undo(plan, plan.undo_switch, exc)
         warnings = self.retire(plan, plan.retire) if plan.retire else []
         return ReleaseResult("deployed", plan.strategy, self.live_after(plan), warnings)
+
+    def first(self, plan: ReleasePlan, first: Write, undo_first: Write) -> None:
+        """The candidates (or the in-place configs): written, gated, checked; undone on failure."""
+        try:
+            before = self.write(first)
+        except SchemaRejected as exc:
+            # A 400 is not "nothing changed": on Ray 2.60 a PUT refused by the controller is already recorded
+            # (the refused app is there, every app of the PUT redeploys). Decide from what the cluster holds.
+            try:
+                changed = self.refused_write_changed(exc)
+            except Cancelled as cancelled:  # cancelled while finding out: undone as a cancel, never swallowed
+                self.undo(plan, undo_first, cancelled)
+            if not changed:
+                raise  # nothing changed (exit 2)
+            self.undo(plan, undo_first, exc)
+        except (ClusterChanged, WriteRefused) as exc:
+            self.fail(plan, exc, nothing_written=True)
+        except BaseException as exc:
+            if not self.written:
+                if isinstance(exc, Cancelled):  # exit 1 only once the previous version is seen serving
+                    self.fail(plan, exc, nothing_written=True, short=True)
+                raise
+            self.undo(plan, undo_first, exc)
+        try:
+            self.gate(first.step.replace("write", "gate"), self.goals(first, before))
+            self.smoke("check candidate" if plan.switch else "check", plan.checks_before_switch(), plan)
+        except (ClusterChanged, Superseded) as exc:
+            self.fail(plan, exc, nothing_written=False)
+        except BaseException as exc:
+            self.undo(plan, undo_first, exc)
+
+    def recheck(self, plan: ReleasePlan) -> None:
+        """Promote: gate and check the held candidates as they are (nothing written). A candidate that fails
+        goes, as in a deploy (exit 1 once live is seen serving); a cancel leaves the release held."""
+        assert plan.undo_first is not None
+        goals = [Goal(a.target, {**a.desired, "route_prefix": a.check_prefix, "name": a.target}, None)
+                 for a in plan.changed if a.target]
+        try:
+            self.gate("gate held candidate", goals)
+            self.smoke("check held candidate", plan.checks_before_switch(), plan)
+        except (ClusterChanged, Superseded) as exc:
+            self.fail(plan, exc, nothing_written=True)
+        except Cancelled as exc:
+            self.fail(plan, exc, nothing_written=True, short=True)
+        except BaseException as exc:
+            self.undo(plan, plan.undo_first, exc)
+
+    def held(self, plan: ReleasePlan) -> ReleaseResult:
+        """A hold stops here: the candidates passed their checks on their preview prefixes; live is untouched."""
+        self.refresh_serve_url()
+        self.result.preview_urls = {a.logical: self.serve + (a.check_prefix or "") for a in plan.changed}
+        release = plan.release or ""
+        config = self.config.path
+        for logical, url in self.result.preview_urls.items():
+            console.say(f"held release {release} of {logical}: the new version answers at {url}; live is untouched")
+        console.say(f"next: promote it with `ci-serve promote {config} --version {release} -a {self.client.address}`"
+                    f", or abort it with `ci-serve abort {config} --version {release} -a {self.client.address}`")
+        return ReleaseResult("held", plan.strategy, {a.logical: a.live.name for a in plan.apps if a.live})
+
+    def abort(self, plan: ReleasePlan) -> ReleaseResult:
+        """Remove the held candidates of the release; live is left as it is (the write sends its config unchanged,
+        and the guard refuses any other effect). Then what serves is checked: exit 0, else 3."""
+        w = plan.remove_held
+        if w is not None:
+            try:
+                before = self.write(w)
+                self.gate("gate removal", self.goals(w, before))
+            except CiServeError as exc:
+                if isinstance(exc, InputError) and not self.written:
+                    raise
+                seen, lines = self.where(plan, budget=3.0 if isinstance(exc, Cancelled) else 20.0)
+                self.stop(exit_code(Final(failed=True, wrote=self.written, seen=seen)), exc,
+                          "the held release may still be there (re-run the abort); live serves: " + "; ".join(lines),
+                          "now: " + "; ".join(lines), "a person must look: `ci-serve status` shows what runs")
+        seen, lines = self.where(plan, budget=20.0)
+        if exit_code(Final(failed=False, seen=seen)) != 0:
+            raise NotRestored(("the held release was removed" if w else "nothing was held")
+                              + ", but the live version is not seen serving: " + "; ".join(lines),
+                              "a person must look: `ci-serve status` shows each application's message")
+        console.say(("aborted: removed " + ", ".join(sorted(w.remove)) if w else "nothing to abort")
+                    + "; live is as it was: " + "; ".join(lines))
+        return ReleaseResult("aborted" if w else "unchanged", "none",
+                             {a.logical: a.live.name for a in plan.apps if a.live}, list(plan.warnings))
 
     # -- writes and gates ----------------------------------------------------------------------
     def write(self, w: Write) -> ClusterView:

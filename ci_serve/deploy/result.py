@@ -46,6 +46,10 @@ class DeployResult:
     live_app: str | None = None
     #: across two clusters: why the old cluster's applications were removed, or kept
     switch_proof: str | None = None
+    #: hold, promote, abort: the release (its version)
+    release: str | None = None
+    #: a hold: logical application -> the URL where its held candidate answers
+    preview_urls: dict[str, str] | None = None
 
     def warn(self, message: str) -> None:
         self.warnings = [*(self.warnings or []), message]
@@ -64,7 +68,7 @@ class DeployResult:
             outcomes = getattr(self, name)
             if outcomes is not None:
                 out[name] = [o.as_dict() for o in outcomes]
-        for name in ("live_url", "live_app", "switch_proof"):
+        for name in ("live_url", "live_app", "switch_proof", "release", "preview_urls"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out

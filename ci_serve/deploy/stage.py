@@ -16,7 +16,7 @@ from ci_serve.config.problems import Problem
 from ci_serve.config.validate import check_before_deploy, require_valid
 from ci_serve.console import say
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
-from ci_serve.deploy.planner import RequestedStrategy
+from ci_serve.deploy.planner import Mode, RequestedStrategy
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.two_cluster import VERIFY_TIMEOUT_S
 from ci_serve.deploy.verdict import Final, exit_code
@@ -87,6 +87,8 @@ class DeployInputs:
     timeout: float = DEPLOY_TIMEOUT_S
     unschedulable_grace: float = UNSCHEDULABLE_GRACE_S
     standby: Standby | None = None
+    #: ``deploy --hold``, ``promote``, ``abort`` (of release ``release.version``)
+    mode: Mode = "deploy"
 
 
 def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
@@ -99,6 +101,9 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
         config = require_valid(checked, inputs.config)
         before.warnings = [w.as_dict() for w in checked.warnings]  # as validate reports them
         reqs, working_dir, version = inputs.release.load()
+        if inputs.mode != "deploy" and not version:
+            raise InputError(f"{'--hold' if inputs.mode == 'hold' else inputs.mode} needs the release version",
+                             "pass --version (the action passes the commit, $GITHUB_SHA)")
         live = inputs.cluster.client()
         standby = DashboardAccess(inputs.standby.address, inputs.cluster.ca_cert,
                                   inputs.cluster.insecure).client() if inputs.standby else None
@@ -113,7 +118,8 @@ def deploy(inputs: DeployInputs, log: StepLog) -> DeployResult:
 
             options = Options(strategy=inputs.release.strategy, timeout=inputs.timeout,
                               unschedulable_grace=inputs.unschedulable_grace, version=version,
-                              serve_url=inputs.release.serve_url, requests=reqs, working_dir=working_dir)
+                              serve_url=inputs.release.serve_url, requests=reqs, working_dir=working_dir,
+                              mode=inputs.mode)
             done = Release(live, config, options, log).execute()
     if isinstance(before.error, Cancelled):  # before any cluster was seen: exit 1 would claim what nobody saw
         before.error.exit_code = exit_code(Final(failed=True, wrote=ledger.wrote()))
@@ -184,5 +190,5 @@ def _two_clusters(inputs: DeployInputs, two: Standby, live: DashboardClient, sta
         verify_url=normalize_address(two.verify_url) if two.verify_url else None, keep_standby=two.keep_standby,
         requests=reqs, working_dir=working_dir, timeout=inputs.timeout, unschedulable_grace=inputs.unschedulable_grace,
         version=version, verify_timeout=two.verify_timeout,
-        live_url=normalize_address(serve_url) if serve_url else None)
+        live_url=normalize_address(serve_url) if serve_url else None, mode=inputs.mode)
     return TwoClusterRelease(live, standby, config, options, log).execute()

@@ -41,7 +41,7 @@ from ci_serve.deploy.cluster_config import build_body, declarative_apps
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFailed, Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
 from ci_serve.deploy.ownership import with_marker
-from ci_serve.deploy.planner import Effect, Write
+from ci_serve.deploy.planner import Effect, Mode, Write
 from ci_serve.deploy.release import read_explained, stop_if_unexplained
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.verdict import Final, Seen, exit_code
@@ -79,6 +79,8 @@ class TwoClusterOptions:
     live_url: str | None = None
     switch_timeout: float = 300.0
     verify_timeout: float = VERIFY_TIMEOUT_S
+    #: ``deploy --hold``, ``promote``, ``abort`` of release ``version``
+    mode: Mode = "deploy"
 
 
 class SwitchFailed(CheckFailed):
@@ -133,6 +135,9 @@ class TwoClusterRelease:
         return self.result
 
     def release(self) -> None:
+        if self.opts.mode != "deploy":
+            raise InputError(f"{self.opts.mode} across two clusters is not built yet (nothing was written)",
+                             "hold, promote and abort a release on one cluster")
         try:
             with self.log.step("connect live") as st:
                 st.detail = f"Ray {self.live.get_version()} at {self.live.address}"

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ci_serve import secrets
-from ci_serve.deploy.ownership import COLOURS, adoptable, marker_of, owner_of, version_of
+from ci_serve.deploy.ownership import COLOURS, Hold, adoptable, hold_of, marker_of, owner_of, version_of
 
 #: how a route-less application (``route_prefix: null``) is shown
 NO_ROUTE = "(no route)"
@@ -65,6 +65,8 @@ class AppView:
     deployments: dict[str, DeploymentView]
     owner: str | None
     version: str | None
+    #: written by ``deploy --hold`` when it created this candidate (see :mod:`~ci_serve.deploy.ownership`)
+    hold: Hold | None = None
 
     @property
     def declarative(self) -> bool:
@@ -102,7 +104,8 @@ def _parse_app(name: str, raw: Any) -> AppView:
     return AppView(name=name, status=str(raw.get("status") or "UNKNOWN"), message=str(raw.get("message") or ""),
                    reported_prefix=prefix if isinstance(prefix, str) else None, config=config,
                    last_deployed_time_s=float(when) if isinstance(when, (int, float)) else None,
-                   deployments=deployments, owner=owner_of(name, config), version=version_of(config))
+                   deployments=deployments, owner=owner_of(name, config), version=version_of(config),
+                   hold=hold_of(config) if marker_of(config) else None)
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,14 @@ class ClusterView:
         settled = [m for m in members if not is_preview(self.route_of(m.name), logical)]
         return settled[0] if len(settled) == 1 else None
 
+    def held(self, logical: str, route_prefix: str | None | EllipsisType = ...) -> list[AppView]:
+        """The held candidates of ``logical``: members marked by ``deploy --hold`` waiting on a preview prefix,
+        not live. A promoted one holds the route (live, no longer held); an aborted one is gone."""
+        live = self.live_of(logical, route_prefix)
+        return [m for m in self.members(logical, route_prefix)
+                if m.hold is not None and (live is None or m.name != live.name)
+                and is_preview(m.claimed_prefix, logical)]
+
     def logical_names(self) -> list[str]:
         return sorted({a.owner for a in self.apps.values() if a.owner})
 
@@ -197,9 +208,12 @@ class ClusterView:
         for logical in self.logical_names():
             live = self.live_of(logical)
             others = [m.name for m in self.members(logical) if not live or m.name != live.name]
+            held = [{"release": h.version, "candidate": h.name, "route_prefix": h.claimed_prefix,
+                     "held_at": h.hold.at, "status": h.status} for h in self.held(logical) if h.hold is not None]
             out[logical] = {"live": live.name if live else None, "version": live.version if live else None,
                             "status": live.status if live else None,
-                            "route_prefix": self.route_of(live.name) if live else None, "candidates": others}
+                            "route_prefix": self.route_of(live.name) if live else None, "candidates": others,
+                            "held": held}
         return out
 
     def ray_apps(self) -> dict[str, Any]:
