@@ -243,3 +243,29 @@ def test_the_summary_of_status_lists_the_held_releases():
     assert "**Held releases:** 1" in text
     assert "| shop | v2 | shop-green | RUNNING | http://h:8000/shop--green | 90 min ago |" in text
     assert "Held releases" not in summary.render([Outcome(_inv("status", None), 0, {"managed": {}})], {})
+
+
+@pytest.mark.parametrize("connection", [
+    {},
+    {"serve_url": "https://serve.example.com", "insecure": "true", "timeout": "90", "requests": "r.yaml"},
+    {"standby_address": "http://s:8265", "standby_url": "http://s:8000", "switch_command": "./lb.sh", "timeout": "9",
+     "verify_url": "https://public", "requests": "r.yaml", "ray_auth_token_path": "tok"},
+])
+def test_every_command_line_the_action_runs_or_shows_is_one_ci_serve_accepts(tmp_path: Path, connection: dict):
+    """The command lines of a hold, a promote and an abort, and those a hold's summary shows: the real
+    parser of ci-serve takes each of them (a flag one command lacks would be exit 2 at run time)."""
+    from ci_serve.cli import build_parser
+
+    (tmp_path / "tok").write_text("t")
+    parser = build_parser()
+    for command in ("deploy", "promote", "abort"):
+        inputs = read_inputs(env(command=command, address=ADDRESS, hold="true" if command == "deploy" else "false",
+                                 **connection), tmp_path)
+        argv = invocation(command, inputs).argv
+        args = parser.parse_args(argv)
+        assert (args.command, args.release_version) == (command, SHA)
+        if command == "deploy":
+            assert args.hold
+            for shown in ("promote", "abort"):
+                words = shlex.split(command_line(shown, inputs, "v7"))[1:]
+                assert parser.parse_args(words).release_version == "v7", words
