@@ -148,3 +148,20 @@ def test_the_release_workflow_pins_and_checks_the_image():
     body = (REPO / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
     assert 'scripts/pin-action-image "$ref"' in body and 'scripts/pin-action-image --check "$PINNED"' in body
     assert 'git show "${tag}:action.yml"' in body  # the pushed tags are read back
+
+
+def test_the_readme_excerpt_of_the_approval_example_says_what_the_example_does():
+    """The README shows the heart of release-with-approval.yml, not all of it: the same jobs, links
+    between them, conditions and the inputs it shows."""
+    text = region()
+    assert "examples/workflows/release-with-approval.yml" in text
+    excerpt = yaml.safe_load(text.split("The heart of it")[1].split("```yaml\n", 1)[1].split("```", 1)[0])["jobs"]
+    example = yaml.safe_load((REPO / "examples" / "workflows" / "release-with-approval.yml").read_text())["jobs"]
+    assert list(excerpt) == list(example)
+    for name, job in excerpt.items():
+        for key in ("needs", "if", "outputs", "environment"):
+            assert job.get(key) == example[name].get(key), (name, key)
+        shown = [s["with"] for s in job["steps"] if "with" in s]
+        real = [s["with"] for s in example[name]["steps"] if str(s.get("uses", "")).startswith("serve-deploy")]
+        for key, value in shown[0].items():
+            assert value == "..." or real[0][key] == value, (name, key)
