@@ -260,6 +260,7 @@ def test_approval_example_holds_the_release_then_promotes_it_and_the_new_version
     assert promoted["release"] == sha and promoted["url"] == url and promoted["live-app"] != v1_app
     assert requests.get(url, timeout=10).json()["version"] == "v2"
     assert f"result=deployed live={promoted['live-app']} url={url}" in got.log  # the example's last step
+    assert f"**Changed on the cluster:** release `{sha}` promoted: it takes the traffic now" in got.log
     assert not got.job_outputs("abort")  # skipped: nothing failed
     assert json.loads((repo / ".ci-serve" / "promote.json").read_text())["result"] == "deployed"
     assert sorted(n for n in _applications(head) if n.startswith("cart")) == [promoted["live-app"]]
