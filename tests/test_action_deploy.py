@@ -84,3 +84,47 @@ def test_secrets_are_masked_before_anything_else_and_never_shown(head: Temporary
         rest += path.read_text(encoding="utf-8")
     assert "with key" in rest  # the searched text covers the run's steps and requests
     assert head.token not in rest and HEADER_SECRET not in rest
+
+
+def test_hold_then_abort_leaves_live_as_it_was(head: TemporaryHead, tmp_path: Path):
+    """`hold: true` after a live v1: `held`, the preview answers v2 while v1 keeps its route, the
+    summary shows the promote and abort commands; then `command: abort` with the hold's `release`:
+    `aborted`, the candidate gone, v1's application exactly as before."""
+    live = _deploy(tmp_path / "v1", head)
+    assert live.code == 0 and live.outputs["result"] in ("deployed", "unchanged"), live.log[-4000:]
+    before = requests.get(head.dashboard_url + "/api/serve/applications/", headers=head.auth_headers(),
+                          timeout=30).json()["applications"]
+    files = _files(head)
+    files["app/deploy_app.py"] = (REPO / "tests" / "apps" / "deploy_v2" / "deploy_app.py").read_text(encoding="utf-8")
+    release = "v2.0.0-rc1"
+    inputs = {"command": "deploy", "hold": "true", "release": release, "config": "serve.yaml",
+              "address": head.dashboard_url, "ray-auth-token": head.token, "working-dir": "app", "app-dir": "app",
+              "strategy": "blue-green", "timeout": "300"}
+    held = run_action(tmp_path / "hold", inputs, files=files, timeout=600)
+    assert held.code == 0, held.log[-4000:]
+    out = held.outputs
+    assert (out["result"], out["release"], out["live-app"]) == ("held", release, live.outputs["live-app"])
+    assert out["url"] == head.serve_url + "/shop" and out["preview-url"] not in ("", out["url"])
+    assert requests.get(out["preview-url"], timeout=10).json()["version"] == "v2"
+    assert requests.get(out["url"], timeout=10).json()["version"] == "v1"
+    assert f"ci-serve promote serve.yaml --address {head.dashboard_url} --version {release}" in held.summary
+    assert "command: abort" in held.summary and head.token not in held.summary
+    assert f"::notice title=release held::Release {release} is held for review" in held.log
+
+    status = run_action(tmp_path / "status", {"command": "status", "address": head.dashboard_url,
+                                              "ray-auth-token": head.token})
+    assert status.code == 0 and "**Held releases:** 1" in status.summary, status.log[-3000:]
+    assert f"| shop | {release} |" in status.summary and out["preview-url"] in status.summary
+
+    aborted = run_action(tmp_path / "abort", {"command": "abort", "release": out["release"], "config": "serve.yaml",
+                                              "address": head.dashboard_url, "ray-auth-token": head.token},
+                         files=files, timeout=600)
+    assert aborted.code == 0, aborted.log[-4000:]
+    assert (aborted.outputs["result"], aborted.outputs["release"]) == ("aborted", release)
+    assert aborted.outputs["url"] == out["url"] and aborted.outputs["preview-url"] == ""
+    assert f"release `{release}` aborted" in aborted.summary
+    after = requests.get(head.dashboard_url + "/api/serve/applications/", headers=head.auth_headers(),
+                         timeout=30).json()["applications"]
+    assert {n: a.get("deployed_app_config") for n, a in after.items()} == \
+        {n: a.get("deployed_app_config") for n, a in before.items()}
+    assert requests.get(out["url"], timeout=10).json()["version"] == "v1"

@@ -53,16 +53,47 @@ def test_tables_of_every_input_and_output_match_action_yml(name: str):
         assert f"| `{input_name}` |" in text, input_name
 
 
-def test_docs_say_preview_url_is_set_only_by_a_hold():
+def test_docs_say_preview_url_is_set_by_a_hold_and_what_several_apps_give():
     spec = action()["outputs"]["preview-url"]["description"]
-    assert "hold" in spec and "empty in this version" in spec
+    assert "After a hold" in spec and "several applications, the first one's" in spec and "preview_urls" in spec
 
 
-def test_every_example_sets_environment_url_from_the_url_output():
+def test_every_release_example_sets_environment_url_from_what_serves_or_the_preview():
     for path in sorted((REPO / "examples" / "workflows").glob("release-*.yml")):
         jobs = yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"]
-        for job in jobs.values():
-            assert job["environment"]["url"] == "${{ steps.serve.outputs.url }}", path.name
+        urls = {name: job["environment"]["url"] for name, job in jobs.items() if "environment" in job}
+        if path.name == "release-with-approval.yml":  # the reviewers see the held version, before it serves
+            assert urls == {"promote": "${{ needs.hold.outputs.preview-url }}"}
+        else:
+            assert urls and set(urls.values()) == {"${{ steps.serve.outputs.url }}"}, path.name
+
+
+def test_the_approval_example_holds_then_promotes_in_a_protected_environment_or_aborts():
+    body = (REPO / "examples" / "workflows" / "release-with-approval.yml").read_text(encoding="utf-8")
+    flow = yaml.safe_load(body)
+    on = flow[True]  # YAML 1.1 reads the key `on` as true
+    assert on["push"]["tags"] == ["v*"] and on["workflow_dispatch"]["inputs"]["release"]["required"] is True
+    jobs = flow["jobs"]
+    assert list(jobs) == ["hold", "promote", "abort"]
+
+    def serve(job: str) -> dict:
+        step, = [s for s in jobs[job]["steps"] if s.get("uses", "").startswith("serve-deploy-action/")]
+        assert set(step["with"]) <= set(action()["inputs"]), job
+        return step["with"]
+
+    hold, promote, abort = serve("hold"), serve("promote"), serve("abort")
+    assert hold["command"] == "deploy" and hold["hold"] is True and "release" not in hold  # $GITHUB_SHA
+    assert jobs["hold"]["outputs"] == {"preview-url": "${{ steps.serve.outputs.preview-url }}",
+                                       "release": "${{ steps.serve.outputs.release }}"}
+    assert jobs["promote"]["needs"] == "hold" and jobs["promote"]["environment"]["name"] == "production"
+    assert promote["command"] == "promote" and promote["release"] == "${{ needs.hold.outputs.release }}"
+    assert jobs["abort"]["needs"] == ["hold", "promote"] and "failure()" in jobs["abort"]["if"]
+    assert "workflow_dispatch" in jobs["abort"]["if"] and "environment" not in jobs["abort"]
+    assert abort["command"] == "abort"
+    assert abort["release"].startswith("${{ inputs.release || needs.hold.outputs.release")
+    for name in ("config", "address", "serve-url", "ray-auth-token"):  # one cluster, one config, all three jobs
+        assert hold[name] == promote[name] == abort[name], name
+    assert "Required reviewers" in body  # the comments say how to set the environment up
 
 
 def test_every_input_has_a_description_and_a_default_and_kebab_case_name():
@@ -117,3 +148,20 @@ def test_the_release_workflow_pins_and_checks_the_image():
     body = (REPO / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
     assert 'scripts/pin-action-image "$ref"' in body and 'scripts/pin-action-image --check "$PINNED"' in body
     assert 'git show "${tag}:action.yml"' in body  # the pushed tags are read back
+
+
+def test_the_readme_excerpt_of_the_approval_example_says_what_the_example_does():
+    """The README shows the heart of release-with-approval.yml, not all of it: the same jobs, links
+    between them, conditions and the inputs it shows."""
+    text = region()
+    assert "examples/workflows/release-with-approval.yml" in text
+    excerpt = yaml.safe_load(text.split("The heart of it")[1].split("```yaml\n", 1)[1].split("```", 1)[0])["jobs"]
+    example = yaml.safe_load((REPO / "examples" / "workflows" / "release-with-approval.yml").read_text())["jobs"]
+    assert list(excerpt) == list(example)
+    for name, job in excerpt.items():
+        for key in ("needs", "if", "outputs", "environment"):
+            assert job.get(key) == example[name].get(key), (name, key)
+        shown = [s["with"] for s in job["steps"] if "with" in s]
+        real = [s["with"] for s in example[name]["steps"] if str(s.get("uses", "")).startswith("serve-deploy")]
+        for key, value in shown[0].items():
+            assert value == "..." or real[0][key] == value, (name, key)

@@ -9,6 +9,7 @@ workspace; they never reach a shell.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ from ci_serve.config.importpath import is_import_path, looks_like_config_file
 from ci_serve.deploy.planner import STRATEGIES
 from ci_serve.errors import InputError
 
-COMMANDS = ("auto", "smoke", "validate", "build", "plan", "deploy", "status")
+COMMANDS = ("auto", "smoke", "validate", "build", "plan", "deploy", "promote", "abort", "status")
 #: commands that talk to a cluster and so need ``address``
-NEEDS_ADDRESS = ("plan", "deploy", "status")
+NEEDS_ADDRESS = ("plan", "deploy", "promote", "abort", "status")
+#: commands that act on one release (``release``, else ``$GITHUB_SHA``, passed as ``--version``)
+RELEASE_COMMANDS = ("promote", "abort")
 STANDBY_INPUTS = ("standby-address", "standby-url", "switch-command")
 
 
@@ -60,6 +63,10 @@ class Inputs:
     standby_url: str | None = None
     switch_command: str | None = None
     verify_url: str | None = None
+    #: ``hold``: the deploy stops before the switch, its candidate held for review (``--hold``)
+    hold: bool = False
+    #: ``release``, else ``$GITHUB_SHA``: the release a deploy writes, holds, or promote/abort act on
+    release: str | None = None
 
 
 def inside_workspace(value: str, workspace: Path, name: str) -> str:
@@ -173,6 +180,33 @@ def _positive_number(value: str, name: str) -> str:
     return value
 
 
+#: a release id as tags and commits name them; it is shown in commands and workflow steps to copy
+_RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+@:-]{0,199}")
+
+
+def _release(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _RELEASE.fullmatch(value):
+        shown = value if len(value) <= 60 else value[:60] + "..."
+        raise InputError(f"input `release` must be a tag or a commit SHA (letters, digits and . _ / + @ : -, "
+                         f"at most 200), not {shown!r}",
+                         "for example `release: ${{ github.sha }}`, or the `release` output of the job that held it")
+    return value
+
+
+def _hold(environ: Mapping[str, str], command: str, address: str | None) -> bool:
+    hold = _boolean(raw_input(environ, "hold") or None, "hold")
+    if hold and command not in ("deploy", "auto"):
+        raise InputError(f"input `hold` is for a deploy, not `command: {command}`",
+                         "use `command: deploy` with `hold: true`; then `command: promote` or `abort` with its "
+                         "`release`")
+    if hold and not address:
+        raise InputError("input `hold` needs the input `address`: the cluster to hold the release on",
+                         "set `address:` to the Ray dashboard URL, e.g. `${{ vars.RAY_DASHBOARD }}`")
+    return hold
+
+
 def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
     """Check every input; the first problem is raised as :class:`InputError` (exit 2, nothing changed)."""
     home = Path(environ["HOME"]) if environ.get("HOME") else None
@@ -212,6 +246,15 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
     if ray_version and raw_input(environ, "requirements"):
         raise InputError("set either `requirements` or `ray-version`, not both",
                          "put the Ray pin (`ray[serve]==X`) into the requirements file")
+    hold = _hold(environ, command, address)
+    if hold and strategy == "in-place":
+        raise InputError("`hold` keeps the live version untouched beside a candidate; `strategy: in-place` would "
+                         "change the live version itself", "drop `strategy: in-place` (a hold is blue-green)")
+    release = _release(get("release") or environ.get("GITHUB_SHA", "").strip() or None)
+    if release is None and (hold or command in RELEASE_COMMANDS):
+        raise InputError(f"{'a hold' if hold else f'command `{command}`'} needs the input `release` "
+                         "(no $GITHUB_SHA to default to)",
+                         "set `release:` to the release id, e.g. the `release` output of the job that held it")
     token_path, ca_cert = get("ray-auth-token-path"), get("ca-cert")
     insecure = _boolean(get("insecure"), "insecure")
     if token_path and get("ray-auth-token"):
@@ -243,6 +286,8 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         standby_url=standby["standby-url"],
         switch_command=standby["switch-command"],
         verify_url=get("verify-url"),
+        hold=hold,
+        release=release,
     )
 
 

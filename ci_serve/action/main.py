@@ -172,7 +172,7 @@ def run_one(inv: Invocation) -> Outcome:
 
 def emit_annotations(notes: list[summary.Annotation]) -> None:
     for note in notes[:50]:  # GitHub shows at most 10 per step anyway; the rest are in the summary
-        annotate = gha.warning if note.level == "warning" else gha.error
+        annotate = {"warning": gha.warning, "notice": gha.notice}.get(note.level, gha.error)
         annotate(note.message, title=note.title, file=note.file, line=note.line, col=note.col)
 
 
@@ -229,7 +229,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         values["result"] = "error" if code == EXIT_BAD_INPUT else "failed"
     emit_annotations(summary.annotations(outcomes, workspace) + notes.warning_annotations(heard.texts, workspace))
     write_outputs(values)
-    write_summary(summary.render(outcomes, values, failure, warnings=heard.texts))
+    write_summary(summary.render(outcomes, values, failure, warnings=heard.texts, inputs=inputs))
     share_written_files(workspace, started)  # the job's later steps run as another user
     console.say(f"ci-serve action: {values['result']} (exit {code})")
     return code

@@ -17,7 +17,12 @@ from ci_serve.action.inputs import Inputs
 
 REPORT_DIR = ".ci-serve"
 #: the values of the ``result`` output
-RESULTS = ("passed", "deployed", "unchanged", "failed", "rolled-back", "error")
+RESULTS = ("passed", "deployed", "unchanged", "held", "aborted", "failed", "rolled-back", "error")
+#: what a command that exits 0 may say it did, taken as the ``result`` output
+_DONE_WORDS = {"deploy": ("deployed", "unchanged", "held"), "promote": ("deployed", "unchanged"),
+               "abort": ("aborted", "unchanged")}
+#: commands whose report says what serves afterwards (``url``, ``live-app``, ``release``)
+RELEASE_WRITERS = ("deploy", "promote", "abort")
 #: commands that import the app's code in the action's own Python, so ``requirements`` (its Ray pin
 #: left out) is installed into it before them; ``smoke`` builds an environment of its own from it
 IMPORTS_APP = ("validate", "build", "plan", "deploy")
@@ -49,9 +54,9 @@ def _smoke_target(inputs: Inputs) -> list[str]:
 
 
 #: commands that talk to a dashboard: they take --ca-cert / --insecure
-CLUSTER_COMMANDS = ("plan", "deploy", "status")
+CLUSTER_COMMANDS = ("plan", "deploy", "promote", "abort", "status")
 #: commands with a --serve-url
-SERVE_URL_COMMANDS = ("deploy", "status")
+SERVE_URL_COMMANDS = ("deploy", "promote", "abort", "status")
 
 
 def _app_dir(inputs: Inputs) -> list[str]:
@@ -87,12 +92,15 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         argv += [inputs.config, "--address", _need(inputs.address), *_app_dir(inputs)]
     elif command == "deploy":
         argv += [inputs.config, "--address", _need(inputs.address), "--strategy", inputs.strategy]
-        for flag, value in (("--requests", inputs.requests), ("--working-dir", inputs.working_dir),
-                            ("--timeout", inputs.timeout), ("--standby-address", inputs.standby_address),
-                            ("--standby-url", inputs.standby_url), ("--switch-command", inputs.switch_command),
-                            ("--verify-url", inputs.verify_url)):
-            if value:
-                argv += [flag, value]
+        argv += ["--hold"] if inputs.hold else []
+        argv += _flags(("--version", inputs.release), ("--requests", inputs.requests),
+                       ("--working-dir", inputs.working_dir))
+        argv += _release_flags(inputs)
+    elif command in ("promote", "abort"):
+        # the candidate is already on the cluster: no strategy, package or Ray pin; promote checks it again
+        argv += [inputs.config, "--address", _need(inputs.address), "--version", _need(inputs.release)]
+        argv += _flags(("--requests", inputs.requests)) if command == "promote" else []
+        argv += _release_flags(inputs)
     elif command == "status":
         argv += ["--address", _need(inputs.address)]
     else:
@@ -114,9 +122,20 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
     return Invocation(command=command, argv=argv, report=report, junit=junit)
 
 
+def _flags(*pairs: tuple[str, str | None]) -> list[str]:
+    return [word for flag, value in pairs if value for word in (flag, value)]
+
+
+def _release_flags(inputs: Inputs) -> list[str]:
+    """The flags deploy, promote and abort share: the gate's timeout and the two-cluster ones."""
+    return _flags(("--timeout", inputs.timeout), ("--standby-address", inputs.standby_address),
+                  ("--standby-url", inputs.standby_url), ("--switch-command", inputs.switch_command),
+                  ("--verify-url", inputs.verify_url))
+
+
 def _need(value: str | None) -> str:
     if not value:  # read_inputs already refused this; a bug if reached
-        raise ValueError("missing address")
+        raise ValueError("missing address or release")
     return value
 
 
@@ -137,9 +156,9 @@ def result_word(command: str, exit_code: int, report: dict[str, Any] | None) -> 
     """The ``result`` output for a command's outcome, always one of :data:`RESULTS`."""
     said: str | None = (report or {}).get("result")
     if exit_code == 0:
-        if command == "deploy" and said in ("deployed", "unchanged"):
-            return said
-        return "deployed" if command == "deploy" else "passed"
+        if said in _DONE_WORDS.get(command, ()):
+            return str(said)
+        return {"deploy": "deployed", "promote": "deployed", "abort": "aborted"}.get(command, "passed")
     if said in ("failed", "rolled-back", "error"):
         return said
     return "error" if exit_code == 2 else "failed"
@@ -155,12 +174,16 @@ class Outcome:
 
 
 def public_url(report: dict[str, Any], serve_url: str | None, address: str | None) -> str:
-    """The ``url`` output after a deploy: where what serves now answers. The report's ``live_url`` (the
-    Serve address the deploy checked, from the cluster's ``http_options`` or ``serve-url``; two clusters:
-    the new live one), else ``serve-url``, else the dashboard's host on Serve's default port 8000; plus the
-    route prefix when the plan has exactly one. Empty when the deploy did not end serving."""
-    if report.get("result") not in ("deployed", "unchanged"):
+    """The ``url`` output: where what serves now answers. The report's ``live_url`` (the Serve address
+    the deploy checked, from the cluster's ``http_options`` or ``serve-url``; two clusters: the new live
+    one), else ``serve-url``, else the dashboard's host on Serve's default port 8000; plus the route
+    prefix when the plan has exactly one. After a hold or an abort that is the live version, which they
+    leave as it was (empty when nothing was live). Empty when the command did not end serving."""
+    result = report.get("result")
+    if result not in ("deployed", "unchanged", "held", "aborted"):
         return ""
+    if result in ("held", "aborted") and not report.get("live_app"):
+        return ""  # the first release held (or its hold aborted): nothing serves yet
     base = str(report.get("live_url") or serve_url or "")
     if not base and address:
         host = urlsplit(address if "://" in address else f"http://{address}").hostname
@@ -175,15 +198,34 @@ def public_url(report: dict[str, Any], serve_url: str | None, address: str | Non
     return base.rstrip("/") + (prefix.rstrip("/") if prefix.startswith("/") else "")
 
 
+def preview_urls(report: dict[str, Any]) -> dict[str, str]:
+    """A hold's ``preview_urls`` (logical application -> where its held candidate answers), in the
+    report's order; empty for anything but a hold."""
+    if report.get("result") != "held" or not isinstance(report.get("preview_urls"), dict):
+        return {}
+    return {str(app): str(url) for app, url in report["preview_urls"].items() if url}
+
+
+def release_of(outcome: Outcome) -> str:
+    """The release a deploy, promote or abort acted on: its report's ``release``, else the
+    ``--version`` it was given; empty when it had none."""
+    said = (outcome.report or {}).get("release")
+    if said:
+        return str(said)
+    argv = outcome.invocation.argv
+    return argv[argv.index("--version") + 1] if "--version" in argv[:-1] else ""
+
+
 def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path: True,
             fallback_result: str = "error", inputs: Inputs | None = None) -> dict[str, str]:
     """The action's outputs from what ran. Missing values are empty strings, as a runner shows them.
 
     ``exists`` tells whether a file was written (the JUnit file is not, when smoke stopped early).
-    ``preview-url`` is declared for a hold (a later release) and is always empty here.
+    ``preview-url`` is the first held candidate's URL (in the config's order); every application's
+    is in the summary and in the report's ``preview_urls``.
     """
     out = {"result": fallback_result, "report": "", "junit": "", "live-app": "", "plan": "",
-           "live-address": "", "standby-address": "", "url": "", "preview-url": ""}
+           "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": ""}
     if not outcomes:
         return out
     last = outcomes[-1]
@@ -197,11 +239,14 @@ def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path
             out["junit"] = o.invocation.junit
         if report.get("live_app"):
             out["live-app"] = str(report["live_app"])
-        if report.get("live_address") and report.get("result") in ("deployed", "unchanged", "rolled-back"):
+        if report.get("live_address") and report.get("result") in ("deployed", "unchanged", "held", "aborted",
+                                                                  "rolled-back"):
             out["live-address"] = str(report["live_address"])
             out["standby-address"] = str(report.get("standby_address") or "")
         if isinstance(report.get("plan"), dict):
             out["plan"] = json.dumps(report["plan"], sort_keys=True)
-        if o.invocation.command == "deploy":
+        if o.invocation.command in RELEASE_WRITERS:
             out["url"] = public_url(report, inputs.serve_url if inputs else None, inputs.address if inputs else None)
+            out["preview-url"] = next(iter(preview_urls(report).values()), "")
+            out["release"] = release_of(o)
     return out

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from ci_serve import secrets
-from ci_serve.action.steps import Outcome
+from ci_serve.action import followup
+from ci_serve.action.inputs import Inputs
+from ci_serve.action.steps import RELEASE_WRITERS, Outcome, preview_urls, release_of
 
-_ICON = {"passed": "✅", "deployed": "✅", "unchanged": "✅", "failed": "❌", "rolled-back": "↩️",
-         "error": "⚠️"}
+_ICON = {"passed": "✅", "deployed": "✅", "unchanged": "✅", "held": "⏸️", "aborted": "⏹️", "failed": "❌",
+         "rolled-back": "↩️", "error": "⚠️"}
 _MAX_ROWS = 200
 _MAX_DETAIL = 20_000  # characters of an error's details (a log tail); GitHub caps a summary at 1 MiB
 
@@ -147,42 +149,99 @@ def warnings_section(warnings: list[str]) -> list[str]:
 
 
 def changes_section(outcomes: list[Outcome]) -> list[str]:
-    """What the run changed on the cluster, in one sentence per deploy (none: a smoke test touches no cluster)."""
-    deploys = [o for o in outcomes if o.invocation.command == "deploy"]
-    if not deploys:
+    """What the run changed on the cluster, one sentence per deploy, promote or abort (none: a smoke
+    test touches no cluster)."""
+    writers = [o for o in outcomes if o.invocation.command in RELEASE_WRITERS]
+    if not writers:
         return ["**Changed on the cluster:** nothing (no deploy ran; a smoke test runs on a temporary head in "
                 "the job, stopped at its end).", ""]
-    lines = []
-    for outcome in deploys:
-        report = outcome.report or {}
-        result = str(report.get("result") or "")
-        packages = [p for p in report.get("packages") or [] if isinstance(p, dict)]
-        uploaded = sum(1 for p in packages if p.get("uploaded"))
-        plan = report.get("plan") if isinstance(report.get("plan"), dict) else {}
-        changes = [f"`{cell(a.get('name'))}`: {cell(a.get('change'))}" for a in (plan or {}).get("applications") or []
-                   if isinstance(a, dict) and a.get("change") not in (None, "none", "unchanged")]
-        if result == "unchanged":
-            text = "nothing: the cluster already serves this version (no package uploaded, no config written)."
-        elif outcome.exit_code == 0:
-            text = (f"deployed ({', '.join(changes) or 'config written'}); {uploaded} package(s) uploaded; "
-                    f"live: `{cell(report.get('live_app') or '?')}`.")
-        elif outcome.exit_code == 1:
-            text = ("nothing lasting: the candidate was removed and the version that passed its checks keeps "
-                    f"serving ({result or 'failed'}); {uploaded} package(s) were uploaded.")
-        elif outcome.exit_code == 2:
-            text = "nothing (refused before any write)."
-        else:
-            text = "**the previous state could not be restored**: see what to do below."
-        lines += [f"**Changed on the cluster:** {text}", ""]
+    return [line for outcome in writers for line in (f"**Changed on the cluster:** {_change(outcome)}", "")]
+
+
+def _change(outcome: Outcome) -> str:
+    report, command = outcome.report or {}, outcome.invocation.command
+    result = str(report.get("result") or "")
+    release = cell(release_of(outcome) or "?")
+    live = cell(report.get("live_app") or "?")
+    packages = [p for p in report.get("packages") or [] if isinstance(p, dict)]
+    uploaded = sum(1 for p in packages if p.get("uploaded"))
+    plan = report.get("plan") if isinstance(report.get("plan"), dict) else {}
+    changes = [f"`{cell(a.get('name'))}`: {cell(a.get('change'))}" for a in (plan or {}).get("applications") or []
+               if isinstance(a, dict) and a.get("change") not in (None, "none", "unchanged")]
+    if outcome.exit_code == 2:
+        return "nothing (refused before any write)."
+    if outcome.exit_code not in (0, 1):
+        return "**the previous state could not be restored**: see what to do below."
+    if result == "unchanged" and command == "abort":
+        return f"nothing: no release `{release}` was held here (see the warning)."
+    if result == "unchanged":
+        return "nothing: the cluster already serves this version (no package uploaded, no config written)."
+    if outcome.exit_code == 1 and command == "deploy":
+        return ("nothing lasting: the candidate was removed and the version that passed its checks keeps "
+                f"serving ({result or 'failed'}); {uploaded} package(s) were uploaded.")
+    if outcome.exit_code == 1:
+        return (f"release `{release}` was not {'promoted' if command == 'promote' else 'aborted'}; a version "
+                f"that passed its checks is seen serving ({result or 'failed'}): see what happened below.")
+    if result == "held":
+        was = f"what serves (`{live}`) is untouched until it is promoted" if report.get("live_app") else \
+            "no version served before it, and it takes no traffic until it is promoted"
+        return (f"release `{release}` is **held** for review: its candidate is written, RUNNING and checked on "
+                f"its preview URL; {was}; {uploaded} package(s) uploaded.")
+    if command == "abort":
+        return f"release `{release}` aborted: its held candidate was removed; what serves (`{live}`) is as it was."
+    if command == "promote":
+        return f"release `{release}` promoted: it takes the traffic now (live: `{live}`)."
+    return (f"deployed ({', '.join(changes) or 'config written'}); {uploaded} package(s) uploaded; "
+            f"live: `{live}`.")
+
+
+def hold_section(outcome: Outcome, inputs: Inputs | None) -> list[str]:
+    """A held release: its preview URLs, and how to promote or abort it (command and workflow step)."""
+    urls = preview_urls(outcome.report or {})
+    release = release_of(outcome)
+    if not urls and not release:
+        return []
+    lines = [f"### ⏸️ Release `{cell(release)}` is held for review", ""]
+    if urls:
+        lines += ["Try the new version on its preview URL before it takes any traffic:", "",
+                  *table(["application", "preview URL"], [[app, url] for app, url in urls.items()]), ""]
+    if inputs is not None and inputs.address and release:
+        lines += followup.next_steps(inputs, release)
     return lines
 
 
+def held_releases_section(report: dict[str, Any]) -> list[str]:
+    """`status`: the releases held on the cluster, waiting for a promote or an abort."""
+    managed = report.get("managed") if isinstance(report.get("managed"), dict) else {}
+    rows = [[logical, h.get("release"), h.get("candidate"), h.get("status"), h.get("preview_url"),
+             _ago(h.get("held_ago_s"))]
+            for logical, m in (managed or {}).items() if isinstance(m, dict)
+            for h in m.get("held") or [] if isinstance(h, dict)]
+    if not rows:
+        return []
+    return [f"**Held releases:** {len(rows)}, each waiting for `command: promote` or `command: abort` with its "
+            "`release`", "", *table(["application", "release", "candidate", "status", "preview URL", "held"], rows),
+            ""]
+
+
+def _ago(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return ""
+    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds / 86400:.1f} days ago"
+
+
 def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, Any] | None = None,
-           warnings: list[str] | None = None) -> str:
+           warnings: list[str] | None = None, inputs: Inputs | None = None) -> str:
     """The whole job summary. ``failure`` is an error that stopped the action before a command ran;
-    ``warnings`` the warnings the run printed (they are annotations too)."""
+    ``warnings`` the warnings the run printed (they are annotations too); ``inputs`` what the next
+    steps of a held release are written from."""
     result = outputs.get("result", "error")
     lines = [f"## {_ICON.get(result, '')} Ray Serve: {result}", ""]
+    if outputs.get("release"):
+        lines += [f"Release: `{cell(outputs['release'])}`", ""]
     if outputs.get("live-app"):
         lines += [f"Live application: `{cell(outputs['live-app'])}`", ""]
     if outputs.get("url"):
@@ -191,6 +250,9 @@ def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, 
         lines += failure_section([failure])
     if outcomes:
         lines += changes_section(outcomes)
+    for outcome in outcomes:
+        if (outcome.report or {}).get("result") == "held" and outcome.exit_code == 0:
+            lines += hold_section(outcome, inputs)
     lines += warnings_section(list(warnings or []))
     for outcome in outcomes:
         report = outcome.report or {}
@@ -207,8 +269,10 @@ def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, 
             lines += problems_section(problems)
         if isinstance(report.get("plan"), dict):
             lines += plan_section(report["plan"])
+        if outcome.invocation.command == "status":
+            lines += held_releases_section(report)
         steps = steps_section(report.get("steps") or [])
-        if steps and outcome.invocation.command == "deploy":
+        if steps and outcome.invocation.command in RELEASE_WRITERS:
             lines += ["**Steps:**", "", *steps]
         elif steps:
             lines += ["<details><summary>steps</summary>", "", *steps, "</details>", ""]
@@ -229,7 +293,7 @@ class Annotation:
     file: str | None = None
     line: int | None = None
     col: int | None = None
-    level: str = "error"  # or "warning"
+    level: str = "error"  # or "warning", "notice"
 
 
 def relative(file: Any, workspace: Path) -> str | None:
@@ -262,6 +326,8 @@ def annotations(outcomes: list[Outcome], workspace: Path) -> list[Annotation]:
                 message += f" (fix: {p['hint']})"
             notes.append(Annotation(secrets.mask(message), "Serve config problem", relative(p.get("file"), workspace),
                                     _int(p.get("line")), _int(p.get("column"))))
+        if outcome.exit_code == 0 and report.get("result") == "held":
+            notes.append(held_notice(outcome))
         if outcome.exit_code != 0 and outcome.report is None:
             notes.append(Annotation(f"ci-serve {outcome.invocation.command} failed (exit {outcome.exit_code}) "
                                     "and wrote no report; see its log", f"ci-serve {outcome.invocation.command}"))
@@ -271,3 +337,13 @@ def annotations(outcomes: list[Outcome], workspace: Path) -> list[Annotation]:
                     text = str(err["message"]) + (f" (fix: {err['hint']})" if err.get("hint") else "")
                     notes.append(Annotation(secrets.mask(text), f"ci-serve {outcome.invocation.command}"))
     return notes
+
+
+def held_notice(outcome: Outcome) -> Annotation:
+    """A hold waits for someone: say so on the run's page, not only in the summary."""
+    release = release_of(outcome)
+    where = "; ".join(f"{app} at {url}" for app, url in preview_urls(outcome.report or {}).items())
+    return Annotation(secrets.mask(f"Release {release} is held for review (the new version answers: {where or '?'}); "
+                                   f"what serves is untouched. Promote it (`command: promote`, `release: {release}`) "
+                                   "or abort it (`command: abort`): the job summary has both, in full."),
+                      "release held", level="notice")

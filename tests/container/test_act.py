@@ -90,6 +90,11 @@ class ActRun:
         self.code, self.log, self.seconds = code, log, seconds
         self.outputs = dict(re.findall(r"::set-output:: ([\w-]+)=(.*)", log))
 
+    def job_outputs(self, job: str) -> dict[str, str]:
+        """The step outputs one job set (act prefixes each line with `[<workflow>/<job>]`)."""
+        return dict(re.findall(rf"^\[[^\]]*/{re.escape(job)}\s*\].*::set-output:: ([\w-]+)=(.*)$", self.log,
+                               re.MULTILINE))
+
 
 def run_act(repo: Path, event: str, workflow: str, *, extra: list[str] | None = None,
             env: dict[str, str] | None = None, label: str = "") -> ActRun:
@@ -205,3 +210,58 @@ def test_release_example_deploys_then_a_second_run_is_unchanged_and_writes_nothi
         {n: a.get("last_deployed_time_s") for n, a in before.items()}  # no config written
     for run in (first, again):
         assert head.token not in run.log.replace(f"::add-mask::{head.token}", "")
+
+
+def test_approval_example_holds_the_release_then_promotes_it_and_the_new_version_serves(
+        runner_image: str, head: TemporaryHead, tmp_path: Path, cleanup):
+    """examples/workflows/release-with-approval.yml on a tag: `hold` deploys v2 beside the live v1 and
+    holds it (its preview answers v2, v1 keeps the route), `promote` (its environment's reviewers are
+    not enforced by act) takes the release from the hold job's outputs and switches; `abort` is skipped."""
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "cart", "route_prefix": "/cart", "import_path": "deploy_app:app"}]}
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    shutil.copy(REPO / "tests" / "apps" / "deploy_v1" / "deploy_app.py", v1 / "deploy_app.py")
+    (v1 / "serve_config.yaml").write_text(json.dumps(config))
+    live = subprocess.run([sys.executable, "-m", "ci_serve", "deploy", str(v1 / "serve_config.yaml"), "-a",
+                           head.dashboard_url, "--working-dir", str(v1), "--strategy", "blue-green",
+                           "--version", "v1", "--report", str(tmp_path / "v1.json")],
+                          env={**os.environ, "RAY_AUTH_TOKEN": head.token}, capture_output=True, text=True, timeout=600)
+    assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
+    v1_app = json.loads((tmp_path / "v1.json").read_text())["live_app"]
+    url = f"http://127.0.0.1:{head.serve_port}/cart"
+    assert requests.get(url, timeout=10).json()["version"] == "v1"
+
+    smoke = "requests:\n  - name: version\n    path: /cart\n    expect:\n      json: {version: v2, greeting: hello}\n"
+    repo = _checkout(tmp_path, "release-with-approval.yml", {
+        "serve_config.yaml": json.dumps(config), "smoke_requests.yaml": smoke,
+        "deploy_app.py": (REPO / "tests" / "apps" / "deploy_v2" / "deploy_app.py").read_bytes()})
+    cleanup.append(repo)
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    event = tmp_path / "tag.json"
+    event.write_text(json.dumps({"ref": "refs/tags/v2.0.0", "ref_name": "v2.0.0"}))
+    extra = ["-e", str(event), "--var", f"RAY_DASHBOARD_ADDRESS={head.dashboard_url}",
+             "--var", f"RAY_SERVE_URL={head.serve_url}", "-s", "RAY_AUTH_TOKEN"]
+    got = run_act(repo, "push", "release-with-approval.yml", extra=extra, env={"RAY_AUTH_TOKEN": head.token},
+                  label="release with approval (hold, promote)")
+    assert got.code == 0, got.log[-8000:]
+
+    held, promoted = got.job_outputs("hold"), got.job_outputs("promote")
+    assert held["result"] == "held", got.log[-8000:]
+    assert held["release"] == sha  # $GITHUB_SHA: the tagged commit
+    assert held["url"] == url and held["live-app"] == v1_app  # v1 kept the route while v2 was held
+    assert held["preview-url"].startswith(f"http://127.0.0.1:{head.serve_port}/cart") and held["preview-url"] != url
+    assert "Summary - ## ⏸️ Ray Serve: held" in got.log
+    assert f"ci-serve promote serve_config.yaml --address {head.dashboard_url} --version {sha}" in got.log
+    assert f"ci-serve abort serve_config.yaml --address {head.dashboard_url} --version {sha}" in got.log
+
+    assert promoted["result"] == "deployed", got.log[-8000:]
+    assert promoted["release"] == sha and promoted["url"] == url and promoted["live-app"] != v1_app
+    assert requests.get(url, timeout=10).json()["version"] == "v2"
+    assert f"result=deployed live={promoted['live-app']} url={url}" in got.log  # the example's last step
+    assert f"**Changed on the cluster:** release `{sha}` promoted: it takes the traffic now" in got.log
+    assert not got.job_outputs("abort")  # skipped: nothing failed
+    assert json.loads((repo / ".ci-serve" / "promote.json").read_text())["result"] == "deployed"
+    assert sorted(n for n in _applications(head) if n.startswith("cart")) == [promoted["live-app"]]
+    assert head.token not in got.log.replace(f"::add-mask::{head.token}", "")
