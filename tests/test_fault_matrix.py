@@ -69,8 +69,20 @@ class Plan:
     faulted: str | None = None
     #: ships its code (``--working-dir``: the package steps are in the plan); else runs stored packages
     ship: bool = False
+    #: across two clusters: ``deploy --hold`` of the new version; ``promote`` or ``abort`` of it, held
+    #: (unfaulted) on the standby first (issue 22)
+    mode: str = "deploy"
+
+    @property
+    def serves_after(self) -> str:
+        """What serves the public route after a run that exits 0: a hold and an abort leave the old version."""
+        return "old" if self.mode in ("hold", "abort") else "new"
 
 
+#: the held-release paths across two clusters (issue 22). The hold's own steps are those of two-cluster-standby
+#: up to its checks, so it runs only with CI_SERVE_MATRIX_FULL=1 (it adds ~24 cells; the three below ~57)
+TWO_CLUSTER_HELD = (("promote", "standby"), ("promote", "live"), ("abort", "standby"),
+                    *((("hold", "standby"),) if os.environ.get("CI_SERVE_MATRIX_FULL") else ()))
 PLANS = {p.name: p for p in (
     Plan("blue-green", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"), ship=True),
     Plan("in-place", "/shop", (("deploy_v2", "hi"),), ("deploy_v2", "yo"), ("v2", "hi"), ("v2", "yo")),
@@ -79,6 +91,9 @@ PLANS = {p.name: p for p in (
          faulted="live"),
     Plan("two-cluster-standby", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
          faulted="standby"),
+    *(Plan(f"two-cluster-{mode}-{side}", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"),
+           ("v2", "hi"), faulted=side, mode=mode)
+      for mode, side in TWO_CLUSTER_HELD),
 )}
 
 #: cells that break a promise until the deploy core's issue-21 fixes land; strict: a fix makes them fail
@@ -203,13 +218,21 @@ class Stage:
         """The proxy that gets the faults: the live cluster's, or the standby's."""
         return self.proxies[1] if self.plan.faulted == "standby" else self.proxies[0]
 
-    def cmd(self, working_dir: str, greeting: str, report: Path, *, single: bool = False) -> list[str]:
+    def cmd(self, working_dir: str, greeting: str, report: Path, *, single: bool = False,
+            mode: str | None = None) -> list[str]:
         """The deploy of ``working_dir`` with ``greeting``: to the one cluster, or (``single`` False across
-        two clusters) to the standby, switched by the public entry."""
+        two clusters) to the standby, switched by the public entry; held, promoted or aborted (``mode``,
+        default the plan's) as release v2."""
         config = config_file(self.workdir, self.plan, greeting, working_dir)
         base = deploy_cmd(self.proxies[0].url, config, working_dir if self.plan.ship else None, report)
         if not self.plan.faulted or single:
             return base
+        mode = mode or self.plan.mode
+        if mode != "deploy":
+            base = [*base[:3], "deploy" if mode == "hold" else mode, *base[4:], "--version", "v2",
+                    *(["--hold"] if mode == "hold" else [])]
+        if mode == "abort":
+            return [*base, "--standby-address", self.proxies[1].url]
         expect = self.workdir / "requests.yaml"
         version = "v2" if working_dir == "deploy_v2" else "v1"
         expect.write_text(f"requests:\n  - name: version\n    path: /\n    expect:\n"
@@ -272,6 +295,11 @@ def prepare(plan: Plan, workdir: Path) -> Prepared:
             proxy = stage.proxies[0]
             proxy.reset()
             run = run_deploy(proxy, stage.cmd(working_dir, greeting, workdir / "before.json", single=True), env,
+                             str(workdir))
+            assert run.code == 0, run.stderr
+        if plan.mode in ("promote", "abort"):  # the release held first, unfaulted: the starting state
+            stage.proxy.reset()
+            run = run_deploy(stage.proxy, stage.cmd(*plan.deploy, workdir / "hold.json", mode="hold"), env,
                              str(workdir))
             assert run.code == 0, run.stderr
         baselines = stage.snapshots()
@@ -341,7 +369,7 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
     if not seen.serving.startswith(("new", "old")):
         broken.append(f"the public route is served by {seen.serving}, yet a version that can serve it exists")
     code = run.code
-    if code == 0 and seen.serving != "new":
+    if code == 0 and seen.serving != plan.serves_after:
         broken.append(f"exit 0 but {seen.serving} serves")
     elif code == 1 and seen.serving != "old":
         broken.append(f"exit 1 but {seen.serving} serves (exit 1 says the previous version does)")
@@ -351,6 +379,11 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
         broken.append("exit 3 but the previous state is restored and serves (that is exit 1)")
     elif code not in (0, 1, 2, 3):
         broken.append(f"exit {code}")
+    held = [n for n, c in seen.ours.items() if n.startswith("1:") and "CI_SERVE_HOLD" in json.dumps(c)]
+    if code == 0 and plan.mode == "hold" and not held:
+        broken.append("exit 0 (held) but no held application on the standby")
+    if code == 0 and plan.mode == "abort" and held:
+        broken.append(f"exit 0 (aborted) but the standby still holds {held}")
     if "Traceback" in run.stderr:
         broken.append("a traceback on the console")
     if not report.exists():
@@ -359,7 +392,7 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
         data = json.loads(report.read_text())
         if data.get("exit_code") != code:
             broken.append(f"the report says exit {data.get('exit_code')}, the process exited {code}")
-        if (data.get("result") in ("deployed", "unchanged")) != (code == 0):
+        if (data.get("result") in ("deployed", "unchanged", "held", "aborted")) != (code == 0):
             broken.append(f"the report's result {data.get('result')!r} with exit {code}")
     return broken
 

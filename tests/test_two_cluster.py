@@ -247,6 +247,9 @@ def test_hold_abort_then_hold_promote_across_two_clusters(clusters, cli_env, tmp
                                blue.dashboard_url, "--standby-address", green.dashboard_url)
         assert proc.returncode == 0 and report["result"] == "unchanged", proc.stderr
         assert "nothing to abort" in proc.stderr
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "promote", config, "--version", "v2", *flags, *v2)
+        assert proc.returncode == 2 and "no release v2 of shop is held" in proc.stderr, proc.stderr
+        assert proxy.backend() == f"127.0.0.1:{blue.serve_port}"
 
         proc, report = run_cli(cli_env, blue.token, tmp_path, "deploy", config, "--hold", "--version", "v2",
                                *flags, *v2)

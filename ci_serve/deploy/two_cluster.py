@@ -20,6 +20,12 @@ nothing), there is no proof: they are kept, the run exits 0, and a warning says 
 ``--keep-standby`` keeps them in any case. A switch command that moves nothing thus never empties the
 cluster that still takes the traffic. Which applications of the old cluster are ours is
 :meth:`ClusterView.members`'s answer, as for a one-cluster deploy.
+
+A release held for review (:mod:`~ci_serve.deploy.two_cluster_hold`) is this same release in other
+modes: ``hold`` writes the standby's applications with the hold marker and stops after the standby's
+checks; ``promote`` starts from them (compare-and-swap on the hold's record, at the start and right
+before the switch), gated and checked again, then the same switch, verification, proof and retirement;
+``abort`` removes them from the standby (through the same write guard), the live cluster only read.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -248,12 +254,23 @@ class TwoClusterRelease:
             if not mine:
                 missing.append(logical)
                 continue
-            why = cas_failure(mine[0], app.get("route_prefix"))
+            h = mine[0]
+            why = cas_failure(h, app.get("route_prefix"))
+            if why and probably_promoted(h) and cas_failure(replace(h, state="held"), app.get("route_prefix")) is None:
+                # what the hold replaces is gone: only a promote's retirement (after its proof that traffic moved)
+                # removes it; this one was interrupted after it, or is run again: it is finished, not refused
+                message = (f"the live cluster runs no {logical} any more ({h.app.hold.live if h.app.hold else '-'} "
+                           f"was there when release {release} was held): a promote of it got as far as retiring "
+                           "it; this one finishes it")
+                if message not in (self.result.warnings or []):
+                    console.say(f"NOTE  {message}")
+                    self.result.warn(message)
+                why = None
             if why:
                 raise InputError(f"{why} (nothing was written)",
                                  f"abort it (`ci-serve abort CONFIG --version {release}` with the same cluster "
                                  "flags) and hold the release again from what runs now")
-            found[logical] = mine[0]
+            found[logical] = h
         if missing:
             others = sorted({f"{h.release} of {h.logical}" for h in holds if h.state == "held"})
             raise InputError(
@@ -266,7 +283,12 @@ class TwoClusterRelease:
     def promote(self) -> None:
         """Take the held release live: re-gate and re-check it on the standby as it is, compare-and-swap on what
         the hold recorded again, then the switch, verification, proof and retirement of a deploy."""
-        found = self.release_held()
+        try:
+            found = self.release_held()
+        except InputError:  # refused only when a second read agrees (a recovering controller lists none)
+            time.sleep(1.0)
+            self.live_snapshot, self.standby_before = self.live.get_applications(), self.standby.get_applications()
+            found = self.release_held()
         held = {h.app.name for h in found.values()}
         # what the standby goes back to when the release fails: as before the hold (its applications removed)
         self.standby_base = {**self.standby_before, "applications": {
@@ -286,12 +308,21 @@ class TwoClusterRelease:
             self.stop_held(exc)
         except BaseException as exc:  # a held release that fails its checks goes, as a deploy's candidate does
             self.restore_standby(exc)
-        with self.log.step("compare with the hold") as st:  # the compare-and-swap again, right before the switch
-            self.live_snapshot = self.live.get_applications()
-            self.standby_before = self.standby.get_applications()
-            fresh = self.release_held()
-            st.detail = "; ".join(f"{h.app.name}: release {h.release} beside {h.live.name if h.live else 'nothing'}"
-                                  for h in fresh.values())
+        try:
+            with self.log.step("compare with the hold") as st:  # the compare-and-swap again, right before the switch
+                # a read lacking what was seen is read again; still lacking it, nothing more is done
+                for client, name in ((self.live, "live_snapshot"), (self.standby, "standby_before")):
+                    expected = expected_from(view.parse(getattr(self, name)))
+                    fresh_view = read_explained(client.get_applications, expected)
+                    stop_if_unexplained(expected, fresh_view)
+                    setattr(self, name, fresh_view.snapshot)
+                fresh = self.release_held()
+                st.detail = "; ".join(f"{h.app.name}: release {h.release} beside "
+                                      f"{h.live.name if h.live else 'nothing'}" for h in fresh.values())
+        except InputError:
+            raise
+        except CiServeError as exc:  # nothing written: the release stays held
+            self.stop_held(exc)
 
     def stop_held(self, cause: CiServeError) -> NoReturn:
         """Stopped before any write: the release stays held; exit 1 once the old cluster is seen serving."""
@@ -305,6 +336,10 @@ class TwoClusterRelease:
         (not even written). Exit 0 ``aborted``; ``unchanged`` with a warning when nothing of it is held."""
         release = self.opts.version
         holds = [h for h in self.holds() if h.app.version == release and h.state != "superseded"]
+        if not holds:  # "nothing held" is said only when a second read agrees (a recovering controller lists none)
+            time.sleep(1.0)
+            self.standby_before = self.standby.get_applications()
+            holds = [h for h in self.holds() if h.app.version == release and h.state != "superseded"]
         for h in holds:
             if probably_promoted(h):
                 raise InputError(
