@@ -64,3 +64,23 @@ def test_retired_live_looks_promoted():
     assert probably_promoted(h)
     h = standby_holds(view.parse(snapshot(shop=held("v2", None))), view.parse(snapshot()), "shop", "/shop")[0]
     assert not probably_promoted(h)
+
+
+def flags(**given: Any) -> Any:
+    import argparse
+    base = {"standby_address": None, "standby_url": None, "switch_command": None, "verify_url": None,
+            "verify_timeout": 60.0, "keep_standby": False}
+    return argparse.Namespace(**{**base, **given})
+
+
+def test_abort_across_two_clusters_needs_only_the_standby_address():
+    from ci_serve.commands.deploy import standby
+    from ci_serve.errors import InputError
+
+    got = standby(flags(standby_address="http://s:8265"), "abort")
+    assert got is not None and got.address == "http://s:8265" and got.switch_command == ""
+    with pytest.raises(InputError, match="an abort across two clusters needs --standby-address"):
+        standby(flags(standby_url="http://s:8000"), "abort")
+    with pytest.raises(InputError, match="a promote across two clusters needs --standby-url, --switch-command"):
+        standby(flags(standby_address="http://s:8265"), "promote")
+    assert standby(flags(), "abort") is None
