@@ -445,7 +445,8 @@ class TwoClusterRelease:
             ours = {m.name for logical, app in put.items()
                     for m in fresh.members(logical, app.get("route_prefix"))} - set(put)
             ours &= set(fresh.declarative_configs())
-            created = frozenset(n for n in put if n not in fresh.apps)
+            # an application still being deleted (retired by the previous release) is created anew, for Ray
+            created = frozenset(n for n in put if n not in fresh.apps or fresh.apps[n].deleting)
             write = Write("write standby", put, frozenset(ours),
                           Effect(created=created, changed=frozenset(put) - created, removed=frozenset(ours)),
                           tuple(f"put {n}" for n in put))
@@ -564,7 +565,7 @@ class TwoClusterRelease:
                 removed = (set(declarative_apps(now)) - set(declarative_apps(base))) & touched
                 if touched:
                     body = build_body(now, put=previous, remove=removed, first_start=self.config.data)
-                    created = frozenset(n for n in previous if n not in fresh.apps)
+                    created = frozenset(n for n in previous if n not in fresh.apps or fresh.apps[n].deleting)
                     check_effect(fresh, body, Write("remove candidate", previous, frozenset(removed), Effect(
                         created=created, changed=frozenset(previous) - created, removed=frozenset(removed)),
                         (), cleanup=True), self.logicals())
