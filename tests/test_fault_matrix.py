@@ -69,13 +69,15 @@ class Plan:
     faulted: str | None = None
     #: ships its code (``--working-dir``: the package steps are in the plan); else runs stored packages
     ship: bool = False
-    #: across two clusters: ``deploy --hold`` of the new version; ``promote`` or ``abort`` of it, held
-    #: (unfaulted) on the standby first (issue 22)
+    #: the command under test: ``deploy``, ``hold`` (deploy --hold), ``promote`` or ``abort`` release r2
+    #: (across two clusters: of the whole config on the standby, issue 22)
     mode: str = "deploy"
+    #: the starting state ends with ``deploy`` held as release r2 (for promote and abort)
+    held_before: bool = False
 
     @property
-    def serves_after(self) -> str:
-        """What serves the public route after a run that exits 0: a hold and an abort leave the old version."""
+    def success(self) -> str:
+        """What serves after a run that exits 0: the new version, or (hold, abort) the old one still."""
         return "old" if self.mode in ("hold", "abort") else "new"
 
 
@@ -91,8 +93,14 @@ PLANS = {p.name: p for p in (
          faulted="live"),
     Plan("two-cluster-standby", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
          faulted="standby"),
+    Plan("hold", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"), mode="hold"),
+    Plan("promote", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
+         mode="promote", held_before=True),
+    Plan("abort", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
+         mode="abort", held_before=True),
     *(Plan(f"two-cluster-{mode}-{side}", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"),
-           ("v2", "hi"), faulted=side, mode=mode)
+           ("v2", "hi"), faulted=side, mode=mode,
+           held_before=mode != "hold")
       for mode, side in TWO_CLUSTER_HELD),
 )}
 
@@ -222,14 +230,19 @@ class Stage:
             mode: str | None = None) -> list[str]:
         """The deploy of ``working_dir`` with ``greeting``: to the one cluster, or (``single`` False across
         two clusters) to the standby, switched by the public entry; held, promoted or aborted (``mode``,
-        default the plan's) as release v2."""
+        default the plan's) as release r2."""
         config = config_file(self.workdir, self.plan, greeting, working_dir)
         base = deploy_cmd(self.proxies[0].url, config, working_dir if self.plan.ship else None, report)
+        if self.plan.mode == "hold" and not single and not self.plan.faulted:
+            return [*base, "--hold", "--version", "r2"]
+        if self.plan.mode in ("promote", "abort") and not single and not self.plan.faulted:
+            return [sys.executable, "-m", "ci_serve", self.plan.mode, str(config), "--address", self.proxies[0].url,
+                    "--version", "r2", "--report", str(report)]
         if not self.plan.faulted or single:
             return base
         mode = mode or self.plan.mode
         if mode != "deploy":
-            base = [*base[:3], "deploy" if mode == "hold" else mode, *base[4:], "--version", "v2",
+            base = [*base[:3], "deploy" if mode == "hold" else mode, *base[4:], "--version", "r2",
                     *(["--hold"] if mode == "hold" else [])]
         if mode == "abort":
             return [*base, "--standby-address", self.proxies[1].url]
@@ -297,10 +310,12 @@ def prepare(plan: Plan, workdir: Path) -> Prepared:
             run = run_deploy(proxy, stage.cmd(working_dir, greeting, workdir / "before.json", single=True), env,
                              str(workdir))
             assert run.code == 0, run.stderr
-        if plan.mode in ("promote", "abort"):  # the release held first, unfaulted: the starting state
-            stage.proxy.reset()
-            run = run_deploy(stage.proxy, stage.cmd(*plan.deploy, workdir / "hold.json", mode="hold"), env,
-                             str(workdir))
+        if plan.held_before:  # the release the cell promotes or aborts, held (across two clusters: on the standby)
+            proxy = stage.proxies[0]
+            proxy.reset()
+            hold = stage.cmd(*plan.deploy, workdir / "held.json", mode="hold") if plan.faulted else \
+                [*stage.cmd(*plan.deploy, workdir / "held.json", single=True), "--hold", "--version", "r2"]
+            run = run_deploy(proxy, hold, env, str(workdir))
             assert run.code == 0, run.stderr
         baselines = stage.snapshots()
         before = stage.seen().ours
@@ -369,7 +384,7 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
     if not seen.serving.startswith(("new", "old")):
         broken.append(f"the public route is served by {seen.serving}, yet a version that can serve it exists")
     code = run.code
-    if code == 0 and seen.serving != plan.serves_after:
+    if code == 0 and seen.serving != plan.success:
         broken.append(f"exit 0 but {seen.serving} serves")
     elif code == 1 and seen.serving != "old":
         broken.append(f"exit 1 but {seen.serving} serves (exit 1 says the previous version does)")

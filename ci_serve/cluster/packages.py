@@ -165,3 +165,17 @@ def ship_working_dirs(client: PackageStore, config: dict[str, Any], *, base_dir:
         app["runtime_env"] = runtime_env
         shipped.append({"app": name, "source": str(folder), "uri": uri, "uploaded": uploaded})
     return config, shipped
+
+
+class NoUpload:
+    """A package store that says every package is there: the URIs a deploy would use, nothing uploaded
+    (``plan``; ``promote`` telling whether the config already runs)."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def package_exists(self, uri: str) -> bool:
+        return True
+
+    def upload_package(self, uri: str, data: bytes) -> None:  # pragma: no cover - never called
+        raise AssertionError("never uploads")

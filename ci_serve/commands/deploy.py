@@ -50,6 +50,9 @@ def add_held_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
                              "(default: dashboard host, Serve port); across two clusters, the live one's")
     if verb == "promote":
         parser.add_argument("--requests", metavar="FILE", help="smoke requests to check the held version with")
+        parser.add_argument("--working-dir", metavar="DIR",
+                            help="as given to `deploy --hold`: only to tell a release whose hold found nothing to "
+                                 "change (exit 0, unchanged); nothing is uploaded, the held candidate is promoted")
     add_wait_arguments(parser)
     add_two_cluster_arguments(parser)
     add_report_argument(parser)

@@ -124,6 +124,10 @@ def check_effect(fresh: ClusterView, body: Mapping[str, Any], write: Write, logi
         actual.created == write.effect.created and actual.removed == write.effect.removed
         and actual.changed <= write.effect.changed)
     problems = [] if ok else [f"it would {actual}, but was declared to {write.effect}"]
+    for name, logical, route in write.held_only:
+        if name in fresh.apps and name not in {h.name for h in fresh.held(logical, route, stale=True)}:
+            problems.append(f"{name} is no longer a held candidate waiting on its preview prefix (promoted or "
+                            "moved since this run read the cluster)")
     logicals = set(logicals)
     for name in sorted(actual.changed | actual.removed):
         app = fresh.apps.get(name)

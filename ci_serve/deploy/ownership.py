@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 APP_VAR = "CI_SERVE_APP"
@@ -114,13 +114,24 @@ def with_markers_of(app_config: dict[str, Any], running: Any) -> dict[str, Any]:
     return app
 
 
+def _canonical(value: Any) -> Any:
+    """Numbers as Ray's schema records them: ``5`` is sent, ``5.0`` comes back (measured on 2.60)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def config_digest(app_config: Any) -> str:
-    """A short digest of an application config: its name and the hold marker left out (a candidate's digest is
-    taken before the marker that records it is added)."""
+    """A short digest of an application config as Ray records it: its name and the hold marker left out (a
+    candidate's digest is taken before the marker that records it is added), numbers compared by value."""
     from ci_serve.config.plan import without_env_vars
 
-    canon = json.dumps(without_env_vars(app_config, frozenset({HOLD_VAR})), sort_keys=True, separators=(",", ":"),
-                       default=str)
+    canon = json.dumps(_canonical(without_env_vars(app_config, frozenset({HOLD_VAR}))), sort_keys=True,
+                       separators=(",", ":"), default=str)
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
@@ -137,11 +148,14 @@ class Hold:
     live_digest: str | None
     #: the digest of the candidate's own config as written
     digest: str
+    #: the whole release, per application of its config: ``{"held": candidate}`` for each one held, or
+    #: ``{"live": name, "digest": d}`` for each one it left unchanged (promote checks them all)
+    apps: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def encode(self) -> str:
         return json.dumps({"at": round(self.at, 3), "route": self.route, "live": self.live,
-                           "live_digest": self.live_digest, "digest": self.digest}, sort_keys=True,
-                          separators=(",", ":"))
+                           "live_digest": self.live_digest, "digest": self.digest, "apps": self.apps},
+                          sort_keys=True, separators=(",", ":"))
 
 
 def hold_of(app_config: Any) -> Hold | None:
@@ -151,17 +165,21 @@ def hold_of(app_config: Any) -> Hold | None:
         return None
     try:
         data = json.loads(raw)
+        apps = data.get("apps") or {}
+        if not isinstance(apps, dict) or not all(isinstance(v, dict) for v in apps.values()):
+            return None
         return Hold(float(data["at"]), data.get("route"), data.get("live"), data.get("live_digest"),
-                    str(data["digest"]))
-    except (ValueError, TypeError, KeyError):
+                    str(data["digest"]), {str(k): {str(a): str(b) for a, b in v.items()} for k, v in apps.items()})
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def with_hold(app_config: dict[str, Any], *, at: float, route: str | None, live: Any, live_name: str | None
-              ) -> dict[str, Any]:
-    """``app_config`` (markers in, on its preview prefix) marked held: the marker records it and the live app."""
+def with_hold(app_config: dict[str, Any], *, at: float, route: str | None, live: Any, live_name: str | None,
+              release_apps: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """``app_config`` (markers in, on its preview prefix) marked held: the marker records it, the live app it is
+    to replace, and the whole release (``release_apps``, see :attr:`Hold.apps`)."""
     hold = Hold(at, route, live_name, config_digest(live) if live_name is not None else None,
-                config_digest(app_config))
+                config_digest(app_config), dict(release_apps or {}))
     app = copy.deepcopy(app_config)
     runtime_env = dict(app.get("runtime_env") or {})
     runtime_env["env_vars"] = {**dict(runtime_env.get("env_vars") or {}), HOLD_VAR: hold.encode()}

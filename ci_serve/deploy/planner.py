@@ -91,6 +91,9 @@ class Write:
     says: tuple[str, ...]
     #: a clean-up write: its actual effect may be a part of the declared one (a candidate already gone)
     cleanup: bool = False
+    #: (name, logical, route prefix) of held candidates this write removes: each must still be one, waiting on
+    #: its preview prefix and not live, in the read right before the write (the guard checks)
+    held_only: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass
@@ -150,6 +153,9 @@ class ReleasePlan:
     tidy: Write | None = None
     #: abort: removes the held candidates (nothing else)
     remove_held: Write | None = None
+    #: promote: undoes ``switch`` keeping the release held (the old versions back on their routes, the
+    #: candidates back on their preview prefixes), for a cancel whose switch may or may not have been applied
+    rehold: Write | None = None
     mode: Mode = "deploy"
     #: hold, promote, abort: the release (``CI_SERVE_VERSION``) held
     release: str | None = None
@@ -198,6 +204,9 @@ class PlanOptions:
     mode: Mode = "deploy"
     #: when the plan is made (epoch seconds): what a hold records
     now: float = 0.0
+    #: promote: the config with the package URIs its code would have (None: not computable), to tell a
+    #: release whose hold found nothing to change (the config already runs) from one that is not held
+    computed: Mapping[str, Any] | None = None
 
 
 def grpc_enabled(view: ClusterView, config: Mapping[str, Any]) -> bool:
@@ -262,8 +271,7 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
             d.reasons = tuple([c.field for c in entry.changes]
                               + [f"{x.name}.{c.field}" for x in entry.deployments for c in x.changes]
                               + [f"{x.name} {x.action}" for x in entry.deployments if x.action in ("added", "removed")])
-    for d in decisions:
-        _refuse_while_held(view, d)
+    refuse_while_held(view, config, options)
     changed = [d for d in decisions if d.kind != "none"]
     all_light = all(d.kind == "lightweight" for d in changed)
     for d in changed:
@@ -287,10 +295,17 @@ def plan_release(view: ClusterView, config: Mapping[str, Any], options: PlanOpti
     for d in decisions:
         _assign_target(d, grpc)
         _refuse_collisions(view, d)
-        if options.mode == "hold" and d.strategy == "blue-green":
+    if options.mode == "hold":
+        record = {d.logical: {"held": d.target} if d.strategy == "blue-green" and d.target else
+                  {"live": d.live.name, "digest": config_digest(d.live.config)} if d.live else {}
+                  for d in decisions}
+        for d in decisions:
+            if d.strategy != "blue-green":
+                continue
             assert d.check_prefix is not None
             held = with_hold({**d.desired, "route_prefix": d.check_prefix}, at=options.now, route=d.route_prefix,
-                             live=d.live.config if d.live else None, live_name=d.live.name if d.live else None)
+                             live=d.live.config if d.live else None, live_name=d.live.name if d.live else None,
+                             release_apps=record)
             d.desired = {**held, "route_prefix": d.route_prefix}
     if not changed:
         stale = frozenset(n for d in decisions for n in d.leftovers)
@@ -327,13 +342,21 @@ def _assign_target(d: AppDecision, grpc: bool) -> None:
         d.check_prefix = d.route_prefix
 
 
-def _refuse_while_held(view: ClusterView, d: AppDecision) -> None:
-    held = view.held(d.logical, d.route_prefix)
+def refuse_while_held(view: ClusterView, config: Mapping[str, Any], options: PlanOptions) -> None:
+    """Any write to an application while a release of it is held, but a hold of that same release again (the
+    re-run of a hold that was killed or failed: its candidate is replaced, like any leftover of ours). Asked
+    before the code is shipped, and again by the planner."""
+    for logical, desired in desired_apps(config):
+        _refuse_while_held(view, logical, desired.get("route_prefix"), options)
+
+
+def _refuse_while_held(view: ClusterView, logical: str, route: str | None, options: PlanOptions) -> None:
+    held = [h for h in view.held(logical, route) if not (options.mode == "hold" and h.version == options.version)]
     if held:
         h = held[0]
         release = h.version or "(no version)"
         raise InputError(
-            f"release {release} of {d.logical} is held for review ({h.name} on {h.claimed_prefix}); a deploy now "
+            f"release {release} of {logical} is held for review ({h.name} on {h.claimed_prefix}); a deploy now "
             "would change what the reviewer is looking at (nothing was written)",
             f"promote it (`ci-serve promote CONFIG --version {release}`) or abort it (`ci-serve abort CONFIG "
             f"--version {release}`), then deploy")
@@ -482,63 +505,171 @@ def _plan_writes(plan: ReleasePlan, changed: list[AppDecision]) -> None:
 
 def plan_from_hold(view: ClusterView, config: Mapping[str, Any], options: PlanOptions) -> ReleasePlan:
     """``promote`` or ``abort`` release ``options.version``, from what the cluster holds: its held candidates
-    (:meth:`ClusterView.held`) of the config's applications.
+    (:meth:`ClusterView.held`) of the config's applications, and the release's record in their markers.
 
-    Promote refuses (exit 2, nothing written) when no application of the config has a held candidate of
-    this release, or when the hold's record no longer matches the cluster: the live application (name and
-    config) is not the one the hold saw, the candidate's config is not the one it wrote, or the config
-    gives the application another route. Abort removes the release's held candidates and nothing else; with
-    none, its plan writes nothing."""
+    Promote refuses (exit 2, nothing written) unless the cluster is exactly as the hold left it
+    (compare-and-swap on the record): every application the release held has its candidate there, as
+    written, on the route the config gives, beside the same live version (name and config digest); every
+    application it left unchanged is still the same live version; the config has the same applications.
+    The re-run of a promote that got past its switch only retires what it left. Abort removes the
+    release's marked candidates waiting on preview prefixes and nothing else; with none, it writes nothing."""
     release = options.version
     if not release:
         raise InputError(f"{options.mode} needs the release to {options.mode}", "pass --version (as given to the "
                          "deploy --hold; the action's `release` output)")
-    decisions: list[AppDecision] = []
+    wanted = desired_apps(config)
+    names = ", ".join(n for n, _ in wanted)
+    held: dict[str, AppView] = {}
+    marked: dict[str, AppView] = {}  # held or stale (live changed since): abort removes them; promote names them
     other: list[str] = []
-    for logical, desired in desired_apps(config):
+    for logical, desired in wanted:
         route = desired.get("route_prefix")
-        held = view.held(logical, route)
-        other += [f"{h.version or '(no version)'} of {logical} ({h.name})" for h in held if h.version != release]
-        mine = [h for h in held if h.version == release]
-        if not mine:
-            continue
-        candidate = mine[0]
-        live = view.live_of(logical, route)
-        if options.mode == "promote":
-            _still_as_held(view, logical, route, candidate, live, release)
-        cfg = {k: v for k, v in (candidate.config or {}).items() if k != "name"}
-        d = AppDecision(logical, route, {**cfg, "route_prefix": route}, live, "new" if live is None else "heavyweight",
-                        (f"held release {release}",), "blue-green", target=candidate.name,
-                        check_prefix=candidate.claimed_prefix, live_route=_route(view, live))
-        if options.mode == "promote":
-            _refuse_collisions(view, d)
-        decisions.append(d)
-    if not decisions and options.mode == "promote":
-        held_text = f"; held: {', '.join(other)}" if other else "; nothing is held"
-        raise InputError(f"no release {release} of {', '.join(n for n, _ in desired_apps(config))} is held on this "
-                         f"cluster{held_text} (nothing was written)",
-                         "`ci-serve status` lists held releases; hold one with `ci-serve deploy --hold --version V`")
-    diff = plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
-                        live_names={d.logical: d.live.name if d.live else None for d in decisions},
-                        ignore_env=MARKER_VARS)
-    plan = ReleasePlan(decisions, diff, "blue-green" if decisions else "none", mode=options.mode, release=release)
+        for h in view.held(logical, route, stale=True):
+            if h.version != release:
+                other.append(f"{h.version or '(no version)'} of {logical} ({h.name})")
+            else:
+                marked.setdefault(logical, h)
+        mine = [h for h in view.held(logical, route) if h.version == release]
+        if mine:
+            held[logical] = mine[0]
     if options.mode == "abort":
-        names = frozenset(d.target for d in decisions if d.target)
-        if names:
-            plan.remove_held = Write("remove held release", {}, names, Effect(removed=names),
-                                     tuple(f"remove held candidate {n} ({d.logical}, release {release})"
-                                           for d in decisions for n in [d.target] if n), cleanup=True)
+        return _abort_plan(view, wanted, marked, other, release)
+    if not held:
+        if marked:  # the candidates are there, but the live version is not the one the hold saw
+            logical, candidate = next(iter(marked.items()))
+            route = dict(wanted)[logical].get("route_prefix")
+            _still_as_held(logical, route, candidate, view.live_of(logical, route), release)
+        if _already_promoted(view, wanted, release):
+            return _promoted(view, wanted, release)
+        if options.computed is not None and not other:  # a hold that found nothing to change held nothing
+            same = plan_release(view, options.computed, PlanOptions(version=release))
+            if same.strategy == "none" and same.tidy is None:
+                same.mode, same.release = "promote", release
+                same.warnings.append(f"the cluster already runs this config: release {release} has nothing to "
+                                     "promote")
+                return same
+        held_text = f"; held: {', '.join(other)}" if other else "; nothing is held"
+        raise InputError(f"no release {release} of {names} is held on this cluster{held_text} (nothing was written)",
+                         "`ci-serve status` lists held releases; hold one with `ci-serve deploy --hold --version V`")
+    record = next(iter(held.values())).hold
+    assert record is not None
+    fix = (f"abort it (`ci-serve abort CONFIG --version {release}`) and hold the release again from what runs "
+           "now (nothing was written)")
+    if record.apps and set(record.apps) != {n for n, _ in wanted}:
+        raise InputError(f"release {release} was held with applications {', '.join(sorted(record.apps))}; the "
+                         f"config has {names}", "promote with the config the release was held with, or " + fix)
+    decisions: list[AppDecision] = []
+    for logical, desired in wanted:
+        route = desired.get("route_prefix")
+        live = view.live_of(logical, route)
+        entry = record.apps.get(logical, {"held": held[logical].name} if logical in held else {})
+        if "held" in entry:
+            found = held.get(logical)
+            if found is None or found.name != entry["held"]:
+                raise InputError(f"release {release} held {entry['held']} for {logical}, and it is no longer there "
+                                 "as held (removed, changed or moved since)", fix)
+            candidate = found
+            _still_as_held(logical, route, candidate, live, release)
+            cfg = {k: v for k, v in (candidate.config or {}).items() if k != "name"}
+            d = AppDecision(logical, route, {**cfg, "route_prefix": route}, live,
+                            "new" if live is None else "heavyweight", (f"held release {release}",), "blue-green",
+                            target=candidate.name, check_prefix=candidate.claimed_prefix,
+                            live_route=_route(view, live))
+            _refuse_collisions(view, d)
         else:
-            plan.warnings.append(f"no release {release} of these applications is held: nothing to abort"
-                                 + (f" (held: {', '.join(other)})" if other else ""))
-        return plan
-    _plan_writes(plan, decisions)
+            if live is None or live.name != entry.get("live") or config_digest(live.config) != entry.get("digest"):
+                now = f"{live.name} (version {live.version or '-'})" if live else "nothing"
+                raise InputError(f"{logical} changed since release {release} was held: the release left "
+                                 f"{entry.get('live') or 'it'} as it was, now {now} serves, or its config changed",
+                                 fix)
+            cfg = {k: v for k, v in (live.config or {}).items() if k != "name"}
+            d = AppDecision(logical, route, cfg, live, "none", (f"unchanged in release {release}",),
+                            live_route=_route(view, live))
+        decisions.append(d)
+    plan = ReleasePlan(decisions, _diff(view, decisions), "blue-green", mode="promote", release=release)
+    green = [d for d in decisions if d.strategy == "blue-green"]
+    _plan_writes(plan, green)
     plan.first = None  # the candidates are there, as held: re-gated and re-checked, never written again
+    back = {d.target: {**d.desired, "route_prefix": d.check_prefix} for d in green if d.target}
+    back.update({d.live.name: {k: v for k, v in (d.live.config or {}).items() if k != "name"}
+                 for d in green if d.live is not None})
+    plan.rehold = Write("restore held release", back, frozenset(), Effect(changed=frozenset(back)),
+                        tuple(f"put {n} back as it was" for n in sorted(back)), cleanup=True)
     return plan
 
 
-def _still_as_held(view: ClusterView, logical: str, route: str | None, candidate: AppView, live: AppView | None,
-                   release: str) -> None:
+def _diff(view: ClusterView, decisions: list[AppDecision]) -> Plan:
+    return plan_changes({"applications": [{**d.desired, "name": d.logical} for d in decisions]}, view.snapshot,
+                        live_names={d.logical: d.live.name if d.live else None for d in decisions},
+                        ignore_env=MARKER_VARS)
+
+
+def _abort_plan(view: ClusterView, wanted: list[tuple[str, dict[str, Any]]], marked: dict[str, AppView],
+                other: list[str], release: str) -> ReleasePlan:
+    """Remove the release's marked candidates (held, or stale: the live version changed since). Right before the
+    write the guard checks each is still a marked candidate waiting on its preview prefix, not live."""
+    decisions = []
+    for logical, desired in wanted:
+        route = desired.get("route_prefix")
+        live = view.live_of(logical, route)
+        candidate = marked.get(logical)
+        source = candidate or live
+        cfg = {k: v for k, v in (source.config or {}).items() if k != "name"} if source is not None else desired
+        decisions.append(AppDecision(logical, route, cfg, live, "heavyweight" if candidate else "none",
+                                     (f"held release {release}",) if candidate else (),
+                                     "blue-green" if candidate else "none",
+                                     target=candidate.name if candidate else None,
+                                     check_prefix=candidate.claimed_prefix if candidate else None,
+                                     live_route=_route(view, live)))
+    plan = ReleasePlan(decisions, _diff(view, decisions), "blue-green" if marked else "none", mode="abort",
+                       release=release)
+    gone = frozenset(h.name for h in marked.values())
+    if gone:
+        plan.remove_held = Write("remove held release", {}, gone, Effect(removed=gone),
+                                 tuple(f"remove held candidate {h.name} ({logical}, release {release})"
+                                       for logical, h in marked.items()), cleanup=True,
+                                 held_only=tuple((h.name, logical, dict(wanted)[logical].get("route_prefix"))
+                                                 for logical, h in marked.items()))
+    else:
+        plan.warnings.append(f"no release {release} of these applications is held: nothing to abort"
+                             + (f" (held: {', '.join(other)})" if other else ""))
+    return plan
+
+
+def _already_promoted(view: ClusterView, wanted: list[tuple[str, dict[str, Any]]], release: str) -> bool:
+    """An application of the config is live in a version promoted from release ``release``'s hold."""
+    for logical, desired in wanted:
+        live = view.live_of(logical, desired.get("route_prefix"))
+        if live is not None and live.version == release and live.hold is not None:
+            return True
+    return False
+
+
+def _promoted(view: ClusterView, wanted: list[tuple[str, dict[str, Any]]], release: str) -> ReleasePlan:
+    """The re-run of a promote that got past its switch: nothing to write but the retirement of what it left
+    (the old versions waiting aside, removed like any leftover of ours), then live is checked as unchanged."""
+    decisions = []
+    for logical, desired in wanted:
+        route = desired.get("route_prefix")
+        live = view.live_of(logical, route)
+        if live is None:
+            continue
+        held = {h.name for h in view.held(logical, route)}  # another release's hold is never a leftover
+        others = tuple(m.name for m in view.members(logical, route) if m.name != live.name and m.name not in held)
+        decisions.append(AppDecision(logical, route, {k: v for k, v in (live.config or {}).items() if k != "name"},
+                                     live, "none", (f"release {release} is live",), live_route=_route(view, live),
+                                     leftovers=others))
+    plan = ReleasePlan(decisions, _diff(view, decisions), "none", mode="promote", release=release)
+    stale = frozenset(n for d in decisions for n in d.leftovers)
+    if stale:
+        plan.tidy = Write("remove leftovers", {}, stale, Effect(removed=stale),
+                          tuple(f"remove {n}, left by an earlier promote" for n in sorted(stale)))
+    plan.warnings.append(f"release {release} is already live: nothing to promote"
+                         + ("; removing what an earlier promote left" if stale else ""))
+    return plan
+
+
+def _still_as_held(logical: str, route: str | None, candidate: AppView, live: AppView | None, release: str) -> None:
     """Compare-and-swap on what the hold recorded: refused (exit 2) when the cluster is not as it left it."""
     hold = candidate.hold
     assert hold is not None

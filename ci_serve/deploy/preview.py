@@ -75,7 +75,7 @@ def preview(inputs: PlanInputs, log: StepLog) -> PlanResult:
 
 
 def _preview(inputs: PlanInputs, log: StepLog, result: PlanResult) -> None:
-    from ci_serve.cluster.packages import ship_working_dirs
+    from ci_serve.cluster.packages import NoUpload, ship_working_dirs
     from ci_serve.config.plan import plan_changes
     from ci_serve.deploy.ownership import MARKER_VARS
     from ci_serve.deploy.planner import PlanOptions, plan_release
@@ -99,7 +99,7 @@ def _preview(inputs: PlanInputs, log: StepLog, result: PlanResult) -> None:
         st.detail = f"Ray {ray_version}, {len(view.apps)} application(s)" + "".join(f"; {n}" for n in view.notes)
     result.ray_skew = skew(ray_version, inputs.pin)
     result.warnings += operator_check(client, config, log)  # refused as deploy refuses: exit 2
-    desired, _ = ship_working_dirs(_NoUpload(client.address), config.data, base_dir=config.path.resolve().parent,
+    desired, _ = ship_working_dirs(NoUpload(client.address), config.data, base_dir=config.path.resolve().parent,
                                    override=working_dir)
     release = plan_release(view, desired, PlanOptions(strategy=inputs.release.strategy,
                                                       version=version))
@@ -108,19 +108,6 @@ def _preview(inputs: PlanInputs, log: StepLog, result: PlanResult) -> None:
                                     view.snapshot, code, ignore_env=MARKER_VARS,
                                     live_names={a.logical: a.live.name if a.live else None for a in release.apps})
     result.plan, result.config_path, result.address = release, config.path, client.address
-
-
-class _NoUpload:
-    """The package URIs a deploy would use, without uploading anything."""
-
-    def __init__(self, address: str):
-        self.address = address
-
-    def package_exists(self, uri: str) -> bool:
-        return True
-
-    def upload_package(self, uri: str, data: bytes) -> None:  # pragma: no cover - never called
-        raise AssertionError("plan never uploads")
 
 
 def render_writes(release: ReleasePlan) -> list[str]:

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from ci_serve import console
 from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, NotSent, SchemaRejected
-from ci_serve.cluster.packages import ship_working_dirs
+from ci_serve.cluster.packages import NoUpload, ship_working_dirs
 from ci_serve.config.loader import ConfigFile
 from ci_serve.deploy import capacity, checks
 from ci_serve.deploy.cluster_config import build_body
@@ -56,6 +56,7 @@ from ci_serve.deploy.planner import (
     Write,
     desired_apps,
     plan_release,
+    refuse_while_held,
 )
 from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
@@ -170,6 +171,8 @@ class Release:
             self.expected = expected_from(view)
             st.detail = f"{len(view.apps)} application(s) on the cluster" + "".join(f"; {n}" for n in view.notes)
         shipped_config = self.config.data
+        if self.opts.mode in ("deploy", "hold"):  # refused while held: before any upload
+            refuse_while_held(view, self.config.data, PlanOptions(version=self.opts.version, mode=self.opts.mode))
         if self.opts.mode in ("deploy", "hold"):  # promote and abort write no code: the candidates are there
             with self.log.step("ship code") as st:
                 shipped_config, shipped = ship_working_dirs(
@@ -180,7 +183,7 @@ class Release:
                                       for s in shipped) or "no working_dir"
         plan = plan_release(view, {**shipped_config},
                             PlanOptions(strategy=self.opts.strategy, version=self.opts.version,
-                                        mode=self.opts.mode, now=time.time()))
+                                        mode=self.opts.mode, now=time.time(), computed=self.computed()))
         if self.opts.mode != "deploy":
             self.result.release = plan.release
         for message in plan.warnings:
@@ -189,6 +192,18 @@ class Release:
         self._check_requests_target(plan)
         self.result.plan, self.result.version = plan, self.opts.version
         return plan
+
+    def computed(self) -> dict[str, Any] | None:
+        """Promote: the config with the package URIs of its code, nothing uploaded (None: the code is not here,
+        which a promote does not need)."""
+        if self.opts.mode != "promote":
+            return None
+        try:
+            config, _ = ship_working_dirs(NoUpload(self.client.address), self.config.data,
+                                          base_dir=self.config.path.resolve().parent, override=self.opts.working_dir)
+        except CiServeError:
+            return None
+        return config
 
     def empty_or_contradicted(self, empty: dict[str, Any]) -> dict[str, Any]:
         """An application list that keeps reading empty is believed only when the Serve proxy routes nothing
@@ -227,8 +242,9 @@ class Release:
                 raise
             except Exception as exc:  # a bug: its verdict (3 once a write was sent), the traceback in the report
                 raise unexpected(exc, wrote=self.written) from None
-            self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live)
-            self.result.live_url = self.serve or None  # the Serve address the checks reached (its http_options)
+            self.result.live_app = ",".join(done.live[a.logical] for a in plan.apps if a.logical in done.live) or None
+            # the Serve address the checks reached (its http_options); nothing of ours serves yet after a first hold
+            self.result.live_url = (self.serve or None) if done.live else None
             self.result.outcome = done.result
             for message in done.warnings:
                 if message not in (self.result.warnings or []):
@@ -266,6 +282,8 @@ class Release:
                 self.cancelled_after_switch(plan, exc)
             if fate == "not applied" and plan.mode == "promote":  # nothing written: the release stays held
                 self.fail(plan, exc, nothing_written=True, short=True)
+            if plan.rehold is not None:  # not known: every version back where it was, the release held again
+                self.undo(plan, plan.rehold, exc)
             # never sent, or re-read as not applied: the first undo; not known: the switch's, right either way
             self.undo(plan, plan.undo_first if fate == "not applied" else plan.undo_switch, exc)
         except BaseException as exc:
@@ -479,6 +497,11 @@ class Release:
             return
         targets = ({a.logical: a.live.name for a in plan.apps if a.live} if live else
                    {a.logical: a.target for a in plan.changed if a.target})
+        named = {getattr(r, "app", None) for r in self.opts.requests or []}
+        for a in plan.apps:  # requests for an application this release leaves as it is: sent to its live version
+            if a.strategy == "none" and a.logical in named and a.live is not None and a.route_prefix is not None:
+                prefixes = {**prefixes, a.logical: a.live_route or a.route_prefix}
+                targets.setdefault(a.logical, a.live.name)
         self.refresh_serve_url()
         with self.log.step(name) as st:
             self.outcomes.clear()
@@ -537,6 +560,9 @@ class Release:
         the previous version is seen serving; otherwise exit 3, saying what is where."""
         seen, lines = self.where(plan, budget=3.0 if short else 20.0)
         code = exit_code(Final(failed=True, wrote=self.written, seen=seen, half_done=not nothing_written))
+        if plan.mode == "promote" and nothing_written and undone is None and isinstance(cause, CiServeError):
+            cause.hint = (f"release {plan.release} is still held, as it was: re-run `ci-serve promote CONFIG "
+                          f"--version {plan.release}`, or `ci-serve abort CONFIG --version {plan.release}`")
         what = f"undone: {'; '.join(undone.says)}" if undone is not None else "nothing was written"
         left = "" if nothing_written else "this deploy's candidate(s) stay where they are; "
         self.stop(code, cause, f"{what}; the previous version serves: " + "; ".join(lines),

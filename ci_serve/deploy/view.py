@@ -24,7 +24,16 @@ from urllib.parse import urlsplit
 import requests
 
 from ci_serve import secrets
-from ci_serve.deploy.ownership import COLOURS, Hold, adoptable, hold_of, marker_of, owner_of, version_of
+from ci_serve.deploy.ownership import (
+    COLOURS,
+    Hold,
+    adoptable,
+    config_digest,
+    hold_of,
+    marker_of,
+    owner_of,
+    version_of,
+)
 
 #: how a route-less application (``route_prefix: null``) is shown
 NO_ROUTE = "(no route)"
@@ -187,13 +196,24 @@ class ClusterView:
         settled = [m for m in members if not is_preview(self.route_of(m.name), logical)]
         return settled[0] if len(settled) == 1 else None
 
-    def held(self, logical: str, route_prefix: str | None | EllipsisType = ...) -> list[AppView]:
-        """The held candidates of ``logical``: members marked by ``deploy --hold`` waiting on a preview prefix,
-        not live. A promoted one holds the route (live, no longer held); an aborted one is gone."""
+    def held(self, logical: str, route_prefix: str | None | EllipsisType = ..., *, stale: bool = False
+             ) -> list[AppView]:
+        """The held candidates of ``logical``: members marked by ``deploy --hold``, waiting on a preview prefix,
+        not live, beside the very live version the hold saw (name and config digest). A promoted version keeps
+        its marker: live, it is not held; moved aside by a later switch, it does not match what serves now, so
+        it is a leftover like any other. ``stale``: also the marked candidates whose live version has changed
+        since their hold (promote names them; a deploy removes them as leftovers)."""
         live = self.live_of(logical, route_prefix)
-        return [m for m in self.members(logical, route_prefix)
-                if m.hold is not None and (live is None or m.name != live.name)
-                and is_preview(m.claimed_prefix, logical)]
+        out = []
+        for m in self.members(logical, route_prefix):
+            if m.hold is None or (live is not None and m.name == live.name) or not is_preview(m.claimed_prefix,
+                                                                                               logical):
+                continue
+            same_live = (m.hold.live == (live.name if live else None)) and (
+                live is None or config_digest(live.config) == m.hold.live_digest)
+            if same_live or stale:
+                out.append(m)
+        return out
 
     def logical_names(self) -> list[str]:
         return sorted({a.owner for a in self.apps.values() if a.owner})
