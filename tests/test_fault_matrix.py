@@ -394,11 +394,11 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
         broken.append("exit 3 but the previous state is restored and serves (that is exit 1)")
     elif code not in (0, 1, 2, 3):
         broken.append(f"exit {code}")
-    held = [n for n, c in seen.ours.items() if n.startswith("1:") and "CI_SERVE_HOLD" in json.dumps(c)]
+    held = [n for n, c in seen.ours.items() if "CI_SERVE_HOLD" in json.dumps(c)]
     if code == 0 and plan.mode == "hold" and not held:
-        broken.append("exit 0 (held) but no held application on the standby")
+        broken.append("exit 0 (held) but no application of ours carries the hold marker")
     if code == 0 and plan.mode == "abort" and held:
-        broken.append(f"exit 0 (aborted) but the standby still holds {held}")
+        broken.append(f"exit 0 (aborted) but {held} still carry the hold marker")
     if "Traceback" in run.stderr:
         broken.append("a traceback on the console")
     if not report.exists():
