@@ -70,6 +70,7 @@ class Plan:
     #: ships its code (``--working-dir``: the package steps are in the plan); else runs stored packages
     ship: bool = False
     #: the command under test: ``deploy``, ``hold`` (deploy --hold), ``promote`` or ``abort`` release r2
+    #: (across two clusters: of the whole config on the standby, issue 22)
     mode: str = "deploy"
     #: the starting state ends with ``deploy`` held as release r2 (for promote and abort)
     held_before: bool = False
@@ -80,6 +81,10 @@ class Plan:
         return "old" if self.mode in ("hold", "abort") else "new"
 
 
+#: the held-release paths across two clusters (issue 22). The hold's own steps are those of two-cluster-standby
+#: up to its checks, so it runs only with CI_SERVE_MATRIX_FULL=1 (it adds ~24 cells; the three below ~57)
+TWO_CLUSTER_HELD = (("promote", "standby"), ("promote", "live"), ("abort", "standby"),
+                    *((("hold", "standby"),) if os.environ.get("CI_SERVE_MATRIX_FULL") else ()))
 PLANS = {p.name: p for p in (
     Plan("blue-green", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"), ship=True),
     Plan("in-place", "/shop", (("deploy_v2", "hi"),), ("deploy_v2", "yo"), ("v2", "hi"), ("v2", "yo")),
@@ -93,6 +98,10 @@ PLANS = {p.name: p for p in (
          mode="promote", held_before=True),
     Plan("abort", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
          mode="abort", held_before=True),
+    *(Plan(f"two-cluster-{mode}-{side}", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"),
+           ("v2", "hi"), faulted=side, mode=mode,
+           held_before=mode != "hold")
+      for mode, side in TWO_CLUSTER_HELD),
 )}
 
 #: cells that break a promise until the deploy core's issue-21 fixes land; strict: a fix makes them fail
@@ -217,18 +226,26 @@ class Stage:
         """The proxy that gets the faults: the live cluster's, or the standby's."""
         return self.proxies[1] if self.plan.faulted == "standby" else self.proxies[0]
 
-    def cmd(self, working_dir: str, greeting: str, report: Path, *, single: bool = False) -> list[str]:
+    def cmd(self, working_dir: str, greeting: str, report: Path, *, single: bool = False,
+            mode: str | None = None) -> list[str]:
         """The deploy of ``working_dir`` with ``greeting``: to the one cluster, or (``single`` False across
-        two clusters) to the standby, switched by the public entry."""
+        two clusters) to the standby, switched by the public entry; held, promoted or aborted (``mode``,
+        default the plan's) as release r2."""
         config = config_file(self.workdir, self.plan, greeting, working_dir)
         base = deploy_cmd(self.proxies[0].url, config, working_dir if self.plan.ship else None, report)
-        if self.plan.mode == "hold" and not single:
+        if self.plan.mode == "hold" and not single and not self.plan.faulted:
             return [*base, "--hold", "--version", "r2"]
-        if self.plan.mode in ("promote", "abort") and not single:
+        if self.plan.mode in ("promote", "abort") and not single and not self.plan.faulted:
             return [sys.executable, "-m", "ci_serve", self.plan.mode, str(config), "--address", self.proxies[0].url,
                     "--version", "r2", "--report", str(report)]
         if not self.plan.faulted or single:
             return base
+        mode = mode or self.plan.mode
+        if mode != "deploy":
+            base = [*base[:3], "deploy" if mode == "hold" else mode, *base[4:], "--version", "r2",
+                    *(["--hold"] if mode == "hold" else [])]
+        if mode == "abort":
+            return [*base, "--standby-address", self.proxies[1].url]
         expect = self.workdir / "requests.yaml"
         version = "v2" if working_dir == "deploy_v2" else "v1"
         expect.write_text(f"requests:\n  - name: version\n    path: /\n    expect:\n"
@@ -293,10 +310,11 @@ def prepare(plan: Plan, workdir: Path) -> Prepared:
             run = run_deploy(proxy, stage.cmd(working_dir, greeting, workdir / "before.json", single=True), env,
                              str(workdir))
             assert run.code == 0, run.stderr
-        if plan.held_before:  # the release the cell promotes or aborts, held
+        if plan.held_before:  # the release the cell promotes or aborts, held (across two clusters: on the standby)
             proxy = stage.proxies[0]
             proxy.reset()
-            hold = [*stage.cmd(*plan.deploy, workdir / "held.json", single=True), "--hold", "--version", "r2"]
+            hold = stage.cmd(*plan.deploy, workdir / "held.json", mode="hold") if plan.faulted else \
+                [*stage.cmd(*plan.deploy, workdir / "held.json", single=True), "--hold", "--version", "r2"]
             run = run_deploy(proxy, hold, env, str(workdir))
             assert run.code == 0, run.stderr
         baselines = stage.snapshots()
@@ -376,6 +394,11 @@ def promises(plan: Plan, seen: Seen, history: list[dict[str, Any]], before: dict
         broken.append("exit 3 but the previous state is restored and serves (that is exit 1)")
     elif code not in (0, 1, 2, 3):
         broken.append(f"exit {code}")
+    held = [n for n, c in seen.ours.items() if "CI_SERVE_HOLD" in json.dumps(c)]
+    if code == 0 and plan.mode == "hold" and not held:
+        broken.append("exit 0 (held) but no application of ours carries the hold marker")
+    if code == 0 and plan.mode == "abort" and held:
+        broken.append(f"exit 0 (aborted) but {held} still carry the hold marker")
     if "Traceback" in run.stderr:
         broken.append("a traceback on the console")
     if not report.exists():

@@ -184,3 +184,107 @@ def test_a_foreign_app_under_our_name_on_the_standby_is_not_touched(clusters, cl
     assert set(after) == set(before)
     assert all(after[n]["last_deployed_time_s"] == before[n]["last_deployed_time_s"] for n in before)
     assert requests.get(green.serve_url + "/shop", timeout=10).json()["version"] == "v2"
+
+
+# -- hold, promote, abort across two clusters (issue 22) -------------------------------------------------------
+def two_flags(live, standby, proxy):
+    return ("--address", live.dashboard_url, "--serve-url", live.serve_url, "--standby-address",
+            standby.dashboard_url, "--standby-url", standby.serve_url, "--switch-command", str(proxy.switch_script),
+            "--verify-url", proxy.url, "--timeout", "120")
+
+
+def apps_of(head):
+    return DashboardClient(Target(head.dashboard_url, head.token)).get_applications()["applications"]
+
+
+def shop_of(head):
+    """The head's applications of ours for `shop` (a one-cluster deploy names it shop-blue), by name."""
+    return {n: a for n, a in apps_of(head).items()
+            if ((a.get("deployed_app_config") or {}).get("runtime_env") or {}).get("env_vars", {}).get(
+                "CI_SERVE_APP") == "shop" and a.get("status") != "DELETING"}
+
+
+def test_hold_abort_then_hold_promote_across_two_clusters(clusters, cli_env, tmp_path):
+    """The held release waits on the standby (the proxy still reaches the live cluster); a deploy is refused
+    while it waits; abort removes it and nothing else; held again, promote switches under a constant client
+    with no failed request; a later hold is refused promotion once the live app changed."""
+    blue, green = clusters
+    proc, _ = run_cli(cli_env, blue.token, tmp_path, "deploy", str(write_config(tmp_path, blue, "deploy_v1")),
+                      "--address", blue.dashboard_url, "--version", "v1")
+    assert proc.returncode == 0, proc.stderr
+    config = str(write_config(tmp_path, green, "deploy_v2"))
+    v2 = ("--requests", str(requests_file(tmp_path, "v2")))
+    with HAProxy(tmp_path / "proxy", blue.serve_url, free_port()) as proxy:
+        flags = two_flags(blue, green, proxy)
+        [(live_name, blue_before)] = shop_of(blue).items()
+
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "deploy", config, "--hold", "--version", "v2",
+                               *flags, *v2)
+        assert proc.returncode == 0, proc.stderr
+        assert report["result"] == "held" and report["release"] == "v2"
+        assert report["preview_urls"] == {"shop": green.serve_url + "/shop"}
+        assert report["live_url"] == blue.serve_url
+        assert requests.get(green.serve_url + "/shop", timeout=10).json()["version"] == "v2"
+        assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v1"
+        assert proxy.backend() == f"127.0.0.1:{blue.serve_port}"
+        assert "CI_SERVE_HOLD" in apps_of(green)["shop"]["deployed_app_config"]["runtime_env"]["env_vars"]
+
+        held_at = apps_of(green)["shop"]["last_deployed_time_s"]
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "deploy", config, "--version", "v9", *flags, *v2)
+        assert proc.returncode == 2, proc.stderr
+        assert "release v2 of shop is held" in proc.stderr and "ci-serve promote" in proc.stderr
+        assert apps_of(green)["shop"]["last_deployed_time_s"] == held_at
+
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "abort", config, "--version", "v2", "--address",
+                               blue.dashboard_url, "--standby-address", green.dashboard_url)
+        assert proc.returncode == 0, proc.stderr
+        assert report["result"] == "aborted"
+        assert "shop" not in apps_of(green)
+        assert apps_of(blue)[live_name]["last_deployed_time_s"] == blue_before["last_deployed_time_s"]
+        assert apps_of(blue)[live_name]["deployed_app_config"] == blue_before["deployed_app_config"]
+        assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v1"
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "abort", config, "--version", "v2", "--address",
+                               blue.dashboard_url, "--standby-address", green.dashboard_url)
+        assert proc.returncode == 0 and report["result"] == "unchanged", proc.stderr
+        assert "nothing to abort" in proc.stderr
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "promote", config, "--version", "v2", *flags, *v2)
+        assert proc.returncode == 2 and "no release v2 of shop is held" in proc.stderr, proc.stderr
+        assert proxy.backend() == f"127.0.0.1:{blue.serve_port}"
+
+        proc, report = run_cli(cli_env, blue.token, tmp_path, "deploy", config, "--hold", "--version", "v2",
+                               *flags, *v2)
+        assert proc.returncode == 0 and report["result"] == "held", proc.stderr
+        with Traffic(proxy.url + "/shop") as client:
+            client.wait_for_answers(5)
+            proc, report = run_cli(cli_env, blue.token, tmp_path, "promote", config, "--version", "v2", *flags, *v2)
+            client.wait_for_answers(5)
+        assert proc.returncode == 0, proc.stderr
+        assert report["result"] == "deployed" and report["live_address"] == green.dashboard_url
+        assert client.failures == [], client.failures[:10]
+        versions = client.versions()
+        assert versions[0] == "v1" and versions[-1] == "v2" and "v1" not in versions[versions.index("v2"):]
+        assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
+        assert shop_of(blue) == {}, "the old cluster's app is retired on proof that traffic moved"
+
+        # The roles swap: green serves. v3 held on blue; then green's live app changes: promote is refused.
+        flags = two_flags(green, blue, proxy)
+        v3 = str(write_config(tmp_path, blue, "deploy_v1"))
+        proc, report = run_cli(cli_env, green.token, tmp_path, "deploy", v3, "--hold", "--version", "v3", *flags,
+                               "--requests", str(requests_file(tmp_path, "v1")))
+        assert proc.returncode == 0 and report["result"] == "held", proc.stderr
+        changed = json.loads(write_config(tmp_path, green, "deploy_v2").read_text())
+        changed["applications"][0]["deployments"][0]["user_config"]["greeting"] = "hey"
+        (tmp_path / "changed.yaml").write_text(json.dumps(changed))
+        proc, _ = run_cli(cli_env, green.token, tmp_path, "deploy", str(tmp_path / "changed.yaml"), "--address",
+                          green.dashboard_url, "--version", "v2")
+        assert proc.returncode == 0, proc.stderr
+        held_at = apps_of(blue)["shop"]["last_deployed_time_s"]
+        proc, report = run_cli(cli_env, green.token, tmp_path, "promote", v3, "--version", "v3", *flags)
+        assert proc.returncode == 2, proc.stderr
+        assert "changed since release v3 was held" in proc.stderr
+        assert proxy.backend() == f"127.0.0.1:{green.serve_port}"
+        assert apps_of(blue)["shop"]["last_deployed_time_s"] == held_at
+        assert requests.get(proxy.url + "/shop", timeout=10).json() == {"version": "v2", "greeting": "hey"}
+        proc, report = run_cli(cli_env, green.token, tmp_path, "abort", v3, "--version", "v3", "--address",
+                               green.dashboard_url, "--standby-address", blue.dashboard_url)
+        assert proc.returncode == 0 and report["result"] == "aborted", proc.stderr

@@ -125,13 +125,14 @@ def execute_mode(args: argparse.Namespace, log: StepLog, mode: Mode) -> DeployRe
         getattr(args, "require_same_ray", False)
     inputs = DeployInputs(config=args.config, cluster=DashboardAccess(args.address, args.ca_cert, args.insecure),
                           release=release_inputs(args), pin=ray_pin(args) if pinned else None,
-                          timeout=args.timeout, unschedulable_grace=args.unschedulable_grace, standby=standby(args),
-                          mode=mode)
+                          timeout=args.timeout, unschedulable_grace=args.unschedulable_grace,
+                          standby=standby(args, mode), mode=mode)
     return deploy(inputs, log)
 
 
-def standby(args: argparse.Namespace) -> Standby | None:
-    """The two-cluster flags, all or none of the three that name the standby and the switch."""
+def standby(args: argparse.Namespace, mode: Mode = "deploy") -> Standby | None:
+    """The two-cluster flags, all or none of the three that name the standby and the switch. ``abort`` only
+    removes the held release from the standby: it needs --standby-address, and no switch command."""
     from ci_serve.deploy.stage import Standby
 
     needed = (("--standby-address", args.standby_address), ("--standby-url", args.standby_url),
@@ -139,12 +140,17 @@ def standby(args: argparse.Namespace) -> Standby | None:
     missing = [flag for flag, value in needed if not value]
     if len(missing) == len(needed):
         return None
-    if missing:
-        raise InputError(f"a deploy across two clusters needs {', '.join(missing)} too",
+    if mode == "abort":
+        if not args.standby_address:
+            raise InputError("an abort across two clusters needs --standby-address, the cluster the release is "
+                             "held on", "pass --standby-address (--standby-url and --switch-command are not needed)")
+    elif missing:
+        raise InputError(f"a {'promote' if mode == 'promote' else 'deploy'} across two clusters needs "
+                         f"{', '.join(missing)} too",
                          "pass --standby-address, --standby-url and --switch-command together")
     if getattr(args, "strategy", "auto") != "auto":
         raise InputError("--strategy does not apply across two clusters: the whole config goes to the standby")
     if args.verify_timeout <= 0:
         raise InputError("--verify-timeout must be positive")
-    return Standby(args.standby_address, args.standby_url, args.switch_command, args.verify_url,
+    return Standby(args.standby_address, args.standby_url or "", args.switch_command or "", args.verify_url,
                    args.verify_timeout, args.keep_standby)

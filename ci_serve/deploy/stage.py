@@ -186,7 +186,7 @@ def _two_clusters(inputs: DeployInputs, two: Standby, live: DashboardClient, sta
                          "the standby must be the other cluster (the one not serving traffic)")
     serve_url = inputs.release.serve_url
     options = TwoClusterOptions(
-        standby_url=normalize_address(two.url), switch_command=two.switch_command,
+        standby_url=normalize_address(two.url) if two.url else "", switch_command=two.switch_command,
         verify_url=normalize_address(two.verify_url) if two.verify_url else None, keep_standby=two.keep_standby,
         requests=reqs, working_dir=working_dir, timeout=inputs.timeout, unschedulable_grace=inputs.unschedulable_grace,
         version=version, verify_timeout=two.verify_timeout,

@@ -20,6 +20,12 @@ nothing), there is no proof: they are kept, the run exits 0, and a warning says 
 ``--keep-standby`` keeps them in any case. A switch command that moves nothing thus never empties the
 cluster that still takes the traffic. Which applications of the old cluster are ours is
 :meth:`ClusterView.members`'s answer, as for a one-cluster deploy.
+
+A release held for review (:mod:`~ci_serve.deploy.two_cluster_hold`) is this same release in other
+modes: ``hold`` writes the standby's applications with the hold marker and stops after the standby's
+checks; ``promote`` starts from them (compare-and-swap on the hold's record, at the start and right
+before the switch), gated and checked again, then the same switch, verification, proof and retirement;
+``abort`` removes them from the standby (through the same write guard), the live cluster only read.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ci_serve import console, secrets
 from ci_serve.cluster.dashboard import DashboardClient
@@ -40,10 +46,11 @@ from ci_serve.deploy import capacity, checks, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFailed, Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
-from ci_serve.deploy.ownership import with_marker
+from ci_serve.deploy.ownership import with_hold, with_marker
 from ci_serve.deploy.planner import Effect, Mode, Write
 from ci_serve.deploy.release import read_explained, stop_if_unexplained
 from ci_serve.deploy.result import DeployResult
+from ci_serve.deploy.two_cluster_hold import StandbyHold, cas_failure, probably_promoted, standby_holds
 from ci_serve.deploy.verdict import Final, Seen, exit_code
 from ci_serve.errors import (
     EXIT_BAD_INPUT,
@@ -102,6 +109,8 @@ class TwoClusterRelease:
         self.config = config
         self.opts = options
         self.standby_before: dict[str, Any] = {}
+        #: promote: what the standby goes back to on failure (None: ``standby_before``)
+        self.standby_base: dict[str, Any] | None = None
         self.live_snapshot: dict[str, Any] = {}
         #: the standby applications our write touched (None: nothing of ours was sent to the standby)
         self.standby_touched: set[str] | None = None
@@ -135,9 +144,6 @@ class TwoClusterRelease:
         return self.result
 
     def release(self) -> None:
-        if self.opts.mode != "deploy":
-            raise InputError(f"{self.opts.mode} across two clusters is not built yet (nothing was written)",
-                             "hold, promote and abort a release on one cluster")
         try:
             with self.log.step("connect live") as st:
                 st.detail = f"Ray {self.live.get_version()} at {self.live.address}"
@@ -149,13 +155,29 @@ class TwoClusterRelease:
             exc.exit_code = exit_code(Final(failed=True))
             raise
         self.result.live_address, self.result.standby_address = self.live.address, self.standby.address
-        try:
-            self.deploy_standby()
-            self.check(self.opts.standby_url, "check standby", requests=self.opts.requests)
-        except BaseException as exc:
-            self.restore_standby(exc)
-            raise AssertionError("unreachable") from None
+        if self.opts.mode != "deploy":
+            self.result.release = self.opts.version
+        if self.opts.mode == "abort":
+            self.abort()
+            return
+        if self.opts.mode == "promote":
+            self.promote()
+        else:
+            self.refuse_while_held()
+            try:
+                self.deploy_standby()
+                self.check(self.opts.standby_url, "check standby", requests=self.opts.requests)
+            except BaseException as exc:
+                self.restore_standby(exc)
+                raise AssertionError("unreachable") from None
+            if self.opts.mode == "hold":
+                self.held()
+                return
         self.switch_and_verify()
+        self.finish()
+
+    def finish(self) -> None:
+        """Traffic moved: the roles swap; the old cluster's applications go on proof that it no longer serves."""
         self.result.live_address, self.result.standby_address = self.standby.address, self.live.address
         self.result.live_url, self.result.live_app = self.opts.standby_url, ",".join(self.logicals())
         if not self.opts.keep_standby:
@@ -171,6 +193,196 @@ class TwoClusterRelease:
         self.result.outcome = "deployed"
         console.say(f"live is now {self.standby.address}; deploy the next release with "
                     f"--address {self.standby.address} --standby-address {self.live.address}")
+
+    # -- a release held on the standby (see two_cluster_hold) ------------------------------------
+    def holds(self) -> list[StandbyHold]:
+        """The hold-marked applications of this config on the standby, as last read, judged against live."""
+        standby, live = view.parse(self.standby_before), view.parse(self.live_snapshot)
+        return [h for logical, app in self.apps(self.config.data).items()
+                for h in standby_holds(standby, live, logical, app.get("route_prefix"))]
+
+    def refuse_while_held(self) -> None:
+        """A deploy (or the hold of another release) to a standby that holds a release: exit 2, naming it. A
+        hold the live cluster has moved away from is replaced, with a warning; a promoted one's leftover is no
+        hold at all."""
+        holds = self.holds()
+        # the same hold run again (a re-run of a job that was cancelled or killed) replaces its own release
+        rerun = self.opts.mode == "hold"
+        held = [h for h in holds if h.state == "held" and not (rerun and h.release == self.opts.version)]
+        if held:
+            h = held[0]
+            raise InputError(
+                f"release {h.release} of {h.logical} is held for review on the standby {self.standby.address} "
+                f"({h.app.name}); a deploy now would replace what the reviewer is looking at (nothing was written)",
+                f"promote it (`ci-serve promote CONFIG --version {h.release}` with the same cluster flags) or abort "
+                f"it (`ci-serve abort CONFIG --version {h.release} --address {self.live.address} --standby-address "
+                f"{self.standby.address}`), then deploy")
+        for h in holds:
+            if h.state == "stale":
+                message = (f"the standby's {h.app.name} (release {h.release}, once held) is replaced: the live "
+                           f"cluster no longer runs what it was held against, so it could not be promoted")
+                console.say(f"NOTE  {message}")
+                self.result.warn(message)
+
+    def held(self) -> None:
+        """A hold stops here: the release passed its checks on the standby; live and the traffic are untouched."""
+        self.result.outcome = "held"
+        base = self.opts.standby_url.rstrip("/")
+        self.result.preview_urls = {n: base + p for n, p in self.prefixes().items()}
+        self.result.live_url = self.old_url()
+        live = view.parse(self.live_snapshot)
+        self.result.live_app = ",".join(a.name for logical, app in self.apps(self.config.data).items()
+                                        for a in [live.live_of(logical, app.get("route_prefix"))] if a) or None
+        release = self.opts.version or ""
+        for logical, url in self.result.preview_urls.items():
+            console.say(f"held release {release} of {logical} on the standby: the new version answers at {url}; "
+                        f"live ({self.live.address}) and the traffic are untouched")
+        flags = f"--address {self.live.address} --standby-address {self.standby.address}"
+        console.say(f"next: promote it with `ci-serve promote {self.config.path} --version {release} {flags} "
+                    f"--standby-url {self.opts.standby_url} --switch-command ...`, or abort it with "
+                    f"`ci-serve abort {self.config.path} --version {release} {flags}`")
+
+    def release_held(self) -> dict[str, StandbyHold]:
+        """Promote: the standby application holding release ``version`` of each app of the config, as the hold
+        recorded it (compare-and-swap); else :class:`InputError` (exit 2), nothing written."""
+        release = self.opts.version
+        holds = self.holds()
+        found: dict[str, StandbyHold] = {}
+        missing = []
+        for logical, app in self.apps(self.config.data).items():
+            mine = [h for h in holds if h.logical == logical and h.app.version == release and h.state != "superseded"]
+            if not mine:
+                missing.append(logical)
+                continue
+            h = mine[0]
+            why = cas_failure(h, app.get("route_prefix"))
+            if why and probably_promoted(h) and cas_failure(replace(h, state="held"), app.get("route_prefix")) is None:
+                # what the hold replaces is gone: only a promote's retirement (after its proof that traffic moved)
+                # removes it; this one was interrupted after it, or is run again: it is finished, not refused
+                message = (f"the live cluster runs no {logical} any more ({h.app.hold.live if h.app.hold else '-'} "
+                           f"was there when release {release} was held): a promote of it got as far as retiring "
+                           "it; this one finishes it")
+                if message not in (self.result.warnings or []):
+                    console.say(f"NOTE  {message}")
+                    self.result.warn(message)
+                why = None
+            if why:
+                raise InputError(f"{why} (nothing was written)",
+                                 f"abort it (`ci-serve abort CONFIG --version {release}` with the same cluster "
+                                 "flags) and hold the release again from what runs now")
+            found[logical] = h
+        if missing:
+            others = sorted({f"{h.release} of {h.logical}" for h in holds if h.state == "held"})
+            raise InputError(
+                f"no release {release} of {', '.join(missing)} is held on the standby {self.standby.address}"
+                f"{'; held: ' + ', '.join(others) if others else ''} (nothing was written)",
+                "hold one with `ci-serve deploy --hold --version V` and the two-cluster flags; after a promote the "
+                "roles swap: --address names the cluster that serves now")
+        return found
+
+    def promote(self) -> None:
+        """Take the held release live: re-gate and re-check it on the standby as it is, compare-and-swap on what
+        the hold recorded again, then the switch, verification, proof and retirement of a deploy."""
+        try:
+            found = self.release_held()
+        except InputError:  # refused only when a second read agrees (a recovering controller lists none)
+            time.sleep(1.0)
+            self.live_snapshot, self.standby_before = self.live.get_applications(), self.standby.get_applications()
+            found = self.release_held()
+        held = {h.app.name for h in found.values()}
+        # what the standby goes back to when the release fails: as before the hold (its applications removed)
+        self.standby_base = {**self.standby_before, "applications": {
+            n: a for n, a in (self.standby_before.get("applications") or {}).items() if n not in held}}
+        self.standby_touched = held
+        try:
+            goals = [Goal(h.app.name, h.app.config, None) for h in found.values()]
+            try:
+                wait_ready(self.standby.get_applications, goals, timeout=self.opts.timeout,
+                           unschedulable_grace=self.opts.unschedulable_grace, log=self.log,
+                           step_name="gate held standby", capacity=lambda: capacity.observe(self.standby))
+            except GateFailed as err:
+                attach_replica_logs(self.standby, err, sorted(held))
+                raise
+            self.check(self.opts.standby_url, "check held standby", requests=self.opts.requests)
+        except Cancelled as exc:  # nothing written: the release stays held, as it was
+            self.stop_held(exc)
+        except BaseException as exc:  # a held release that fails its checks goes, as a deploy's candidate does
+            self.restore_standby(exc)
+        try:
+            with self.log.step("compare with the hold") as st:  # the compare-and-swap again, right before the switch
+                # a read lacking what was seen is read again; still lacking it, nothing more is done
+                for client, name in ((self.live, "live_snapshot"), (self.standby, "standby_before")):
+                    expected = expected_from(view.parse(getattr(self, name)))
+                    fresh_view = read_explained(client.get_applications, expected)
+                    stop_if_unexplained(expected, fresh_view)
+                    setattr(self, name, fresh_view.snapshot)
+                fresh = self.release_held()
+                st.detail = "; ".join(f"{h.app.name}: release {h.release} beside "
+                                      f"{h.live.name if h.live else 'nothing'}" for h in fresh.values())
+        except InputError:
+            raise
+        except CiServeError as exc:  # nothing written: the release stays held
+            self.stop_held(exc)
+
+    def stop_held(self, cause: CiServeError) -> NoReturn:
+        """Stopped before any write: the release stays held; exit 1 once the old cluster is seen serving."""
+        seen, lines = self.old_serving(budget=3.0)
+        cause.exit_code = exit_code(Final(failed=True, seen=seen))
+        cause.message = f"{cause.message}; release {self.opts.version} stays held; " + "; ".join(lines)
+        raise cause
+
+    def abort(self) -> None:
+        """Remove the release's held applications from the standby, nothing else; the live cluster is not touched
+        (not even written). Exit 0 ``aborted``; ``unchanged`` with a warning when nothing of it is held."""
+        release = self.opts.version
+        holds = [h for h in self.holds() if h.app.version == release and h.state != "superseded"]
+        if not holds:  # "nothing held" is said only when a second read agrees (a recovering controller lists none)
+            time.sleep(1.0)
+            self.standby_before = self.standby.get_applications()
+            holds = [h for h in self.holds() if h.app.version == release and h.state != "superseded"]
+        for h in holds:
+            if probably_promoted(h):
+                raise InputError(
+                    f"the live cluster {self.live.address} runs no {h.logical}, which release {release} was held "
+                    f"against: it was probably promoted, and {self.standby.address} serves it now (nothing was "
+                    "written)", f"after a promote the roles swap: name {self.standby.address} with --address; to "
+                    f"remove it anyway, `ci-serve status -a {self.standby.address}` shows it")
+        names = frozenset(h.app.name for h in holds)
+        if not names:
+            message = f"no release {release} of {', '.join(self.logicals())} is held on the standby: nothing to abort"
+            console.say(f"NOTE  {message}")
+            self.result.warn(message)
+            self.result.outcome = "unchanged"
+            return
+        try:
+            with self.log.step("remove held release") as st:
+                before = expected_from(view.parse(self.standby_before))
+                fresh = read_explained(self.standby.get_applications, before)
+                stop_if_unexplained(before, fresh)
+                check_drift(before, fresh)
+                body = build_body(fresh.snapshot, remove=names)
+                check_effect(fresh, body, Write("remove held release", {}, names, Effect(removed=names),
+                                                tuple(f"remove {n}" for n in sorted(names)), cleanup=True),
+                             self.logicals())
+                self.standby_touched = set(names)
+                self.standby.put_applications(body)
+                st.detail = f"removed {', '.join(sorted(names))} from {self.standby.address}"
+            wait_ready(self.standby.get_applications, [Goal(n, None) for n in sorted(names)], timeout=120.0,
+                       log=self.log, step_name="gate removal")
+        except CiServeError as exc:
+            seen, lines = self.old_serving(budget=3.0 if isinstance(exc, Cancelled) else 20.0)
+            exc.exit_code = exit_code(Final(failed=True, wrote=self.standby_touched is not None, seen=seen))
+            exc.message = (f"{exc.message}; the held release may still be on the standby (re-run the abort); "
+                           f"live ({self.live.address}) was not touched: " + "; ".join(lines))
+            raise
+        seen, lines = self.old_serving(budget=20.0)
+        if exit_code(Final(failed=False, seen=seen)) != 0:
+            raise RestoreFailed(f"the held release was removed, but the live cluster {self.live.address} is not seen "
+                                "serving: " + "; ".join(lines),
+                                "a person must look: `ci-serve status` on both clusters")
+        self.result.outcome = "aborted"
+        console.say(f"aborted: removed {', '.join(sorted(names))} from the standby {self.standby.address}; live "
+                    f"({self.live.address}) is as it was: " + "; ".join(lines))
 
     def old_url(self) -> str:
         return self.opts.live_url.rstrip("/") if self.opts.live_url else view.serve_url(self.live.address,
@@ -217,6 +429,12 @@ class TwoClusterRelease:
             self.result.packages = records
             st.detail = ", ".join(r["uri"] for r in records) or "no working_dir"
         put = self.apps(shipped)
+        if self.opts.mode == "hold":  # the marker, written once with the application: what promote compares with
+            live, at = view.parse(self.live_snapshot), time.time()
+            for name, app in put.items():
+                now = live.live_of(name, app.get("route_prefix"))
+                put[name] = with_hold(app, at=at, route=app.get("route_prefix"), live=now.config if now else None,
+                                      live_name=now.name if now else None)
         with self.log.step("write standby") as st:
             # the write guard, as for one cluster: nothing changed since we read the standby; the body
             # creates or replaces only our applications (or adoptable plain names) and removes only ours
@@ -227,7 +445,8 @@ class TwoClusterRelease:
             ours = {m.name for logical, app in put.items()
                     for m in fresh.members(logical, app.get("route_prefix"))} - set(put)
             ours &= set(fresh.declarative_configs())
-            created = frozenset(n for n in put if n not in fresh.apps)
+            # an application still being deleted (retired by the previous release) is created anew, for Ray
+            created = frozenset(n for n in put if n not in fresh.apps or fresh.apps[n].deleting)
             write = Write("write standby", put, frozenset(ours),
                           Effect(created=created, changed=frozenset(put) - created, removed=frozenset(ours)),
                           tuple(f"put {n}" for n in put))
@@ -335,17 +554,18 @@ class TwoClusterRelease:
                 if touched is None:  # the guard stopped before our write: the standby holds nothing of ours
                     st.detail = f"nothing was written to the standby {self.standby.address}"
                     touched = set()
+                base = self.standby_base if self.standby_base is not None else self.standby_before
                 # a read that lacks an app seen before our write (and not ours) is read again, never written from
-                before = expected_from(view.parse(self.standby_before))
+                before = expected_from(view.parse(base))
                 fresh = read_explained(self.standby.get_applications, before, removing=touched)
                 stop_if_unexplained(before, fresh, touched)
                 now = fresh.snapshot
                 # only what our write touched goes back: another writer's app (or change) meanwhile stays
-                previous = {n: c for n, c in declarative_apps(self.standby_before).items() if n in touched}
-                removed = (set(declarative_apps(now)) - set(declarative_apps(self.standby_before))) & touched
+                previous = {n: c for n, c in declarative_apps(base).items() if n in touched}
+                removed = (set(declarative_apps(now)) - set(declarative_apps(base))) & touched
                 if touched:
                     body = build_body(now, put=previous, remove=removed, first_start=self.config.data)
-                    created = frozenset(n for n in previous if n not in fresh.apps)
+                    created = frozenset(n for n in previous if n not in fresh.apps or fresh.apps[n].deleting)
                     check_effect(fresh, body, Write("remove candidate", previous, frozenset(removed), Effect(
                         created=created, changed=frozenset(previous) - created, removed=frozenset(removed)),
                         (), cleanup=True), self.logicals())
