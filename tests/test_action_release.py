@@ -269,3 +269,14 @@ def test_every_command_line_the_action_runs_or_shows_is_one_ci_serve_accepts(tmp
             for shown in ("promote", "abort"):
                 words = shlex.split(command_line(shown, inputs, "v7"))[1:]
                 assert parser.parse_args(words).release_version == "v7", words
+
+
+def test_an_abort_across_two_clusters_needs_only_the_standby_address(tmp_path: Path):
+    """It removes the standby's held applications: no switch command, no checks (as `ci-serve abort`)."""
+    got = read_inputs(env(command="abort", address=ADDRESS, release="v2", **{"standby-address": "http://s:8265"}),
+                      tmp_path)
+    argv = invocation("abort", got).argv
+    assert argv[argv.index("--standby-address") + 1] == "http://s:8265" and "--switch-command" not in argv
+    with pytest.raises(InputError, match="`standby-url`, `switch-command` too"):
+        read_inputs(env(command="promote", address=ADDRESS, release="v2", **{"standby-address": "http://s:8265"}),
+                    tmp_path)
