@@ -102,7 +102,7 @@ def test_hold_checks_the_new_version_on_its_preview_and_leaves_live_serving(head
     held = data["managed"]["shop"]["held"]
     assert [(h["release"], h["candidate"], h["preview_url"]) for h in held] == [
         ("r2", "shop-green", head.serve_url + "/shop--green")]
-    assert "held: release r2 (shop-green, RUNNING) answers at" in status.stdout
+    assert "held: release r2 (shop-green, RUNNING), preview at" in status.stdout
 
 
 def test_a_plain_deploy_is_refused_while_a_release_is_held(head, client, cli_env, tmp_path):
@@ -119,7 +119,7 @@ def test_a_promote_of_a_release_that_is_not_held_is_refused(head, client, cli_en
     proc, report = held_cli("promote", head, cli_env, tmp_path, "r9")
     assert proc.returncode == 2, proc.stderr
     assert "no release r9 of shop is held on this cluster; held: r2 of shop (shop-green)" in proc.stderr
-    assert report["result"] != "deployed" and shop_apps(client) == before
+    assert report["result"] != "deployed" and report["release"] == "r9" and shop_apps(client) == before
 
 
 def test_abort_removes_the_held_release_and_leaves_live_exactly_as_it_was(head, client, cli_env, tmp_path):

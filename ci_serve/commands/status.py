@@ -54,7 +54,7 @@ def show(data: dict[str, Any], version: str, address: str) -> None:
         console.say(f"  {logical}: live {m['live'] or '-'}, version {m['version'] or '-'}, "
                     f"{m['status'] or '-'} at {m['route_prefix'] or '-'}{extra}", stream=out)
         for h in m["held"]:
-            console.say(f"    held: release {h['release'] or '-'} ({h['candidate']}, {h['status']}) answers at "
+            console.say(f"    held: release {h['release'] or '-'} ({h['candidate']}, {h['status']}), preview at "
                         f"{h['preview_url']}, held {_ago(h['held_ago_s'])} ago; `ci-serve promote` or `ci-serve "
                         f"abort` CONFIG --version {h['release']}", stream=out)
     for name, app in data["applications"].items():

@@ -155,6 +155,8 @@ class Release:
 
     # -- the whole deploy ----------------------------------------------------------------------
     def read_and_plan(self) -> ReleasePlan:
+        if self.opts.mode != "deploy":  # a refusal's report names the release too
+            self.result.release = self.opts.version
         with self.log.step("connect") as st:
             st.detail = f"Ray {self.client.get_version()} at {self.client.address}"
         with self.log.step("read cluster") as st:
