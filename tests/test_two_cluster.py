@@ -228,6 +228,13 @@ def test_hold_abort_then_hold_promote_across_two_clusters(clusters, cli_env, tmp
         assert requests.get(proxy.url + "/shop", timeout=10).json()["version"] == "v1"
         assert proxy.backend() == f"127.0.0.1:{blue.serve_port}"
         assert "CI_SERVE_HOLD" in apps_of(green)["shop"]["deployed_app_config"]["runtime_env"]["env_vars"]
+        status, data = run_cli(cli_env, blue.token, tmp_path, "status", "--address", blue.dashboard_url,
+                               "--serve-url", blue.serve_url, "--standby-address", green.dashboard_url,
+                               "--standby-url", green.serve_url)
+        assert status.returncode == 0, status.stderr
+        assert [(h["app"], h["release"], h["preview_url"]) for h in data["standby"]["held"]] == [
+            ("shop", "v2", green.serve_url + "/shop")]
+        assert "held: release v2 of shop (shop, RUNNING), preview at" in status.stdout
 
         held_at = apps_of(green)["shop"]["last_deployed_time_s"]
         proc, report = run_cli(cli_env, blue.token, tmp_path, "deploy", config, "--version", "v9", *flags, *v2)
