@@ -124,7 +124,8 @@ def test_command_lines(tmp_path: Path):
                         ("--switch-command", "./switch.sh"), ("--verify-url", "https://public")]:
         assert deploy[deploy.index(flag) + 1] == value
     assert "tok-123456" not in " ".join(deploy)  # the token goes through the environment
-    assert invocation("status", full).argv == ["status", "--address", "http://h:8265",
+    assert invocation("status", full).argv == ["status", "--address", "http://h:8265", "--standby-address",
+                                               "http://s:8265", "--standby-url", "http://s:8000",
                                                "--report", ".ci-serve/status.json"]
     assert invocation("plan", full).argv[:4] == ["plan", "c.yaml", "--address", "http://h:8265"]
     built = read_inputs(env(target="fruit:app other:app", config="out.yaml"), tmp_path)

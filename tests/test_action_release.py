@@ -280,3 +280,17 @@ def test_an_abort_across_two_clusters_needs_only_the_standby_address(tmp_path: P
     with pytest.raises(InputError, match="`standby-url`, `switch-command` too"):
         read_inputs(env(command="promote", address=ADDRESS, release="v2", **{"standby-address": "http://s:8265"}),
                     tmp_path)
+
+
+def test_status_across_two_clusters_lists_what_the_standby_holds(tmp_path: Path):
+    from ci_serve.action.summary import held_releases_section
+
+    got = read_inputs(env(command="status", address=ADDRESS, **{"standby-address": "http://s:8265",
+                                                                 "standby-url": "http://s:8000"}), tmp_path)
+    argv = invocation("status", got).argv
+    assert argv[argv.index("--standby-address") + 1] == "http://s:8265"
+    assert argv[argv.index("--standby-url") + 1] == "http://s:8000"
+    lines = held_releases_section({"managed": {}, "standby": {"address": "http://s:8265", "held": [
+        {"app": "shop", "release": "v2", "standby_app": "shop", "status": "RUNNING",
+         "preview_url": "http://s:8000/shop", "held_ago_s": 30}]}})
+    assert any("| shop | v2 | shop (standby) | RUNNING | http://s:8000/shop |" in line for line in lines), lines

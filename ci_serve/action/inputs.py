@@ -231,8 +231,9 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         raise InputError(f"command `{command}` needs the input `address`",
                          "set `address:` to the Ray dashboard URL, e.g. `${{ vars.RAY_DASHBOARD }}`")
     standby = {name: get(name) for name in STANDBY_INPUTS}
-    # an abort across two clusters only removes the standby's held applications: no switch, no checks
-    if command == "abort" and standby["standby-address"]:
+    # an abort across two clusters only removes the standby's held applications, a status only reads them:
+    # no switch, no checks
+    if command in ("abort", "status") and standby["standby-address"]:
         pass
     elif any(standby.values()) and not all(standby.values()):
         missing = ", ".join(f"`{n}`" for n, v in standby.items() if not v)

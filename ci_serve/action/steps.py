@@ -103,6 +103,7 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         argv += _release_flags(inputs)
     elif command == "status":
         argv += ["--address", _need(inputs.address)]
+        argv += _flags(("--standby-address", inputs.standby_address), ("--standby-url", inputs.standby_url))
     else:
         raise ValueError(f"not a ci-serve command: {command}")
     if command in RAY_PIN_COMMANDS and inputs.requirements:

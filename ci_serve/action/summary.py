@@ -217,6 +217,10 @@ def held_releases_section(report: dict[str, Any]) -> list[str]:
              _ago(h.get("held_ago_s"))]
             for logical, m in (managed or {}).items() if isinstance(m, dict)
             for h in m.get("held") or [] if isinstance(h, dict)]
+    standby = report.get("standby") if isinstance(report.get("standby"), dict) else {}
+    rows += [[h.get("app"), h.get("release"), f"{h.get('standby_app')} (standby)", h.get("status"),
+              h.get("preview_url"), _ago(h.get("held_ago_s"))]
+             for h in (standby or {}).get("held") or [] if isinstance(h, dict)]
     if not rows:
         return []
     return [f"**Held releases:** {len(rows)}, each waiting for `command: promote` or `command: abort` with its "
