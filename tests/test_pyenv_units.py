@@ -44,3 +44,12 @@ def test_ray_version_must_look_like_a_release() -> None:
     with pytest.raises(InputError):
         ray_requirements("2.40; rm -rf /")
 
+
+
+def test_free_ports_are_never_handed_out_twice():
+    """The kernel may return one free port twice in a row; a head given one port for two components does not
+    start (seen in CI: gcs_server and dashboard_agent_http both 56983)."""
+    from ci_serve.cluster.head import free_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)

@@ -44,11 +44,20 @@ def masked_tail(log_path: Path, lines: int = 30) -> str:
     return secrets.mask("\n".join(text.splitlines()[-lines:]))
 
 
+#: every port this process handed out: the kernel may hand the same free port out twice in a row, and a head
+#: whose components are given one port twice does not start (seen: gcs_server and dashboard_agent_http)
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port on loopback, never one this process handed out before."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def ray_executable() -> str:
