@@ -173,9 +173,9 @@ class Release:
             self.expected = expected_from(view)
             st.detail = f"{len(view.apps)} application(s) on the cluster" + "".join(f"; {n}" for n in view.notes)
         shipped_config = self.config.data
-        if self.opts.mode in ("deploy", "hold"):  # refused while held: before any upload
-            refuse_while_held(view, self.config.data, PlanOptions(version=self.opts.version, mode=self.opts.mode))
         if self.opts.mode in ("deploy", "hold"):  # promote and abort write no code: the candidates are there
+            # refused while a release is held: before any upload
+            refuse_while_held(view, self.config.data, PlanOptions(version=self.opts.version, mode=self.opts.mode))
             with self.log.step("ship code") as st:
                 shipped_config, shipped = ship_working_dirs(
                     self.client, self.config.data, base_dir=self.config.path.resolve().parent,
