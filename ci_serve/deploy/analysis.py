@@ -46,6 +46,13 @@ class Samples:
     #: the latency histogram: (upper bound in ms, cumulative count), ascending, ``math.inf`` last
     buckets: tuple[tuple[float, float], ...] = ()
 
+    def plus(self, other: Samples) -> Samples:
+        """The counts of two sources together (two applications of one release): buckets added by bound."""
+        merged = dict(self.buckets)
+        for le, n in other.buckets:
+            merged[le] = merged.get(le, 0.0) + n
+        return Samples(self.requests + other.requests, self.errors + other.errors, tuple(sorted(merged.items())))
+
     def minus(self, earlier: Samples) -> Samples:
         """The counts between ``earlier`` and this one (a counter that went down was reset: take it whole)."""
         def delta(now: float, then: float) -> float:

@@ -1,0 +1,308 @@
+"""The traffic-step walk (ci_serve/deploy/traffic.py) and the Prometheus reader's pure parts.
+
+The walk runs a real traffic command (/bin/sh, writing each weight to a file) against a fake sample source
+whose counts follow that file and a fake clock, so a step of 60 s takes no time. The real thing (two Ray
+heads, HAProxy, Prometheus) is tests/test_progressive.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ci_serve import cancel, secrets
+from ci_serve.deploy.analysis import Samples, Thresholds
+from ci_serve.deploy.prometheus import Prometheus, parse_headers, session_from_node_summary
+from ci_serve.deploy.traffic import (
+    StepFailed,
+    TrafficCommandFailed,
+    TrafficOptions,
+    TrafficRollbackFailed,
+    command_for,
+    parse_interval,
+    parse_weights,
+    walk,
+)
+from ci_serve.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RESTORED, Cancelled, CiServeError, InputError
+from ci_serve.steps import StepLog
+
+
+@pytest.mark.parametrize(("text", "weights"), [
+    pytest.param("10,50,100", (10, 50, 100), id="three"),
+    pytest.param("100", (100,), id="one-step-switch"),
+    pytest.param(" 1, 2 ,100", (1, 2, 100), id="spaces"),
+])
+def test_parse_weights(text: str, weights: tuple[int, ...]) -> None:
+    assert parse_weights(text) == weights
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    pytest.param("", "whole percent", id="empty"),
+    pytest.param("10,abc,100", "whole percent", id="not-a-number"),
+    pytest.param("10.5,100", "whole percent", id="fraction"),
+    pytest.param("0,50,100", "0 is not a percent", id="zero"),
+    pytest.param("10,150", "150 is not a percent", id="above-100"),
+    pytest.param("50,10,100", "must increase", id="decreasing"),
+    pytest.param("10,10,100", "must increase", id="repeated"),
+    pytest.param("10,50", "last step must be 100", id="no-switch"),
+])
+def test_parse_weights_refuses(text: str, says: str) -> None:
+    with pytest.raises(InputError, match=says) as info:
+        parse_weights(text)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize("seconds", [0.0, -5.0, 0.5, math.nan])
+def test_parse_interval_refuses(seconds: float) -> None:
+    with pytest.raises(InputError):
+        parse_interval(seconds)
+
+
+def test_command_for_replaces_weight_and_leaves_shell_braces() -> None:
+    assert command_for("lb set ${POOL} {weight} {weight}", 10) == "lb set ${POOL} 10 10"
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    pytest.param(["Authorization: Bearer abc123"], {"Authorization": "Bearer abc123"}, id="bearer"),
+    pytest.param(["X-Scope-OrgID:team-a", "A: b: c"], {"X-Scope-OrgID": "team-a", "A": "b: c"}, id="two"),
+])
+def test_parse_headers(values: list[str], expected: dict[str, str]) -> None:
+    assert parse_headers(values) == expected
+    for value in expected.values():
+        if len(value) >= 3:
+            assert secrets.mask(f"x {value} y") == "x *** y"
+
+
+@pytest.mark.parametrize("value", ["no colon secretvalue", ": secretvalue", "Bad Name: secretvalue", "Name:   "])
+def test_parse_headers_refuses_without_showing_the_value(value: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse_headers([value])
+    assert "secretvalue" not in info.value.message and "secretvalue" not in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("url", ["prometheus:9090", "ftp://host", "http://", "http://host:99999", "http://h:x"])
+def test_bad_prometheus_url_is_an_input_error(url: str) -> None:
+    with pytest.raises(InputError, match="--prometheus-url"):
+        Prometheus(url)
+
+
+def test_unreachable_prometheus_is_refused_before_anything() -> None:
+    from ci_serve.cluster.head import free_port
+
+    with pytest.raises(InputError, match="cannot be used") as info:
+        Prometheus(f"http://user:pw-secret@127.0.0.1:{free_port()}", timeout=2).check()
+    assert info.value.exit_code == EXIT_BAD_INPUT and "pw-secret" not in secrets.mask(info.value.message)
+
+
+SOCKET = "/tmp/ray/session_2026-12-06_04-33-36_622648_29556/sockets/raylet"
+
+
+@pytest.mark.parametrize(("nodes", "session"), [
+    pytest.param([{"raylet": {"rayletSocketName": SOCKET}}], "session_2026-12-06_04-33-36_622648_29556",
+                 id="head-as-2.9.3-answers"),
+    pytest.param([{"raylet": {"rayletSocketName": SOCKET}}] * 2, "session_2026-12-06_04-33-36_622648_29556",
+                 id="two-nodes-one-session"),
+    pytest.param([{"raylet": {"rayletSocketName": "/run/raylet.sock"}}], None, id="custom-socket-path"),
+    pytest.param([{"raylet": {"rayletSocketName": SOCKET}},
+                  {"raylet": {"rayletSocketName": SOCKET.replace("29556", "1")}}], None, id="two-sessions"),
+    pytest.param([], None, id="no-nodes"),
+])
+def test_session_from_node_summary(nodes: list[dict[str, object]], session: str | None) -> None:
+    assert session_from_node_summary({"data": {"summary": nodes}}) == session
+
+
+# -- the walk ------------------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+Rates = Callable[[int], tuple[Samples, Samples]]
+
+
+class FakeSource:
+    """Counts that follow the weight the real command last wrote: ``rates(weight)`` per second, (new, old)."""
+
+    def __init__(self, weights_file: Path, rates: Rates, fail_after: int | None = None):
+        self.weights_file, self.rates, self.fail_after = weights_file, rates, fail_after
+        self.new, self.old = Samples(), Samples()
+        self.weight, self.last, self.calls = 0, None, 0
+
+    def totals(self, at: float) -> tuple[Samples, Samples]:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise CiServeError("http://prometheus:9090 did not answer (ConnectionError)")
+        if self.last is not None:
+            new, old = self.rates(self.weight)
+            dt = at - self.last
+            self.new = self.new.plus(scaled(new, dt))
+            self.old = self.old.plus(scaled(old, dt))
+        self.last = at
+        lines = self.weights_file.read_text().split() if self.weights_file.exists() else []
+        self.weight = int(lines[-1]) if lines else 0
+        return self.new, self.old
+
+    def describe(self) -> str:
+        return "a fake source"
+
+
+def scaled(s: Samples, k: float) -> Samples:
+    return Samples(s.requests * k, s.errors * k, tuple((le, n * k) for le, n in s.buckets))
+
+
+FAST = ((10.0, 1.0), (math.inf, 1.0))
+
+
+def traffic(total_rps: float, new_error_share: float = 0.0) -> Rates:
+    def rates(weight: int) -> tuple[Samples, Samples]:
+        new = total_rps * weight / 100
+        old = total_rps - new
+        return (Samples(new, new * new_error_share, tuple((le, n * new) for le, n in FAST)),
+                Samples(old, 0.0, tuple((le, n * old) for le, n in FAST)))
+    return rates
+
+
+def run_walk(tmp_path: Path, rates: Rates, steps: str = "10,50,100", *, command: str | None = None,
+             fail_after: int | None = None, limits: Thresholds | None = None, **kwargs: object):
+    log_file = tmp_path / "weights"
+    cmd = command or f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file} && echo "weight {{weight}} set"'
+    clock = FakeClock()
+    source = FakeSource(log_file, rates, fail_after)
+    options = TrafficOptions(cmd, parse_weights(steps), 60.0, limits or Thresholds(), **kwargs)  # type: ignore[arg-type]
+    result = walk(options, source, log=StepLog(), clock=clock, sleep=clock.sleep)
+    written = [int(w) for w in log_file.read_text().split()] if log_file.exists() else []
+    return result, written
+
+
+def test_a_good_release_walks_every_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result, weights = run_walk(tmp_path, traffic(10.0))
+    assert result.error is None and not result.rolled_back
+    assert weights == [10, 50, 100] == result.weights_set
+    entries = result.entries()
+    assert [e["weight"] for e in entries] == [10, 50, 100]
+    assert [e["verdict"] for e in entries] == ["pass"] * 3
+    # 10 requests/s for 60 s, split by weight
+    assert [e["new"]["requests"] for e in entries] == [60, 300, 600]
+    assert [e["old"]["requests"] for e in entries] == [540, 300, 0]
+    assert entries[0]["new"] == {"requests": 60, "errors": 0, "error_rate": 0.0, "p99_ms": 9.9}
+    err = capsys.readouterr().err
+    assert "weight 10 set" in err and "analysing each step with a fake source" in err
+
+
+def test_a_failing_release_goes_back_to_zero_at_the_first_step(tmp_path: Path) -> None:
+    result, weights = run_walk(tmp_path, traffic(10.0, new_error_share=0.5))
+    assert weights == [10, 0] and result.rolled_back
+    assert isinstance(result.error, StepFailed) and result.error.exit_code == EXIT_FAILED
+    assert "traffic step 10 % fail" in result.error.message and "error rate 50 %" in result.error.message
+    assert result.entries() == [{"weight": 10, "verdict": "fail",
+                                 "new": {"requests": 60, "errors": 30, "error_rate": 50.0, "p99_ms": 9.9},
+                                 "old": {"requests": 540, "errors": 0, "error_rate": 0.0, "p99_ms": 9.9}}]
+
+
+def test_too_little_traffic_holds_three_more_intervals_then_fails(tmp_path: Path) -> None:
+    # 0.5 request/s: 3 per interval at 10 %; min 20 -> inconclusive at 3, 6, 9, still at 12 -> fail
+    result, weights = run_walk(tmp_path, traffic(0.5))
+    assert weights == [10, 0]
+    assert result.entries()[0]["verdict"] == "inconclusive" and len(result.entries()) == 1
+    assert result.entries()[0]["new"]["requests"] == 12
+    assert isinstance(result.error, StepFailed) and "after 4 interval(s)" in result.error.message
+
+
+def test_an_inconclusive_interval_that_fills_up_passes(tmp_path: Path) -> None:
+    # 3 requests/s: 18 at 10 % in one interval (inconclusive), 36 after two: one entry, pass
+    result, weights = run_walk(tmp_path, traffic(3.0), "10,100")
+    assert weights == [10, 100] and result.error is None
+    assert [(e["weight"], e["verdict"], e["new"]["requests"]) for e in result.entries()] == [
+        (10, "pass", 36), (100, "pass", 180)]
+
+
+def test_a_p99_threshold_fails_a_slow_release(tmp_path: Path) -> None:
+    slow = ((10.0, 0.0), (1000.0, 1.0), (math.inf, 1.0))
+
+    def rates(weight: int) -> tuple[Samples, Samples]:
+        new, old = traffic(10.0)(weight)
+        return Samples(new.requests, 0, tuple((le, n * new.requests) for le, n in slow)), old
+
+    result, weights = run_walk(tmp_path, rates, limits=Thresholds(max_p99_ms=500))
+    assert weights == [10, 0] and "p99" in str(result.error and result.error.message)
+
+
+def test_a_failed_query_mid_step_fails_the_step(tmp_path: Path) -> None:
+    # calls: start of 10 (1), end of 10 (2), start of 50 (3), end of 50 fails
+    result, weights = run_walk(tmp_path, traffic(10.0), fail_after=3)
+    assert weights == [10, 50, 0] and result.rolled_back
+    assert [e["verdict"] for e in result.entries()] == ["pass", "fail"]
+    assert result.error is not None and "did not answer" in result.error.message
+
+
+def test_a_failing_command_rolls_back_with_weight_zero(tmp_path: Path) -> None:
+    log_file = tmp_path / "weights"
+    cmd = f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file}; echo "balancer says no"; [ {{weight}} -lt 50 ] || exit 7'
+    result, weights = run_walk(tmp_path, traffic(10.0), command=cmd)
+    assert weights == [10, 50, 0]
+    assert isinstance(result.error, TrafficCommandFailed) and "exited with code 7 (weight 50 %)" in result.error.message
+    assert [e["weight"] for e in result.entries()] == [10], "a step whose command failed was not reached"
+
+
+def test_a_failing_rollback_is_exit_3(tmp_path: Path) -> None:
+    log_file = tmp_path / "weights"
+    cmd = f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file}; [ {{weight}} -ne 0 ]'
+    result, weights = run_walk(tmp_path, traffic(10.0, new_error_share=0.5), command=cmd)
+    assert weights == [10, 0]
+    assert isinstance(result.error, TrafficRollbackFailed) and result.error.exit_code == EXIT_NOT_RESTORED
+    assert "error rate" in result.error.message and "back to 0 % then failed" in result.error.message
+
+
+def test_a_command_that_hangs_times_out(tmp_path: Path) -> None:
+    result, weights = run_walk(tmp_path, traffic(10.0), command="sleep 30", command_timeout=0.5)
+    assert isinstance(result.error, TrafficRollbackFailed), "the rollback's sleep times out too"
+    assert "did not finish within" in result.error.message
+
+
+def test_a_cancel_during_a_hold_rolls_back_at_once(tmp_path: Path) -> None:
+    log_file = tmp_path / "weights"
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if clock.now > 1_800_000_000.0 + 70:  # in the second step's hold
+            cancel.request(Cancelled("cancelled by SIGINT"))
+
+    options = TrafficOptions(f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file}', (10, 50, 100), 60.0)
+    result = walk(options, FakeSource(log_file, traffic(10.0)), clock=clock, sleep=sleep)
+    assert [int(w) for w in log_file.read_text().split()] == [10, 50, 0]
+    assert isinstance(result.error, Cancelled) and result.rolled_back
+    assert [e["weight"] for e in result.entries()] == [10], "a step cut short by a cancel has no verdict"
+
+
+def test_without_metrics_each_step_checks_the_public_entry(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    log_file = tmp_path / "weights"
+    clock = FakeClock()
+    answers = iter(["2 check(s) passed", "2 check(s) passed"])
+
+    def check() -> str:
+        try:
+            return next(answers)
+        except StopIteration:
+            from ci_serve.errors import CheckFailed
+            raise CheckFailed("1 of 2 check(s) failed: version: expected v2") from None
+
+    options = TrafficOptions(f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file}', (10, 50, 100), 60.0)
+    result = walk(options, None, check=check, clock=clock, sleep=clock.sleep)
+    assert [int(w) for w in log_file.read_text().split()] == [10, 50, 100, 0]
+    assert not result.analysed
+    none = {"requests": None, "errors": None, "error_rate": None, "p99_ms": None}
+    assert result.entries() == [{"weight": w, "verdict": v, "new": none, "old": none}
+                                for w, v in ((10, "pass"), (50, "pass"), (100, "fail"))]
+    assert "no metric is analysed" in capsys.readouterr().err
