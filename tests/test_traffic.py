@@ -23,6 +23,7 @@ from ci_serve.deploy.traffic import (
     TrafficRollbackFailed,
     command_for,
     parse_interval,
+    parse_thresholds,
     parse_weights,
     walk,
 )
@@ -59,6 +60,23 @@ def test_parse_weights_refuses(text: str, says: str) -> None:
 def test_parse_interval_refuses(seconds: float) -> None:
     with pytest.raises(InputError):
         parse_interval(seconds)
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    pytest.param({"max_error_rate": -1.0}, "--max-error-rate", id="negative-rate"),
+    pytest.param({"max_error_rate": 101.0}, "--max-error-rate", id="rate-above-100"),
+    pytest.param({"max_error_rate": math.nan}, "--max-error-rate", id="nan-rate"),
+    pytest.param({"max_p99_ms": 0.0}, "--max-p99-ms", id="zero-p99"),
+    pytest.param({"min_requests": 0}, "--min-requests", id="zero-requests"),
+])
+def test_parse_thresholds_refuses(kwargs: dict[str, float], says: str) -> None:
+    with pytest.raises(InputError, match=says):
+        parse_thresholds(**kwargs)  # type: ignore[arg-type]
+
+
+def test_parse_thresholds_defaults_are_the_issues() -> None:
+    assert parse_thresholds() == Thresholds(max_error_rate=1.0, max_p99_ms=None, min_requests=20)
+    assert parse_thresholds(0, 250, 5) == Thresholds(0.0, 250.0, 5)
 
 
 def test_command_for_replaces_weight_and_leaves_shell_braces() -> None:
@@ -137,6 +155,7 @@ class FakeSource:
         self.weights_file, self.rates, self.fail_after = weights_file, rates, fail_after
         self.new, self.old = Samples(), Samples()
         self.weight, self.last, self.calls = 0, None, 0
+        self.ready_at = 0.0
 
     def totals(self, at: float) -> tuple[Samples, Samples]:
         self.calls += 1
@@ -151,6 +170,11 @@ class FakeSource:
         lines = self.weights_file.read_text().split() if self.weights_file.exists() else []
         self.weight = int(lines[-1]) if lines else 0
         return self.new, self.old
+
+    def ready(self, at: float) -> bool:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise CiServeError("http://prometheus:9090 did not answer (ConnectionError)")
+        return at >= self.ready_at
 
     def describe(self) -> str:
         return "a fake source"
@@ -173,11 +197,13 @@ def traffic(total_rps: float, new_error_share: float = 0.0) -> Rates:
 
 
 def run_walk(tmp_path: Path, rates: Rates, steps: str = "10,50,100", *, command: str | None = None,
-             fail_after: int | None = None, limits: Thresholds | None = None, **kwargs: object):
+             fail_after: int | None = None, limits: Thresholds | None = None, ready_at: float = 0.0,
+             **kwargs: object):
     log_file = tmp_path / "weights"
     cmd = command or f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file} && echo "weight {{weight}} set"'
     clock = FakeClock()
     source = FakeSource(log_file, rates, fail_after)
+    source.ready_at = clock.now + ready_at
     options = TrafficOptions(cmd, parse_weights(steps), 60.0, limits or Thresholds(), **kwargs)  # type: ignore[arg-type]
     result = walk(options, source, log=StepLog(), clock=clock, sleep=clock.sleep)
     written = [int(w) for w in log_file.read_text().split()] if log_file.exists() else []
@@ -306,3 +332,68 @@ def test_without_metrics_each_step_checks_the_public_entry(tmp_path: Path,
     assert result.entries() == [{"weight": w, "verdict": v, "new": none, "old": none}
                                 for w, v in ((10, "pass"), (50, "pass"), (100, "fail"))]
     assert "no metric is analysed" in capsys.readouterr().err
+
+
+def test_the_first_step_waits_for_the_new_versions_counters(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    result, weights = run_walk(tmp_path, traffic(10.0), ready_at=5.0)
+    assert result.error is None and weights == [10, 50, 100]
+    assert "the new version's counters are in" in capsys.readouterr().err
+
+
+def test_counters_that_never_come_are_said_and_the_walk_goes_on(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    result, weights = run_walk(tmp_path, traffic(10.0), ready_at=math.inf, settle_timeout=10.0)
+    assert result.error is None and weights == [10, 50, 100]
+    assert "is not in Prometheus" in capsys.readouterr().err
+
+
+def test_a_fault_before_the_first_step_sets_no_weight(tmp_path: Path) -> None:
+    result, weights = run_walk(tmp_path, traffic(10.0), fail_after=0)
+    assert weights == [] and not result.rolled_back and result.steps == []
+    assert result.error is not None and "did not answer" in result.error.message
+
+
+class LaggedSource:
+    """Counts as Prometheus shows them: what the proxies counted ``lag`` seconds before. The command logs each
+    weight with the fake time it was set (the clock writes its time to a file), so the schedule is exact."""
+
+    def __init__(self, log_file: Path, rates: Rates, lag: float):
+        self.log_file, self.rates, self.lag = log_file, rates, lag
+
+    def totals(self, at: float) -> tuple[Samples, Samples]:
+        lines = self.log_file.read_text().splitlines() if self.log_file.exists() else []
+        schedule = [(float(t), int(w)) for w, t in (line.split() for line in lines)]
+        new, old, until = Samples(), Samples(), at - self.lag
+        for i, (since, weight) in enumerate(schedule):
+            end = min(until, schedule[i + 1][0] if i + 1 < len(schedule) else until)
+            if end > since:
+                n, o = self.rates(weight)
+                new, old = new.plus(scaled(n, end - since)), old.plus(scaled(o, end - since))
+        return new, old
+
+    def ready(self, at: float) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "a lagging source"
+
+
+@pytest.mark.parametrize(("metrics_lag", "exact"), [pytest.param(5.0, True, id="window-opens-after-the-lag"),
+                                                     pytest.param(0.0, False, id="no-lag-counts-the-previous-weight")])
+def test_metrics_lag_keeps_the_previous_weight_out_of_a_step(tmp_path: Path, metrics_lag: float,
+                                                              exact: bool) -> None:
+    log_file, now_file = tmp_path / "weights", tmp_path / "now"
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        now_file.write_text(str(clock.now))
+
+    sleep(0.0)
+    options = TrafficOptions(f'echo "$CI_SERVE_TRAFFIC_WEIGHT $(cat {now_file})" >> {log_file}', (10, 50, 100),
+                             60.0, metrics_lag=metrics_lag)
+    result = walk(options, LaggedSource(log_file, traffic(10.0), lag=5.0), clock=clock, sleep=sleep)
+    assert result.error is None
+    counts = [(e["new"]["requests"], e["old"]["requests"]) for e in result.entries()]
+    assert (counts == [(60, 540), (300, 300), (600, 0)]) is exact, counts

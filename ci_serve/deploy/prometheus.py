@@ -148,6 +148,12 @@ class Prometheus:
         return total
 
 
+    def has_series(self, session: str, applications: Sequence[str], at: float) -> bool:
+        """Whether Prometheus holds, at ``at``, a request counter of ``session`` for one of ``applications``
+        (Serve creates it on the first request; Prometheus has it a report and a scrape later)."""
+        return any(self._query(promql(application, session)["requests"], at) for application in applications)
+
+
 def _value(result: dict[str, Any]) -> float:
     value = result.get("value")
     try:
@@ -180,6 +186,11 @@ class VersionMetrics:
     def totals(self, at: float) -> tuple[Samples, Samples]:
         return (self.prometheus.samples(self.new_session, self.applications, at),
                 self.prometheus.samples(self.old_session, self.applications, at))
+
+    def ready(self, at: float) -> bool:
+        """The new version's counter is in Prometheus: the checks on the standby created it, so from now on a
+        step's start reading is its true count, not a zero that the first scrape would later contradict."""
+        return self.prometheus.has_series(self.new_session, self.applications, at)
 
     def describe(self) -> str:
         return (f"Serve metrics from {self.prometheus.url} (new: SessionName {self.new_session}, "

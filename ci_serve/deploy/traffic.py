@@ -43,6 +43,8 @@ from ci_serve.steps import StepLog
 #: an inconclusive step is held this many more intervals before it fails
 EXTRA_INTERVALS = 3
 COMMAND_TIMEOUT_S = 300.0
+#: the new version's counters reach Prometheus a report and a scrape after the checks created them
+SETTLE_TIMEOUT_S = 60.0
 #: the shortest --step-interval: shorter than a scrape or two says nothing
 MIN_INTERVAL_S = 1.0
 WEIGHT_VARIABLE = "CI_SERVE_TRAFFIC_WEIGHT"
@@ -67,6 +69,10 @@ class SampleSource(Protocol):
     time). A fault raises a :class:`CiServeError` (the step then fails)."""
 
     def totals(self, at: float) -> tuple[Samples, Samples]: ...
+
+    def ready(self, at: float) -> bool:
+        """Whether the new version's counters are in the source yet (see :meth:`_Walker.settle`)."""
+        ...
 
     def describe(self) -> str: ...
 
@@ -96,6 +102,20 @@ def parse_interval(seconds: float) -> float:
         raise InputError(f"--step-interval {seconds:g}: must be at least {MIN_INTERVAL_S:g} s",
                          "hold each step long enough for a few scrapes of Prometheus, e.g. --step-interval 60")
     return float(seconds)
+
+
+def parse_thresholds(max_error_rate: float = 1.0, max_p99_ms: float | None = None,
+                     min_requests: int = 20) -> Thresholds:
+    """``--max-error-rate PERCENT``, ``--max-p99-ms``, ``--min-requests N``, checked."""
+    if not 0 <= max_error_rate <= 100:  # also NaN
+        raise InputError(f"--max-error-rate {max_error_rate:g}: must be a percent between 0 and 100",
+                         "e.g. --max-error-rate 1 (a step fails above 1 % of 5xx answers)")
+    if max_p99_ms is not None and not max_p99_ms > 0:
+        raise InputError(f"--max-p99-ms {max_p99_ms:g}: must be above 0", "e.g. --max-p99-ms 500")
+    if min_requests < 1:
+        raise InputError(f"--min-requests {min_requests}: must be at least 1",
+                         "e.g. --min-requests 20 (fewer in an interval say nothing: the step is inconclusive)")
+    return Thresholds(float(max_error_rate), None if max_p99_ms is None else float(max_p99_ms), int(min_requests))
 
 
 def command_for(command: str, weight: int) -> str:
@@ -147,6 +167,12 @@ class TrafficOptions:
     interval: float
     limits: Thresholds = field(default_factory=Thresholds)
     extra_intervals: int = EXTRA_INTERVALS
+    #: seconds from a count in a Serve proxy to the source's answer (Ray's metrics report interval plus
+    #: Prometheus's scrape interval): each step's window opens this long after its weight was set, so that
+    #: it counts no request sent before (the standby checks' cold first answers, the previous weight's)
+    metrics_lag: float = 0.0
+    #: how long the first step waits for the new version's counters to reach the source
+    settle_timeout: float = SETTLE_TIMEOUT_S
     command_timeout: float = COMMAND_TIMEOUT_S
     #: more variables for the command (the executor's CI_SERVE_NEW_URL and the like)
     env: Mapping[str, str] = field(default_factory=dict)
@@ -172,7 +198,7 @@ def run_command(options: TrafficOptions, weight: int) -> str:
         raise TrafficCommandFailed(f"the traffic command did not finish within {options.command_timeout:.0f}s "
                                    f"(weight {weight} %)",
                                    "make --traffic-command return once the balancer took the weight") from None
-    lines = (proc.stdout or "").splitlines()
+    lines = [line for line in (proc.stdout or "").splitlines() if line.strip()]
     for line in lines[-TAIL_LINES:]:
         console.say(f"    | {line}")
     if proc.returncode != 0:
@@ -201,6 +227,7 @@ class _Walker:
         else:
             console.say(f"analysing each step with {self.source.describe()}")
         try:
+            self.settle()
             for weight in self.opts.weights:
                 self.set_weight(weight, f"traffic {weight}%")
                 self.hold(weight)
@@ -225,6 +252,26 @@ class _Walker:
                 f"a person must look: traffic may still reach the new version; run the traffic command by hand "
                 f"with {WEIGHT_VARIABLE}=0", details=cause.details if isinstance(cause, CiServeError) else None)
 
+    def settle(self) -> None:
+        """Before the first step, until the source holds the new version's counters (the checks on the
+        standby created them): a counter that reaches Prometheus only after a step's start reading would
+        count everything before it (those checks, their slow first answers) into the step."""
+        if self.source is None:
+            return
+        deadline = self.clock() + self.opts.settle_timeout
+        with self.log.step("wait for metrics", heartbeat=lambda: "waiting for the new version's counters to "
+                           "reach Prometheus") as st:
+            while not self.source.ready(self.clock()):
+                if self.clock() >= deadline:
+                    st.detail = f"not within {self.opts.settle_timeout:.0f}s; the first step may count requests " \
+                                "sent before it"
+                    console.say("WARN  the new version's Serve request counter is not in Prometheus: does it scrape "
+                                "the standby cluster? A step without its numbers is inconclusive")
+                    return
+                cancel.check()
+                self.sleep(min(1.0, max(0.0, deadline - self.clock())))
+            st.detail = "the new version's counters are in"
+
     def wait_until(self, deadline: float) -> None:
         while (left := deadline - self.clock()) > 0:
             cancel.check()
@@ -232,20 +279,28 @@ class _Walker:
         cancel.check()
 
     def hold(self, weight: int) -> None:
-        t0 = self.clock()
-        start = self.source.totals(t0) if self.source is not None else None
+        lag = self.opts.metrics_lag if self.source is not None else 0.0
+        t0 = self.clock() + lag
+        start: tuple[Samples, Samples] | None = None
         last: list[StepVerdict] = []
 
         def beat() -> str:
             left = max(0.0, t0 + self.opts.interval * (1 + len(last)) - self.clock())
-            if self.source is None or start is None:
+            if self.source is None:
                 return f"{weight} % to the new version, {left:.0f}s to go (no metric analysed)"
+            if start is None:
+                return f"{weight} %, waiting {lag:g}s for the step's first answers to reach the metrics"
             new, old = self.source.totals(self.clock())
             v = judge_step(new.minus(start[0]), old.minus(start[1]), self.opts.limits)
             return f"{weight} %, {left:.0f}s to go: new {describe(v.new)}; old {describe(v.old)}"
 
         every = max(2.0, min(10.0, self.opts.interval / 3))
         with self.log.step(f"hold {weight}%", heartbeat=beat, every=every) as st:
+            if self.source is not None:
+                # the window opens once the metrics can show the new weight: what Prometheus holds at a time
+                # is what the proxies counted a report and a scrape before it (``metrics_lag``)
+                self.wait_until(t0)
+                start = self.source.totals(t0)
             for extra in range(self.opts.extra_intervals + 1):
                 self.wait_until(t0 + self.opts.interval * (extra + 1))
                 verdict = self.judge(weight, start, st)
