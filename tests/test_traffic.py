@@ -7,6 +7,7 @@ heads, HAProxy, Prometheus) is tests/test_progressive.py.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +16,14 @@ import pytest
 
 from ci_serve import cancel, secrets
 from ci_serve.deploy.analysis import Samples, Thresholds
-from ci_serve.deploy.prometheus import Prometheus, parse_headers, session_from_node_summary
+from ci_serve.deploy.prometheus import Prometheus, parse_headers, session_from_node_summary, session_of
 from ci_serve.deploy.traffic import (
     StepFailed,
     TrafficCommandFailed,
     TrafficOptions,
     TrafficRollbackFailed,
     command_for,
+    markdown_table,
     parse_interval,
     parse_thresholds,
     parse_weights,
@@ -130,6 +132,50 @@ SOCKET = "/tmp/ray/session_2026-12-06_04-33-36_622648_29556/sockets/raylet"
 ])
 def test_session_from_node_summary(nodes: list[dict[str, object]], session: str | None) -> None:
     assert session_from_node_summary({"data": {"summary": nodes}}) == session
+
+
+RECORDED_SESSIONS = sorted((Path(__file__).resolve().parent / "metrics").glob("session-*.json"))
+
+
+class RecordedDashboard:
+    """A dashboard that answers what a real head answered (scripts/record-session-answers)."""
+
+    address = "http://head:8265"
+
+    def __init__(self, data: dict[str, object]):
+        self.data = data
+
+    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,)) -> object:
+        import requests
+
+        resp = requests.Response()
+        resp.status_code, resp._content = 200, json.dumps(self.data["api_version"]).encode()
+        return resp
+
+    def get_node_summary(self) -> object:
+        return self.data["node_summary"]
+
+
+@pytest.mark.parametrize("path", RECORDED_SESSIONS, ids=lambda p: p.stem)
+def test_session_of_every_recorded_release_is_the_one_its_metrics_carry(path: Path) -> None:
+    data = json.loads(path.read_text())
+    assert session_of(RecordedDashboard(data)) == data["session_dir"]  # type: ignore[arg-type]
+    # the head's own metrics carry it; the other name in a recording is a head that held the fixed autoscaler and
+    # dashboard metrics ports (44217, 44227) first: every head's service-discovery file lists those ports
+    assert data["session_dir"] in data["metrics_session_names"]
+
+
+def test_every_supported_release_boundary_has_a_recorded_session() -> None:
+    versions = {p.stem.removeprefix("session-") for p in RECORDED_SESSIONS}
+    assert {"2.9.3", "2.30.0", "2.40.0", "2.60.0"} <= versions, versions
+
+
+def test_a_cluster_that_says_no_session_is_refused_with_exit_2() -> None:
+    data = {"api_version": {"ray_version": "2.30.0"},
+            "node_summary": {"data": {"summary": [{"raylet": {"rayletSocketName": "/run/raylet.sock"}}]}}}
+    with pytest.raises(InputError, match="does not say its session name") as info:
+        session_of(RecordedDashboard(data))  # type: ignore[arg-type]
+    assert info.value.exit_code == EXIT_BAD_INPUT and "Ray 2.40 or newer" in (info.value.hint or "")
 
 
 # -- the walk ------------------------------------------------------------------------------------------
@@ -397,3 +443,12 @@ def test_metrics_lag_keeps_the_previous_weight_out_of_a_step(tmp_path: Path, met
     assert result.error is None
     counts = [(e["new"]["requests"], e["old"]["requests"]) for e in result.entries()]
     assert (counts == [(60, 540), (300, 300), (600, 0)]) is exact, counts
+
+
+def test_the_job_summary_table_has_a_row_per_step() -> None:
+    entries = [{"weight": 10, "verdict": "fail",
+                "new": {"requests": 64, "errors": 64, "error_rate": 100.0, "p99_ms": 46.16},
+                "old": {"requests": 583, "errors": 0, "error_rate": 0.0, "p99_ms": None}}]
+    lines = markdown_table(entries).splitlines()
+    assert len(lines) == 3 and lines[0].startswith("| weight | verdict |")
+    assert lines[2] == "| 10 % | fail | 64 | 64 | 100 % | 46.16 ms | 583 | 0 | 0 % | - |"

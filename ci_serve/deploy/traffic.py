@@ -124,6 +124,9 @@ def command_for(command: str, weight: int) -> str:
 
 
 NO_NUMBERS = Numbers(0, 0, None, None)
+#: what a run without --prometheus-url says (the log at the start; the caller puts it in the report too)
+NO_METRICS = ("no --prometheus-url: no metric is analysed; each step holds its interval and checks the "
+              "requests file through the public entry")
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,22 @@ class TrafficOptions:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+def markdown_table(entries: list[dict[str, Any]]) -> str:
+    """The job summary's table of ``traffic_steps`` (the report's entries), one row per step reached."""
+    def cells(n: dict[str, Any]) -> list[str]:
+        def show(v: object, unit: str = "") -> str:
+            return "-" if v is None else f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+        return [show(n.get("requests")), show(n.get("errors")), show(n.get("error_rate"), " %"),
+                show(n.get("p99_ms"), " ms")]
+
+    rows = ["| weight | verdict | new requests | new 5xx | new error rate | new p99 | old requests | old 5xx | "
+            "old error rate | old p99 |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows += ["| " + " | ".join([f"{e['weight']} %", str(e["verdict"]), *cells(e["new"]), *cells(e["old"])]) + " |"
+             for e in entries]
+    return "\n".join(rows)
+
+
 def describe(n: Numbers | None) -> str:
     if n is None:
         return "-"
@@ -222,8 +241,7 @@ class _Walker:
 
     def run(self) -> TrafficWalk:
         if self.source is None:
-            console.say("NOTE  no --prometheus-url: no metric is analysed; each step holds its interval and "
-                        "checks the requests file through the public entry")
+            console.say(f"NOTE  {NO_METRICS}")
         else:
             console.say(f"analysing each step with {self.source.describe()}")
         try:
