@@ -110,7 +110,8 @@ class HAProxy:
                 return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("haproxy did not start")
+        self.stop()  # a proxy that never listened is not left running
+        raise RuntimeError("haproxy did not start: " + (self.workdir / "haproxy.log").read_text()[-2000:])
 
     def stop(self) -> None:
         stop_group(self.proc)
