@@ -20,7 +20,7 @@ import requests
 
 from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
-from ci_serve.cluster.head import TemporaryHead, free_port
+from ci_serve.cluster.head import HeadStartError, TemporaryHead, free_port
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.deploy.analysis import Thresholds
 from ci_serve.deploy.prometheus import Prometheus as PrometheusAPI
@@ -60,8 +60,11 @@ def heads():
     try:
         blue.launch()
         green.launch()
-        blue.wait_ready()
-        green.wait_ready()
+        for head in (blue, green):
+            try:
+                head.wait_ready()
+            except HeadStartError as err:  # its log goes with its temp folder: show it here
+                pytest.fail(f"{err.message} (Ray {head.ray or 'current'}):\n{err.details}")
         yield {"blue": blue, "green": green}
     finally:
         blue.stop()
