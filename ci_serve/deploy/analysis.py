@@ -3,8 +3,8 @@
 A step of a progressive release gives the new cluster a share of the traffic for an interval; this
 module turns what each version's Serve proxies counted over that interval into ``pass``, ``fail`` or
 ``inconclusive``, with the numbers that decided it. It reads no clock and no network: the counts come
-from Prometheus (``increase()`` over the interval) or from two exposition texts (a delta), and both
-reach :func:`judge_step` as the same :class:`Samples`.
+from Prometheus (instant queries at both ends of the interval, :mod:`ci_serve.deploy.prometheus`) or
+from two exposition texts (a delta), and both reach :func:`judge_step` as the same :class:`Samples`.
 
 Ray renamed the series across releases; :data:`SERIES` holds every name a supported release exports
 (recorded from real heads by ``scripts/record-serve-metrics`` into ``tests/metrics/``), and a reader
