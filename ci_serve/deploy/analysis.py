@@ -3,8 +3,8 @@
 A step of a progressive release gives the new cluster a share of the traffic for an interval; this
 module turns what each version's Serve proxies counted over that interval into ``pass``, ``fail`` or
 ``inconclusive``, with the numbers that decided it. It reads no clock and no network: the counts come
-from Prometheus (``increase()`` over the interval) or from two exposition texts (a delta), and both
-reach :func:`judge_step` as the same :class:`Samples`.
+from Prometheus (instant queries at both ends of the interval, :mod:`ci_serve.deploy.prometheus`) or
+from two exposition texts (a delta), and both reach :func:`judge_step` as the same :class:`Samples`.
 
 Ray renamed the series across releases; :data:`SERIES` holds every name a supported release exports
 (recorded from real heads by ``scripts/record-serve-metrics`` into ``tests/metrics/``), and a reader
@@ -45,6 +45,13 @@ class Samples:
     errors: float = 0.0
     #: the latency histogram: (upper bound in ms, cumulative count), ascending, ``math.inf`` last
     buckets: tuple[tuple[float, float], ...] = ()
+
+    def plus(self, other: Samples) -> Samples:
+        """The counts of two sources together (two applications of one release): buckets added by bound."""
+        merged = dict(self.buckets)
+        for le, n in other.buckets:
+            merged[le] = merged.get(le, 0.0) + n
+        return Samples(self.requests + other.requests, self.errors + other.errors, tuple(sorted(merged.items())))
 
     def minus(self, earlier: Samples) -> Samples:
         """The counts between ``earlier`` and this one (a counter that went down was reset: take it whole)."""

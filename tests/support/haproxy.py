@@ -3,25 +3,30 @@
 The proxy runs in master-worker mode; the switch script rewrites the backend address and sends
 SIGUSR2 to the master, which starts new workers on the new config and lets the old ones finish the
 requests they hold: the hot reload a load balancer in production would do.
+
+:class:`WeightedHAProxy` is the progressive release's balancer: both clusters in one backend, their shares
+set through HAProxy's runtime API (``set server serve/NAME weight N`` over the admin stats socket, with
+socat) by a traffic command as a user would write it (:data:`TRAFFIC_SCRIPT`). No reload: a weight takes
+effect on the next request.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
+from tests.support.processes import stop_group
 
 CONFIG_TEMPLATE = """\
 global
     master-worker
     pidfile {pidfile}
-defaults
+{global_extra}defaults
     mode http
     timeout connect 2s
     timeout client 30s
@@ -32,7 +37,7 @@ frontend public
     bind 127.0.0.1:{port}
     default_backend serve
 backend serve
-    server live {backend}
+{backend}
 """
 
 #: The switch command the tests hand to `ci-serve deploy --switch-command`: point the proxy at
@@ -44,6 +49,19 @@ new=$(printf '%s' "$CI_SERVE_NEW_URL" | sed -e 's#^[a-z]*://##' -e 's#/.*$##')
 sed -i "s#^    server live .*#    server live $new#" "{config}"
 kill -USR2 "$(cat "{pidfile}")"
 echo "switched proxy to $new"
+"""
+
+
+#: The traffic command of a progressive release (`--traffic-command`): the new cluster's server gets
+#: $CI_SERVE_TRAFFIC_WEIGHT, the old one the rest, through the runtime API. Every weight it set is logged.
+TRAFFIC_SCRIPT = """\
+#!/bin/sh
+set -eu
+new="$1" old="$2" w="$CI_SERVE_TRAFFIC_WEIGHT"
+echo "set server serve/$new weight $w" | socat stdio "UNIX-CONNECT:{socket}"
+echo "set server serve/$old weight $((100 - w))" | socat stdio "UNIX-CONNECT:{socket}"
+echo "$w" >> "{weights_log}"
+echo "serve/$new weight $w, serve/$old weight $((100 - w))"
 """
 
 
@@ -60,8 +78,8 @@ class HAProxy:
         self.port = port
         self.switch_script = self.workdir / "switch.sh"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.config.write_text(CONFIG_TEMPLATE.format(pidfile=self.pidfile, port=port,
-                                                      backend=_hostport(backend_url)))
+        self.config.write_text(CONFIG_TEMPLATE.format(pidfile=self.pidfile, port=port, global_extra="",
+                                                      backend=f"    server live {_hostport(backend_url)}"))
         self.switch_script.write_text(SWITCH_SCRIPT.format(config=self.config, pidfile=self.pidfile))
         self.switch_script.chmod(0o755)
 
@@ -87,26 +105,58 @@ class HAProxy:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("haproxy exited: " + (self.workdir / "haproxy.log").read_text())
-            try:
-                requests.get(self.url, timeout=1)
+            try:  # listening is enough: a backend that is not up yet makes HTTP wait out HAProxy's retries
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
-            except requests.RequestException:
+            except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("haproxy did not start")
+        self.stop()  # a proxy that never listened is not left running
+        raise RuntimeError("haproxy did not start: " + (self.workdir / "haproxy.log").read_text()[-2000:])
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait(timeout=10)
+        stop_group(self.proc)
 
     def __enter__(self) -> HAProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WeightedHAProxy(HAProxy):
+    """``WeightedHAProxy(dir, {"blue": url, "green": url}, port, live="blue")``: all traffic to ``live`` at
+    first; :meth:`traffic_command` moves shares between two of them."""
+
+    def __init__(self, workdir: Path, servers: dict[str, str], port: int, live: str):
+        super().__init__(workdir, next(iter(servers.values())), port)
+        self.socket = self.workdir / "admin.sock"
+        self.weights_log = self.workdir / "weights.log"
+        lines = [f"    server {name} {_hostport(url)} weight {100 if name == live else 0}"
+                 for name, url in servers.items()]
+        self.config.write_text(CONFIG_TEMPLATE.format(
+            pidfile=self.pidfile, port=port, global_extra=f"    stats socket {self.socket} mode 600 level admin\n",
+            backend="\n".join(["    balance roundrobin", *lines])))
+        self.traffic_script = self.workdir / "traffic.sh"
+        self.traffic_script.write_text(TRAFFIC_SCRIPT.format(socket=self.socket, weights_log=self.weights_log))
+        self.traffic_script.chmod(0o755)
+
+    def traffic_command(self, new: str, old: str) -> str:
+        return f"{self.traffic_script} {new} {old}"
+
+    def weights_set(self) -> list[int]:
+        """Every weight the traffic command gave a new cluster, in order."""
+        return [int(w) for w in self.weights_log.read_text().split()] if self.weights_log.exists() else []
+
+    def weights(self) -> dict[str, int]:
+        """The current weight of each server, as the runtime API says (``show servers state``)."""
+        out = subprocess.run(["socat", "stdio", f"UNIX-CONNECT:{self.socket}"], input="show servers state serve\n",
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        found = {}
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) > 8 and fields[1] == "serve":  # be_id be_name srv_id srv_name srv_addr ... srv_uweight
+                found[fields[3]] = int(fields[7])
+        return found
 
 
 def _hostport(url: str) -> str:

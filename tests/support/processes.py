@@ -9,11 +9,22 @@ tests); what is asserted is that it came before the SIGTERM.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+
+
+def stop_group(proc: subprocess.Popen | None) -> None:
+    """SIGKILL the process group of a daemon a test started in a session of its own (HAProxy, Prometheus)."""
+    if proc is not None and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait(timeout=10)
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, poll: float = 0.2) -> None:
