@@ -1,0 +1,147 @@
+"""The one planner across two clusters (issue 23): pure table cases of ``plan_two_clusters`` over cluster
+snapshots as Ray answers them. Every write names its cluster; a traffic step is a write of its own kind
+(declared effect: nothing) that the executor follows with a gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ci_serve.deploy import view
+from ci_serve.deploy.ownership import with_hold, with_marker
+from ci_serve.deploy.planner import Effect, TwoClusterPlanOptions, plan_two_clusters
+from ci_serve.errors import InputError
+
+PAYMENTS = {"route_prefix": "/payments", "import_path": "pay:app"}
+
+
+def app(version: str, greeting: str = "hi") -> dict[str, Any]:
+    return with_marker({"route_prefix": "/shop", "import_path": "app:app",
+                        "deployments": [{"name": "Echo", "user_config": {"greeting": greeting}}]}, "shop", version)
+
+
+def held(version: str, live: dict[str, Any] | None) -> dict[str, Any]:
+    return with_hold(app(version), at=1.0, route="/shop", live=live, live_name="shop" if live else None)
+
+
+def snapshot(**apps: dict[str, Any]) -> view.ClusterView:
+    return view.parse({"applications": {n: {"status": "RUNNING", "route_prefix": c["route_prefix"],
+                                            "deployed_app_config": {**c, "name": n}} for n, c in apps.items()}})
+
+
+def config(greeting: str = "hi") -> dict[str, Any]:
+    return {"applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "app:app",
+                              "deployments": [{"name": "Echo", "user_config": {"greeting": greeting}}]}]}
+
+
+V1 = app("v1")
+
+
+def steps(plan: Any) -> list[tuple[str, str, int | None]]:
+    return [(w.step, w.cluster, w.weight) for w in plan.writes()]
+
+
+TRAFFIC = {
+    # (switch, weights) -> the writes of a deploy, in order: (step, cluster, weight)
+    "one switch": (True, (10, 50, 100), [("write standby", "standby", None), ("switch", "standby", 100),
+                                         ("retire old cluster", "live", None)]),
+    "three steps": (False, (10, 50, 100), [("write standby", "standby", None), ("traffic 10%", "standby", 10),
+                                           ("traffic 50%", "standby", 50), ("traffic 100%", "standby", 100),
+                                           ("retire old cluster", "live", None)]),
+    "one step at 100": (False, (100,), [("write standby", "standby", None), ("traffic 100%", "standby", 100),
+                                        ("retire old cluster", "live", None)]),
+}
+
+
+@pytest.mark.parametrize("switch, weights, expected", TRAFFIC.values(), ids=TRAFFIC.keys())
+def test_writes_name_their_cluster_and_traffic_steps_are_writes(switch, weights, expected):
+    plan = plan_two_clusters(snapshot(shop=V1), snapshot(payments=PAYMENTS), config(),
+                             TwoClusterPlanOptions(version="v2", weights=weights, switch=switch))
+    assert plan.topology == "two" and steps(plan) == expected
+    for w in plan.traffic:  # declared effect: no Serve application changes, on either cluster
+        assert w.traffic and w.effect == Effect() and not w.put and not w.remove
+    assert plan.traffic_back is not None and plan.traffic_back.weight == 0 and plan.traffic_back.cleanup
+    assert plan.traffic_back.step == ("switch back" if switch else "traffic back to 0%")
+    assert plan.retire is not None and plan.retire.remove == {"shop"} and plan.retire.cleanup
+
+
+def test_the_standby_write_replaces_only_ours_and_its_undo_puts_back_what_it_touched():
+    old_shop = app("v0")
+    standby = snapshot(payments=PAYMENTS, shop=old_shop, **{"shop-blue": {**app("v0"), "route_prefix": "/x"}})
+    plan = plan_two_clusters(snapshot(shop=V1), standby, config(), TwoClusterPlanOptions(version="v2"))
+    first, undo = plan.first, plan.undo_first
+    assert first is not None and undo is not None
+    assert first.cluster == undo.cluster == "standby"
+    assert set(first.put) == {"shop"} and first.remove == {"shop-blue"}
+    assert first.effect == Effect(changed=frozenset({"shop"}), removed=frozenset({"shop-blue"}))
+    assert first.put["shop"]["runtime_env"]["env_vars"]["CI_SERVE_VERSION"] == "v2"
+    # back: shop's previous config, shop-blue re-created; payments never named
+    assert set(undo.put) == {"shop", "shop-blue"} and not undo.remove and undo.cleanup
+    assert undo.effect == Effect(created=frozenset({"shop-blue"}), changed=frozenset({"shop"}))
+    assert plan.checks_before_switch() == {"shop": "/shop"}
+
+
+def test_a_first_deploy_to_an_empty_standby_creates_and_its_undo_removes():
+    plan = plan_two_clusters(snapshot(), snapshot(), config(), TwoClusterPlanOptions(version="v1", keep_standby=True))
+    assert plan.first is not None and plan.first.effect == Effect(created=frozenset({"shop"}))
+    assert plan.undo_first is not None and plan.undo_first.remove == {"shop"} and not plan.undo_first.put
+    assert plan.retire is None  # --keep-standby (and nothing of ours on the old cluster anyway)
+    assert plan.apps[0].live is None and plan.apps[0].kind == "new"
+
+
+def test_a_hold_marks_the_standby_write_and_stops_there():
+    plan = plan_two_clusters(snapshot(shop=V1), snapshot(), config(),
+                             TwoClusterPlanOptions(version="v2", mode="hold", now=5.0))
+    assert plan.first is not None and steps(plan) == [("write standby", "standby", None)]
+    marked = view.parse({"applications": {"shop": {"status": "RUNNING", "route_prefix": "/shop",
+                                                   "deployed_app_config": {**plan.first.put["shop"], "name": "shop"}}}})
+    hold = marked.apps["shop"].hold
+    assert hold is not None and hold.live == "shop" and hold.route == "/shop"
+
+
+HELD_CASES = {
+    # live shop, standby shop, mode -> refused (a fragment of the message) or the writes
+    "deploy while held": (V1, held("v2", V1), "deploy", "is held for review on the standby"),
+    "another hold while held": (V1, held("v2", V1), "hold", None),  # the same release again: replaced
+    "promote as held": (V1, held("v2", V1), "promote", ["switch", "retire old cluster"]),
+    "promote after live changed": (app("v1", "hey"), held("v2", V1), "promote", "changed since release v2"),
+    "promote with nothing held": (V1, app("v2"), "promote", "no release v2 of shop is held"),
+    "promote finishing a retired one": (None, held("v2", V1), "promote", ["switch"]),
+    "abort as held": (V1, held("v2", V1), "abort", ["remove held release"]),
+    "abort a stale hold": (app("v5"), held("v2", V1), "abort", ["remove held release"]),
+    "abort a promoted one": (None, held("v2", V1), "abort", "it was probably promoted"),
+    "abort with nothing held": (V1, app("v2"), "abort", []),
+    "deploy over a stale hold": (app("v5"), held("v2", V1), "deploy", ["write standby", "switch",
+                                                                        "retire old cluster"]),
+    "deploy over a superseded one": (held("v3", held("v2", V1)), held("v2", V1), "deploy",
+                                     ["write standby", "switch", "retire old cluster"]),
+}
+
+
+@pytest.mark.parametrize("live, standby, mode, expected", HELD_CASES.values(), ids=HELD_CASES.keys())
+def test_held_superseded_stale_and_the_compare_and_swap(live, standby, mode, expected):
+    live_view = snapshot(shop=live) if live else snapshot()
+    options = TwoClusterPlanOptions(version="v2", mode=mode)
+    if isinstance(expected, str):
+        with pytest.raises(InputError, match=expected):
+            plan_two_clusters(live_view, snapshot(shop=standby), config(), options)
+        return
+    plan = plan_two_clusters(live_view, snapshot(shop=standby), config(), options)
+    if expected is not None:
+        assert [w.step for w in plan.writes()] == expected
+    assert all(w.cluster == "standby" for w in plan.writes() if not w.traffic and w.step != "retire old cluster")
+
+
+def test_promote_writes_nothing_before_the_traffic_and_its_undo_removes_the_held_release():
+    plan = plan_two_clusters(snapshot(shop=V1), snapshot(shop=held("v2", V1), payments=PAYMENTS), config(),
+                             TwoClusterPlanOptions(version="v2", mode="promote", switch=False, weights=(10, 100)))
+    assert plan.first is None and [w.step for w in plan.traffic] == ["traffic 10%", "traffic 100%"]
+    assert plan.undo_first is not None and plan.undo_first.remove == {"shop"} and plan.undo_first.cluster == "standby"
+    assert plan.apps[0].target == "shop" and plan.apps[0].live is not None and plan.apps[0].live.name == "shop"
+
+
+def test_a_stale_hold_replaced_by_a_deploy_is_said():
+    plan = plan_two_clusters(snapshot(shop=app("v5")), snapshot(shop=held("v2", V1)), config(),
+                             TwoClusterPlanOptions(version="v6"))
+    assert any("once held) is replaced" in w for w in plan.warnings)
