@@ -145,3 +145,52 @@ def test_a_stale_hold_replaced_by_a_deploy_is_said():
     plan = plan_two_clusters(snapshot(shop=app("v5")), snapshot(shop=held("v2", V1)), config(),
                              TwoClusterPlanOptions(version="v6"))
     assert any("once held) is replaced" in w for w in plan.warnings)
+
+
+# -- the one executor carries a two-cluster plan out: a traffic write is held to its declared effect ----------
+def test_a_switch_command_that_changes_a_serve_application_is_caught_and_switched_back(tmp_path, monkeypatch):
+    """A traffic write declares that no Serve application changes. A switch command that redeploys an
+    application on the live cluster breaks that: the guard's read after it sees the change, the traffic goes
+    back, the candidate leaves the standby, and the run exits 1 (the old version serves)."""
+    import json
+    import os
+    import sys
+
+    from ci_serve import cli
+    from tests.support.fake_serve import FakeServe
+    from tests.test_fault_matrix import BYSTANDER, PublicEntry, stored_packages
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(key)
+
+    def shop(version: str) -> dict[str, Any]:
+        return {"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+                "runtime_env": {"working_dir": f"gcs://_ray_pkg_{version}.zip"}}
+
+    with FakeServe() as live, FakeServe() as standby, PublicEntry(tmp_path / "entry", live.serve_url) as entry:
+        for fake in (live, standby):
+            fake.state.packages.update(stored_packages())
+        live.put({"applications": [BYSTANDER, shop("deploy_v1")]})
+        live.settle()
+        config = tmp_path / "serve.json"
+        config.write_text(json.dumps({"applications": [shop("deploy_v2")]}))
+        changed = {**BYSTANDER, "route_prefix": "/pay"}
+        script = tmp_path / "meddle.py"
+        script.write_text(f"import requests\nrequests.put({live.dashboard_url + '/api/serve/applications/'!r}, "
+                          f"json={{'applications': [{changed!r}, {shop('deploy_v1')!r}]}}, timeout=10)\n")
+        meddle = f"{sys.executable} {script}"
+        switch = f'{entry.switch_command()}; [ "$CI_SERVE_NEW_URL" = "{live.serve_url}" ] || {meddle}'
+        report = tmp_path / "report.json"
+        code = cli.main(["deploy", str(config), "--address", live.dashboard_url, "--standby-address",
+                         standby.dashboard_url, "--standby-url", standby.serve_url, "--switch-command", switch,
+                         "--verify-url", entry.url, "--report", str(report)])
+        standby.settle()
+        live.settle()
+        data = json.loads(report.read_text())
+        assert code == 1, data
+        assert "changed across the traffic write 'switch'" in json.dumps(data)
+        assert entry.target_file.read_text() == live.serve_url  # switched back
+        assert "shop" not in standby.configs()  # the candidate left the standby
+        steps = [s["name"] for s in data["steps"]]
+        assert steps.index("switch") < steps.index("switch back") < steps.index("remove candidate")

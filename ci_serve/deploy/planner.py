@@ -61,6 +61,7 @@ STRATEGIES: tuple[RequestedStrategy, ...] = get_args(RequestedStrategy)
 Mode = Literal["deploy", "hold", "promote", "abort"]
 #: which cluster a write acts on: the one serving now, or (across two clusters) the standby
 Cluster = Literal["live", "standby"]
+CLUSTERS: tuple[Cluster, ...] = get_args(Cluster)
 #: one cluster, or blue-green across two (the standby gets the whole config, traffic moves to it)
 Topology = Literal["one", "two"]
 
