@@ -148,49 +148,92 @@ def test_a_stale_hold_replaced_by_a_deploy_is_said():
 
 
 # -- the one executor carries a two-cluster plan out: a traffic write is held to its declared effect ----------
-def test_a_switch_command_that_changes_a_serve_application_is_caught_and_switched_back(tmp_path, monkeypatch):
+def test_a_switch_command_that_changes_a_serve_application_is_caught_and_switched_back(two_fakes, tmp_path):
     """A traffic write declares that no Serve application changes. A switch command that redeploys an
     application on the live cluster breaks that: the guard's read after it sees the change, the traffic goes
     back, the candidate leaves the standby, and the run exits 1 (the old version serves)."""
     import json
-    import os
     import sys
 
     from ci_serve import cli
+    from tests.test_fault_matrix import BYSTANDER
+
+    live, standby, entry = two_fakes
+    config = tmp_path / "serve.json"
+    config.write_text(json.dumps({"applications": [shop_app("deploy_v2")]}))
+    changed = {**BYSTANDER, "route_prefix": "/pay"}
+    script = tmp_path / "meddle.py"
+    script.write_text(f"import requests\nrequests.put({live.dashboard_url + '/api/serve/applications/'!r}, "
+                      f"json={{'applications': [{changed!r}, {shop_app('deploy_v1')!r}]}}, timeout=10)\n")
+    meddle = f"{sys.executable} {script}"
+    switch = f'{entry.switch_command()}; [ "$CI_SERVE_NEW_URL" = "{live.serve_url}" ] || {meddle}'
+    report = tmp_path / "report.json"
+    code = cli.main(["deploy", str(config), "--address", live.dashboard_url, "--standby-address",
+                     standby.dashboard_url, "--standby-url", standby.serve_url, "--switch-command", switch,
+                     "--verify-url", entry.url, "--report", str(report)])
+    standby.settle()
+    live.settle()
+    data = json.loads(report.read_text())
+    assert code == 1, data
+    assert "changed across the traffic write 'switch'" in json.dumps(data)
+    assert entry.target_file.read_text() == live.serve_url  # switched back
+    assert "shop" not in standby.configs()  # the candidate left the standby
+    steps = [s["name"] for s in data["steps"]]
+    assert steps.index("switch") < steps.index("switch back") < steps.index("remove candidate")
+
+
+@pytest.fixture
+def two_fakes(tmp_path, monkeypatch):
+    """Two fake dashboards (our v1 live on the first, beside the bystander) and the public entry before them."""
+    import os
+
     from tests.support.fake_serve import FakeServe
     from tests.test_fault_matrix import BYSTANDER, PublicEntry, stored_packages
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for key in [k for k in os.environ if k.startswith("RAY_")]:
         monkeypatch.delenv(key)
-
-    def shop(version: str) -> dict[str, Any]:
-        return {"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
-                "runtime_env": {"working_dir": f"gcs://_ray_pkg_{version}.zip"}}
-
     with FakeServe() as live, FakeServe() as standby, PublicEntry(tmp_path / "entry", live.serve_url) as entry:
         for fake in (live, standby):
             fake.state.packages.update(stored_packages())
-        live.put({"applications": [BYSTANDER, shop("deploy_v1")]})
+        live.put({"applications": [BYSTANDER, shop_app("deploy_v1")]})
         live.settle()
-        config = tmp_path / "serve.json"
-        config.write_text(json.dumps({"applications": [shop("deploy_v2")]}))
-        changed = {**BYSTANDER, "route_prefix": "/pay"}
-        script = tmp_path / "meddle.py"
-        script.write_text(f"import requests\nrequests.put({live.dashboard_url + '/api/serve/applications/'!r}, "
-                          f"json={{'applications': [{changed!r}, {shop('deploy_v1')!r}]}}, timeout=10)\n")
-        meddle = f"{sys.executable} {script}"
-        switch = f'{entry.switch_command()}; [ "$CI_SERVE_NEW_URL" = "{live.serve_url}" ] || {meddle}'
-        report = tmp_path / "report.json"
-        code = cli.main(["deploy", str(config), "--address", live.dashboard_url, "--standby-address",
-                         standby.dashboard_url, "--standby-url", standby.serve_url, "--switch-command", switch,
-                         "--verify-url", entry.url, "--report", str(report)])
-        standby.settle()
-        live.settle()
-        data = json.loads(report.read_text())
-        assert code == 1, data
-        assert "changed across the traffic write 'switch'" in json.dumps(data)
-        assert entry.target_file.read_text() == live.serve_url  # switched back
-        assert "shop" not in standby.configs()  # the candidate left the standby
-        steps = [s["name"] for s in data["steps"]]
-        assert steps.index("switch") < steps.index("switch back") < steps.index("remove candidate")
+        yield live, standby, entry
+
+
+def shop_app(folder: str) -> dict[str, Any]:
+    return {"name": "shop", "route_prefix": "/shop", "import_path": "deploy_app:app",
+            "runtime_env": {"working_dir": f"gcs://_ray_pkg_{folder}.zip"}}
+
+
+@pytest.mark.parametrize("fail_at, code, weights, entries", [
+    (None, 0, ["50", "100"], [(50, "pass"), (100, "pass")]),
+    ("100", 1, ["50", "100", "0"], [(50, "pass")]),  # the command fails at 100: back to 0, the old one serves
+])
+def test_traffic_steps_are_writes_of_the_one_executor(two_fakes, tmp_path, fail_at, code, weights, entries):
+    """``--traffic-command`` across two clusters: each step a traffic write followed by its gate (no metrics:
+    the public entry's answers), the report's ``traffic_steps`` one entry per step reached; a step that fails
+    sets the share back to 0, the candidate leaves the standby, exit 1."""
+    import json
+
+    from ci_serve import cli
+
+    live, standby, entry = two_fakes
+    config = tmp_path / "serve.json"
+    config.write_text(json.dumps({"applications": [shop_app("deploy_v2")]}))
+    log = tmp_path / "weights"
+    fail = f'[ "$CI_SERVE_TRAFFIC_WEIGHT" = "{fail_at}" ] && exit 7; ' if fail_at else ""
+    command = f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log}; {fail}{entry.traffic_command()}'
+    report = tmp_path / "report.json"
+    got = cli.main(["deploy", str(config), "--address", live.dashboard_url, "--standby-address",
+                    standby.dashboard_url, "--standby-url", standby.serve_url, "--traffic-command", command,
+                    "--traffic-steps", "50,100", "--step-interval", "1", "--verify-url", entry.url,
+                    "--report", str(report)])
+    data = json.loads(report.read_text())
+    assert got == code, data
+    assert log.read_text().split() == weights
+    assert [(e["weight"], e["verdict"]) for e in data["traffic_steps"]] == entries
+    assert data["traffic_analysed"] is False
+    standby.settle()
+    assert ("shop" in standby.configs()) is (code == 0)
+    assert entry.target_file.read_text() == (standby.serve_url if code == 0 else live.serve_url)

@@ -33,7 +33,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -75,6 +75,7 @@ from ci_serve.deploy.planner import (
     two_cluster_apps,
 )
 from ci_serve.deploy.result import DeployResult
+from ci_serve.deploy.traffic import Walker, rollback_failed
 from ci_serve.deploy.two_cluster import SwitchFailed, TwoClusterOptions
 from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
 from ci_serve.deploy.view import ClusterView, parse, read_routes, read_view, serve_url
@@ -177,6 +178,8 @@ class Release:
         self.traffic_sent = False
         #: across two clusters: each cluster's applications, as last read
         self.snapshots: dict[Cluster, dict[str, Any]] = {"live": {}, "standby": {}}
+        #: traffic steps (``--traffic-command``): the parts of the walk, one step at a time (None: one switch)
+        self.walker: Walker | None = None
         self.serve = ""
         self.logicals: set[str] = set()
         #: what became of each write whose answer was lost (by step), from a re-read
@@ -767,13 +770,9 @@ class Release:
                 if app.get("route_prefix") is not None}
 
     def plan_two(self, config: Mapping[str, Any] | None = None) -> ReleasePlan:
-        two = self.two_opts
         return plan_two_clusters(parse(self.snapshots["live"]), parse(self.snapshots["standby"]),
                                  config if config is not None else self.config.data,
-                                 TwoClusterPlanOptions(version=two.version, mode=two.mode, now=time.time(),
-                                                       keep_standby=two.keep_standby,
-                                                       live_address=self.client.address,
-                                                       standby_address=self.standby.address))
+                                 replace(self.plan_options_two(), now=time.time()))
 
     def note(self, message: str) -> None:
         if message not in (self.result.warnings or []):
@@ -808,6 +807,14 @@ class Release:
         if two.mode != "deploy":
             self.result.release = two.version
         self.logicals = set(self.apps_two())
+        if two.traffic is not None and two.mode in ("deploy", "promote"):
+            try:  # before anything is written: a Prometheus that cannot be used is exit 2
+                steps, source = two.traffic.prepare(self.standby, self.client, tuple(self.apps_two()),
+                                                    self.switch_env(), self.log)
+            except Cancelled as exc:
+                exc.exit_code = exit_code(Final(failed=True))
+                raise
+            self.walker = Walker(steps, source, self.step_check if source is None else None, self.log)
         if two.mode == "abort":
             self.abort_two()
             return
@@ -843,8 +850,10 @@ class Release:
 
     def plan_options_two(self) -> TwoClusterPlanOptions:
         two = self.two_opts
+        steps = two.traffic.weights if two.traffic is not None else (100,)
         return TwoClusterPlanOptions(version=two.version, mode=two.mode, keep_standby=two.keep_standby,
-                                     live_address=self.client.address, standby_address=self.standby.address)
+                                     weights=steps, switch=two.traffic is None, live_address=self.client.address,
+                                     standby_address=self.standby.address)
 
     def reread_two(self) -> None:
         """Both clusters read again, each read explained against what was seen (else nothing more is done)."""
@@ -1001,8 +1010,15 @@ class Release:
                         "config; re-run this deploy when it has finished")
         return views.get("standby") or parse(self.snapshots["standby"])
 
+    def switch_env(self) -> dict[str, str]:
+        return {"CI_SERVE_NEW_ADDRESS": self.standby.address, "CI_SERVE_OLD_ADDRESS": self.client.address,
+                "CI_SERVE_NEW_URL": self.two_opts.standby_url, "CI_SERVE_OLD_URL": self.old_url()}
+
     def run_traffic_command(self, weight: int) -> str:
-        """The switch command, with the roles of ``weight``: 100 the standby, 0 the old cluster."""
+        """The traffic command at ``weight`` (steps); or the switch command, with the roles of ``weight``: 100
+        the standby, 0 the old cluster."""
+        if self.walker is not None:
+            return self.walker.run_weight(weight)
         two = self.two_opts
         to_standby = weight > 0
         new_address, old_address = (self.standby.address, self.client.address) if to_standby else \
@@ -1026,7 +1042,13 @@ class Release:
         return f"traffic moved to {new_url}"
 
     def traffic_gate(self, w: Write) -> None:
-        """The gate after a traffic write: the public entry answers from the version that took the traffic."""
+        """The gate after a traffic write: a step is held and judged (:meth:`Walker.hold`); the public entry
+        answers from the version that took the traffic (after the switch, the last step, the way back)."""
+        if self.walker is not None and w.weight:
+            try:
+                self.walker.hold(w.weight)
+            finally:
+                self.result.traffic_steps = self.walker.result.entries()
         if w.weight == 100:
             self.verify("verify public entry", self.two_opts.requests)
         elif w.weight == 0:
@@ -1059,8 +1081,30 @@ class Release:
                                        "check that --switch-command really moves the traffic behind --verify-url")
                 time.sleep(1.0)
 
-    def switch_and_verify(self, plan: ReleasePlan) -> None:
+    def step_check(self, weight: int) -> str:
+        """Without metrics, a step is judged by the requests file sent through the public entry: at 100 % all
+        of it must pass; below, both versions answer, so only an answer that is not a 5xx is demanded."""
+        two = self.two_opts
+        url = two.verify_url
+        assert url is not None, "the flags require --verify-url for traffic steps without metrics"
+        outcomes: list[Outcome] = []
         try:
+            checks.run_checks(two.requests, url, self.prefixes(), outcomes, attempts=1)
+        except CheckFailed:
+            broken = [o for o in outcomes if not o.passed and (o.status is None or o.status >= 500)]
+            if weight >= 100 or broken or not outcomes:
+                raise
+        finally:
+            self.result.verify = outcomes
+        return (f"{len(outcomes)} request(s) through {url} " +
+                ("passed" if weight >= 100 else "answered without a 5xx (both versions answer at this share)"))
+
+    def switch_and_verify(self, plan: ReleasePlan) -> None:
+        if self.walker is not None:
+            self.result.traffic_steps, self.result.traffic_analysed = [], self.walker.result.analysed
+        try:
+            if self.walker is not None:
+                self.walker.begin()
             for w in plan.traffic:
                 self.write(w)
                 self.traffic_gate(w)
@@ -1071,7 +1115,18 @@ class Release:
         """The plan's way back (the old cluster takes all the traffic again, then must answer), then the standby
         restored: exit 1 once the old version is seen serving, else 3."""
         assert plan.traffic_back is not None
-        if self.traffic_sent:
+        if self.traffic_sent and self.walker is not None:  # steps: the share back to 0 %, then the old must answer
+            try:
+                self.write(plan.traffic_back)
+            except CiServeError as err:
+                raise rollback_failed(cause, err) from None
+            try:
+                self.traffic_gate(plan.traffic_back)
+            except CiServeError as err:
+                raise RestoreFailed(f"{_what(cause)}; the new version's share went back to 0 %, but then "
+                                    f"{err.message}", "a person must look: `ci-serve status` on both clusters and "
+                                    "the balancer's weights", details=_details(cause)) from None
+        elif self.traffic_sent:
             try:
                 self.write(plan.traffic_back)
                 self.traffic_gate(plan.traffic_back)
@@ -1081,16 +1136,24 @@ class Release:
                                     "a person must look: traffic may point at the standby cluster "
                                     f"({self.standby.address}); run the switch command by hand",
                                     details=_details(cause)) from None
-        self.restore_standby(plan, cause, switched_back=self.traffic_sent)
+        # --keep-standby after a failed traffic step: the candidate stays on the standby, taking no traffic
+        self.restore_standby(plan, cause, switched_back=self.traffic_sent,
+                             keep=self.walker is not None and self.two_opts.keep_standby)
 
     # -- two clusters: endings ---------------------------------------------------------------------
     def restore_standby(self, plan: ReleasePlan | None, cause: BaseException, *,
-                        switched_back: bool = False) -> NoReturn:
-        """The plan's undo on the standby (the candidate goes, what it replaced comes back); then the verdict."""
+                        switched_back: bool = False, keep: bool = False) -> NoReturn:
+        """The plan's undo on the standby (the candidate goes, what it replaced comes back; ``keep``: it stays,
+        as ``--keep-standby`` asks after a failed traffic step); then the verdict."""
         if isinstance(cause, Cancelled):  # the runner sends SIGKILL 10 s after SIGINT
             self.standby.retry_budget = min(self.standby.retry_budget, 3.0)
         try:
-            if not self.standby_written or plan is None or plan.undo_first is None:
+            if keep and self.standby_written:
+                message = (f"the candidate stays on the standby {self.standby.address} (--keep-standby), taking no "
+                           "traffic; the next deploy replaces it")
+                console.say(f"NOTE  {message}")
+                self.result.warn(message)
+            elif not self.standby_written or plan is None or plan.undo_first is None:
                 with self.log.step("remove candidate") as st:  # the guard stopped before our write
                     st.detail = f"nothing was written to the standby {self.standby.address}"
             else:

@@ -41,6 +41,7 @@ from typing import Any
 
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S
 from ci_serve.deploy.planner import Mode
+from ci_serve.deploy.traffic import TrafficSettings
 from ci_serve.errors import CheckFailed
 
 #: how long the public entry may take to answer from the new cluster after the switch command
@@ -69,6 +70,8 @@ class TwoClusterOptions:
     verify_timeout: float = VERIFY_TIMEOUT_S
     #: ``deploy --hold``, ``promote``, ``abort`` of release ``version``
     mode: Mode = "deploy"
+    #: ``--traffic-command`` and its steps: the traffic moves in steps, each judged, instead of one switch
+    traffic: TrafficSettings | None = None
 
 
 class SwitchFailed(CheckFailed):
