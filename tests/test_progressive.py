@@ -4,8 +4,9 @@ Two heads on loopback with token auth, one on the image's Ray and one on an olde
 the heads of an upgrade are exactly what two clusters are for), each reporting its metrics every second.
 A real HAProxy holds both in one backend; the traffic command sets their weights through its runtime API.
 A real Prometheus (Debian's) scrapes both heads from the service-discovery file each writes, behind basic
-auth, so the header path is the real one. A client sends requests through HAProxy the whole time, and the
-walk of ci_serve/deploy/traffic.py is driven directly (the executor's wiring comes after).
+auth, so the header path is the real one. A client sends requests through HAProxy the whole time; the walk
+of ci_serve/deploy/traffic.py is driven directly, and once end to end through ``ci-serve deploy
+--traffic-command`` (the one executor: standby write, gate, checks, traffic writes, rollback, undo).
 """
 
 from __future__ import annotations
@@ -216,3 +217,48 @@ def test_a_release_failing_a_path_the_client_uses_goes_back_to_zero_at_10(heads,
     during = [a for t, a in answers if start <= t <= end]
     assert len(failed) <= 0.25 * len(during), (len(failed), len(during))
     assert requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] == "v2", "the old version serves"
+
+
+def test_the_deploy_command_rolls_a_release_back_at_10_through_the_one_executor(heads, proxy, prom, tmp_path):
+    """The same failing release, end to end through ``ci-serve deploy --traffic-command``: the one executor
+    writes it to the standby (blue), gates and checks it there, moves 10 % to it, Prometheus judges the step
+    failed, the share goes back to 0, the candidate leaves the standby, exit 1 with the old version serving."""
+    import subprocess
+    import sys
+
+    deploy(heads["green"], "v2")
+    deploy(heads["blue"], "v1")
+    set_weights(proxy, "green", "blue")
+    wait_scraped(prom, heads)
+    before = len(proxy.weights_set())
+    config = tmp_path / "serve.json"
+    config.write_text(json.dumps({"applications": [{
+        "name": "shop", "route_prefix": "/shop", "import_path": "progressive_app:app",
+        "runtime_env": {"working_dir": str(APP), "env_vars": {"SHOP_VERSION": "v3", "SHOP_FAILING_PATH": "cart"}}}]}))
+    report = tmp_path / "report.json"
+    blue, green = heads["blue"], heads["green"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "GITHUB_", "INPUT_"))}
+    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client:
+        client.wait_for_answers(20)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ci_serve", "deploy", str(config), "--address", green.dashboard_url,
+             "--serve-url", green.serve_url, "--standby-address", blue.dashboard_url, "--standby-url",
+             blue.serve_url, "--traffic-command", proxy.traffic_command("blue", "green"), "--traffic-steps",
+             "10,50,100", "--step-interval", str(INTERVAL_S), "--metrics-lag", str(METRICS_LAG_S),
+             "--min-requests", str(LIMITS.min_requests), "--prometheus-url", prom.url, "--prometheus-header",
+             prom.auth_header, "--verify-url", proxy.url, "--report", str(report)],
+            env=dict(env, HOME=str(tmp_path), RAY_AUTH_TOKEN=blue.token), capture_output=True, text=True, timeout=600)
+        client.wait_for_answers(20)
+    print(proc.stderr)
+    data = json.loads(report.read_text())
+    assert proc.returncode == 1, proc.stderr
+    assert proxy.weights_set()[before:] == [10, 0]
+    assert proxy.weights() == {"blue": 0, "green": 100}
+    assert [(e["weight"], e["verdict"]) for e in data["traffic_steps"]] == [(10, "fail")]
+    assert data["traffic_analysed"] is True and data["traffic_steps"][0]["new"]["errors"] > 0
+    assert "traffic step 10 % fail" in proc.stderr
+    assert requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] == "v2", "the old version serves"
+    # the candidate left the standby: blue runs what it ran before (v1, not ours: written back as it was)
+    wait_until(lambda: requests.get(f"{blue.serve_url}/shop/", timeout=10).json().get("version") == "v1", 240,
+               "the standby back to its previous version", poll=1.0)
+    assert all(f.startswith("HTTP 500") for f in client.failures), client.failures[:10]
