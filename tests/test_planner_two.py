@@ -237,3 +237,36 @@ def test_traffic_steps_are_writes_of_the_one_executor(two_fakes, tmp_path, fail_
     standby.settle()
     assert ("shop" in standby.configs()) is (code == 0)
     assert entry.target_file.read_text() == (standby.serve_url if code == 0 else live.serve_url)
+
+
+def test_a_release_held_on_the_standby_is_promoted_through_the_same_traffic_steps(two_fakes, tmp_path):
+    """``deploy --hold`` then ``promote --traffic-command``: the promote re-gates and re-checks the held
+    release, then walks the same traffic writes as a deploy, and retires the old cluster on proof."""
+    import json
+
+    from ci_serve import cli
+
+    live, standby, entry = two_fakes
+    config = tmp_path / "serve.json"
+    config.write_text(json.dumps({"applications": [shop_app("deploy_v2")]}))
+    expect = tmp_path / "requests.yaml"
+    expect.write_text("requests:\n  - name: version\n    path: /\n    expect:\n"
+                      "      json: {version: v2, greeting: hello}\n")
+    clusters = ["--address", live.dashboard_url, "--standby-address", standby.dashboard_url]
+    common = [*clusters, "--standby-url", standby.serve_url, "--verify-url", entry.url, "--requests", str(expect),
+              "--version", "r2"]
+    assert cli.main(["deploy", str(config), *common, "--switch-command", "false", "--hold"]) == 0
+    log = tmp_path / "weights"
+    report = tmp_path / "report.json"
+    command = f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log}; {entry.traffic_command()}'
+    code = cli.main(["promote", str(config), *common, "--traffic-command", command, "--traffic-steps", "50,100",
+                     "--step-interval", "1", "--report", str(report)])
+    data = json.loads(report.read_text())
+    assert code == 0, data
+    assert log.read_text().split() == ["50", "100"]
+    assert [(e["weight"], e["verdict"]) for e in data["traffic_steps"]] == [(50, "pass"), (100, "pass")]
+    steps = [s["name"] for s in data["steps"]]
+    assert steps.index("gate held standby") < steps.index("compare with the hold") < steps.index("traffic 50%")
+    assert data["live_address"] == standby.dashboard_url
+    live.settle()
+    assert "shop" not in live.configs()  # retired on proof: the old cluster answers v1, the entry v2
