@@ -100,7 +100,7 @@ def test_every_input_has_a_description_and_a_default_and_kebab_case_name():
     data = action()
     assert data["runs"]["using"] == "docker"
     for name, spec in data["inputs"].items():
-        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
+        assert re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name), name
         assert spec.get("description") and "default" in spec, name
     assert {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"} <= set(data["outputs"])
     assert {"url", "preview-url"} <= set(data["outputs"])

@@ -165,7 +165,8 @@ def test_outputs_from_a_deploy():
                    Outcome(_inv("deploy"), 0, {"result": "deployed", "live_app": "fruit-blue", "plan": plan})])
     assert got == {"result": "deployed", "report": ".ci-serve/deploy.json", "junit": ".ci-serve/smoke-junit.xml",
                    "live-app": "fruit-blue", "plan": json.dumps(plan, sort_keys=True),
-                   "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": ""}
+                   "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": "",
+                   "traffic-steps": ""}
 
 
 def test_outputs_say_which_cluster_is_live_after_a_two_cluster_deploy():
@@ -179,7 +180,8 @@ def test_outputs_when_nothing_ran_or_no_report():
     assert outputs([])["result"] == "error"
     got = outputs([Outcome(_inv("smoke"), 1, None)], exists=lambda p: False)
     assert got == {"result": "failed", "report": "", "junit": "", "live-app": "", "plan": "", "live-address": "",
-                   "standby-address": "", "url": "", "preview-url": "", "release": ""}
+                   "standby-address": "", "url": "", "preview-url": "", "release": "",
+                   "traffic-steps": ""}
 
 
 def test_summary_tables_and_failure():
