@@ -240,7 +240,9 @@ _any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_si
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["command", "target", "config", "requests", "app-dir", "address",
                                         "strategy", "working-dir", "timeout", "requirements", "standby-address",
-                                        "standby-url", "switch-command", "verify-url"]),
+                                        "standby-url", "switch-command", "verify-url", "traffic-command",
+                                        "traffic-steps", "step-interval", "prometheus-url", "prometheus-header",
+                                        "max-error-rate", "max-p99-ms", "min-requests", "metrics-lag"]),
                        st.one_of(_any_text, st.sampled_from(COMMANDS), st.sampled_from(["..", "/", "a:b", "x.yaml"]))))
 def test_any_inputs_are_accepted_or_refused_with_a_message(values: dict[str, str]):
     workspace = Path("/tmp/ci-serve-hypothesis-ws")

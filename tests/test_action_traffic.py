@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ci_serve import secrets
 from ci_serve.action import followup, summary
@@ -196,3 +198,21 @@ def test_the_header_value_is_masked_before_anything_is_printed(tmp_path: Path):
     rest = "\n".join(ln for ln in got.log.splitlines() if ln not in masks)
     assert "`prometheus-header` line 2: X-Org: not of the form" in rest
     assert value not in rest + got.summary + str(got.outputs)
+
+
+_TRAFFIC = ["traffic-steps", "step-interval", "prometheus-url", "prometheus-header", "max-error-rate", "max-p99-ms",
+            "min-requests", "metrics-lag"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_TRAFFIC), st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.sampled_from(["10,50,100", "100", "0", "-1", "1e999", "nan", "2.5", "http://p:9090", "A: b\nC: d", "1_0"]))))
+def test_any_traffic_inputs_are_accepted_or_refused_with_a_message(values: dict[str, str]):
+    environ = {**env(**TWO, prometheus_url="http://p:9090"), **{env_name(k): v for k, v in values.items()}}
+    try:
+        got = read_inputs(environ, Path("/tmp/ci-serve-hypothesis-ws"))
+    except InputError as err:
+        assert err.message and err.hint and err.exit_code == 2
+    else:
+        assert got.traffic is not None and got.traffic.argv()[:2] == ["--traffic-command", TWO["traffic_command"]]
