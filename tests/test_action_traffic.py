@@ -216,3 +216,11 @@ def test_any_traffic_inputs_are_accepted_or_refused_with_a_message(values: dict[
         assert err.message and err.hint and err.exit_code == 2
     else:
         assert got.traffic is not None and got.traffic.argv()[:2] == ["--traffic-command", TWO["traffic_command"]]
+
+
+def test_a_traffic_command_of_several_lines_is_one_line_in_the_step_title(tmp_path: Path):
+    got = read_inputs(env(**{**TWO, "traffic_command": "set -eu\necho $CI_SERVE_TRAFFIC_WEIGHT\n"}), tmp_path)
+    inv = invocation("deploy", got)
+    assert inv.argv[inv.argv.index("--traffic-command") + 1] == "set -eu\necho $CI_SERVE_TRAFFIC_WEIGHT"
+    assert "\n" not in inv.title
+    assert "--traffic-command set -eu …" in inv.title

@@ -41,7 +41,9 @@ class Invocation:
 
     @property
     def title(self) -> str:
-        shown = [a for a in self.argv if a not in ("--report", self.report)]
+        """The command line in one line: a value of several lines (a traffic command) by its first, then …"""
+        shown = [a if "\n" not in a.strip() else a.strip().splitlines()[0] + " …"
+                 for a in self.argv if a not in ("--report", self.report)]
         return "ci-serve " + " ".join(shown)
 
 
