@@ -363,7 +363,10 @@ def test_without_metrics_each_step_checks_the_public_entry(tmp_path: Path,
     clock = FakeClock()
     answers = iter(["2 check(s) passed", "2 check(s) passed"])
 
-    def check() -> str:
+    weights: list[int] = []
+
+    def check(weight: int) -> str:
+        weights.append(weight)
         try:
             return next(answers)
         except StopIteration:
@@ -373,6 +376,7 @@ def test_without_metrics_each_step_checks_the_public_entry(tmp_path: Path,
     options = TrafficOptions(f'echo "$CI_SERVE_TRAFFIC_WEIGHT" >> {log_file}', (10, 50, 100), 60.0)
     result = walk(options, None, check=check, clock=clock, sleep=clock.sleep)
     assert [int(w) for w in log_file.read_text().split()] == [10, 50, 100, 0]
+    assert weights == [10, 50, 100]  # each step's check knows its weight
     assert not result.analysed
     none = {"requests": None, "errors": None, "error_rate": None, "p99_ms": None}
     assert result.entries() == [{"weight": w, "verdict": v, "new": none, "old": none}

@@ -20,6 +20,7 @@ from ci_serve.steps import StepLog
 if TYPE_CHECKING:
     from ci_serve.deploy.result import DeployResult
     from ci_serve.deploy.stage import RayPin, ReleaseInputs, Standby
+    from ci_serve.deploy.traffic import TrafficSettings
 
 
 
@@ -81,7 +82,34 @@ def add_two_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     two.add_argument("--verify-timeout", type=float, default=VERIFY_TIMEOUT_S, metavar="SECONDS",
                      help="how long the public entry may take to answer from the new version (default 60)")
     two.add_argument("--keep-standby", action="store_true",
-                     help="after the switch, keep the old cluster's applications running as a warm standby")
+                     help="after the switch, keep the old cluster's applications running as a warm standby "
+                          "(after a failed traffic step: keep the candidate on the standby)")
+    steps = parser.add_argument_group(
+        "traffic steps across two clusters",
+        "move the traffic in steps instead of one switch, each held and judged by Serve's own metrics in "
+        "Prometheus (see docs/progressive.md)")
+    steps.add_argument("--traffic-command", metavar="CMD",
+                       help="shell command that gives the new cluster $CI_SERVE_TRAFFIC_WEIGHT percent of the "
+                            "traffic ({weight} in it is replaced too); replaces --switch-command")
+    steps.add_argument("--traffic-steps", metavar="LIST", default="10,50,100",
+                       help="the new cluster's share at each step, in percent (default 10,50,100; the last is 100)")
+    steps.add_argument("--step-interval", type=float, default=60.0, metavar="SECONDS",
+                       help="how long each step holds before it is judged (default 60)")
+    steps.add_argument("--prometheus-url", metavar="URL",
+                       help="Prometheus that scrapes both clusters: each step is judged on the Serve request "
+                            "metrics of each version (without it, no metric is analysed)")
+    steps.add_argument("--prometheus-header", metavar="'NAME: VALUE'", action="append", default=[],
+                       help="a header for Prometheus, e.g. 'Authorization: Bearer TOKEN' (repeatable; masked)")
+    steps.add_argument("--max-error-rate", type=float, default=1.0, metavar="PERCENT",
+                       help="a step fails when more of the new version's answers are 5xx (default 1)")
+    steps.add_argument("--max-p99-ms", type=float, metavar="MS",
+                       help="a step fails when the new version's P99 latency is above this")
+    steps.add_argument("--min-requests", type=int, default=20, metavar="N",
+                       help="fewer requests to the new version in an interval say nothing: the step is held up "
+                            "to 3 more intervals, then fails (default 20)")
+    steps.add_argument("--metrics-lag", type=float, metavar="SECONDS",
+                       help="how far Prometheus lags the Serve proxies (default: Ray's report interval, 10 s, "
+                            "plus Prometheus's scrape interval, read from its config)")
 
 
 def add_release_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,8 +163,13 @@ def standby(args: argparse.Namespace, mode: Mode = "deploy") -> Standby | None:
     removes the held release from the standby: it needs --standby-address, and no switch command."""
     from ci_serve.deploy.stage import Standby
 
+    traffic = traffic_settings(args, mode)
+    command = getattr(args, "traffic_command", None)
+    if command and args.switch_command:
+        raise InputError("--traffic-command and --switch-command both move the traffic: pass one",
+                         "--traffic-command with --traffic-steps moves it in steps; --switch-command in one")
     needed = (("--standby-address", args.standby_address), ("--standby-url", args.standby_url),
-              ("--switch-command", args.switch_command))
+              ("--switch-command (or --traffic-command)", args.switch_command or command))
     missing = [flag for flag, value in needed if not value]
     if len(missing) == len(needed):
         return None
@@ -147,10 +180,41 @@ def standby(args: argparse.Namespace, mode: Mode = "deploy") -> Standby | None:
     elif missing:
         raise InputError(f"a {'promote' if mode == 'promote' else 'deploy'} across two clusters needs "
                          f"{', '.join(missing)} too",
-                         "pass --standby-address, --standby-url and --switch-command together")
+                         "pass --standby-address, --standby-url and --switch-command (or --traffic-command) "
+                         "together")
     if getattr(args, "strategy", "auto") != "auto":
         raise InputError("--strategy does not apply across two clusters: the whole config goes to the standby")
     if args.verify_timeout <= 0:
         raise InputError("--verify-timeout must be positive")
     return Standby(args.standby_address, args.standby_url or "", args.switch_command or "", args.verify_url,
-                   args.verify_timeout, args.keep_standby)
+                   args.verify_timeout, args.keep_standby, traffic=traffic)
+
+
+#: the flags that only mean something with --traffic-command (their defaults are None, [] or the parser's)
+TRAFFIC_FLAGS = ("--prometheus-url", "--prometheus-header", "--max-p99-ms", "--metrics-lag")
+
+
+def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | None:
+    """``--traffic-command`` and its steps, checked (exit 2 before anything is written)."""
+    from ci_serve.deploy.traffic import TrafficSettings, parse_interval, parse_thresholds, parse_weights
+
+    given = [flag for flag in TRAFFIC_FLAGS if getattr(args, flag[2:].replace("-", "_"), None)]
+    if not getattr(args, "traffic_command", None):
+        if given:
+            raise InputError(f"{given[0]} applies to traffic steps only",
+                             "pass --traffic-command too (with --standby-address and --standby-url)")
+        return None
+    if not args.standby_address:
+        raise InputError("--traffic-command moves traffic between two clusters: it needs --standby-address and "
+                         "--standby-url", "traffic steps do not fit one cluster (docs/progressive.md says why)")
+    if mode in ("hold", "abort"):
+        return None  # a hold stops before the traffic moves; an abort moves none
+    from ci_serve.deploy.prometheus import parse_headers
+
+    headers = parse_headers(args.prometheus_header)
+    if args.metrics_lag is not None and not args.metrics_lag >= 0:
+        raise InputError(f"--metrics-lag {args.metrics_lag:g}: must be 0 or more",
+                         "leave it out to derive it from Prometheus's scrape interval")
+    return TrafficSettings(args.traffic_command, parse_weights(args.traffic_steps), parse_interval(args.step_interval),
+                           parse_thresholds(args.max_error_rate, args.max_p99_ms, args.min_requests),
+                           args.prometheus_url, headers, args.metrics_lag)

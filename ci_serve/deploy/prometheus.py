@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+import yaml
 
 from ci_serve import secrets
 from ci_serve.deploy.analysis import Samples, promql
@@ -102,6 +103,24 @@ class Prometheus:
             version = None
         return f"Prometheus {version}" if isinstance(version, str) else "Prometheus"
 
+    def scrape_interval(self) -> float | None:
+        """The longest scrape interval in Prometheus's loaded config (``/api/v1/status/config``): its global one
+        and every job's; None when it does not say (an API that hides its config, e.g. a managed one)."""
+        try:
+            with self._lock:
+                resp = self.session.get(self.url + "/api/v1/status/config", timeout=self.timeout)
+            text = resp.json().get("data", {}).get("yaml") if resp.status_code == 200 else None
+            config = yaml.safe_load(text) if isinstance(text, str) else None
+        except (requests.RequestException, ValueError, AttributeError, yaml.YAMLError):
+            return None
+        if not isinstance(config, dict):
+            return None
+        found = [(config.get("global") or {}).get("scrape_interval") if isinstance(config.get("global"), dict)
+                 else None]
+        found += [job.get("scrape_interval") for job in config.get("scrape_configs") or [] if isinstance(job, dict)]
+        seconds = [s for s in (duration_s(v) for v in found) if s is not None]
+        return max(seconds) if seconds else None
+
     def _query(self, query: str, at: float | None) -> list[dict[str, Any]]:
         params: dict[str, str] = {"query": query}
         if at is not None:
@@ -152,6 +171,20 @@ class Prometheus:
         """Whether Prometheus holds, at ``at``, a request counter of ``session`` for one of ``applications``
         (Serve creates it on the first request; Prometheus has it a report and a scrape later)."""
         return any(self._query(promql(application, session)["requests"], at) for application in applications)
+
+
+_DURATION = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def duration_s(value: object) -> float | None:
+    """A Prometheus duration (``15s``, ``1m30s``, ``500ms``) in seconds; None when it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    parts = _DURATION.findall(value)
+    if "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(int(n) * _UNIT_S[u] for n, u in parts)
 
 
 def _value(result: dict[str, Any]) -> float:

@@ -50,6 +50,10 @@ class DeployResult:
     release: str | None = None
     #: a hold: logical application -> the URL where its held candidate answers
     preview_urls: dict[str, str] | None = None
+    #: traffic steps (:meth:`~ci_serve.deploy.traffic.TrafficWalk.entries`): one entry per step reached
+    traffic_steps: list[dict[str, Any]] | None = None
+    #: whether Prometheus judged the steps (False: each held its interval and checked the public entry)
+    traffic_analysed: bool | None = None
 
     def warn(self, message: str) -> None:
         self.warnings = [*(self.warnings or []), message]
@@ -68,7 +72,8 @@ class DeployResult:
             outcomes = getattr(self, name)
             if outcomes is not None:
                 out[name] = [o.as_dict() for o in outcomes]
-        for name in ("live_url", "live_app", "switch_proof", "release", "preview_urls"):
+        for name in ("live_url", "live_app", "switch_proof", "release", "preview_urls", "traffic_steps",
+                     "traffic_analysed"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out

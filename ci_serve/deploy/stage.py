@@ -26,6 +26,7 @@ from ci_serve.steps import StepLog, stops
 if TYPE_CHECKING:
     from ci_serve.cluster.dashboard import DashboardClient
     from ci_serve.config.loader import LoadedConfig
+    from ci_serve.deploy.traffic import TrafficSettings
     from ci_serve.smoke.requests_file import SmokeRequest
 
 
@@ -75,6 +76,8 @@ class Standby:
     verify_url: str | None = None
     verify_timeout: float = VERIFY_TIMEOUT_S
     keep_standby: bool = False
+    #: ``--traffic-command`` and its steps (None: one ``--switch-command``)
+    traffic: TrafficSettings | None = None
 
 
 @dataclass
@@ -190,5 +193,5 @@ def _two_clusters(inputs: DeployInputs, two: Standby, live: DashboardClient, sta
         verify_url=normalize_address(two.verify_url) if two.verify_url else None, keep_standby=two.keep_standby,
         requests=reqs, working_dir=working_dir, timeout=inputs.timeout, unschedulable_grace=inputs.unschedulable_grace,
         version=version, verify_timeout=two.verify_timeout,
-        live_url=normalize_address(serve_url) if serve_url else None, mode=inputs.mode)
+        live_url=normalize_address(serve_url) if serve_url else None, mode=inputs.mode, traffic=two.traffic)
     return TwoClusterRelease(live, standby, config, options, log).execute()

@@ -181,6 +181,56 @@ class TrafficOptions:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+#: how often a Ray node's metrics agent exports what its Serve proxies counted (Ray's
+#: ``metrics_report_interval_ms``, 10 s by default in every release we support)
+RAY_REPORT_INTERVAL_S = 10.0
+#: Prometheus's own default scrape interval, assumed when its config cannot be read
+DEFAULT_SCRAPE_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class TrafficSettings:
+    """The traffic flags as given (``--traffic-command`` ... ``--metrics-lag``), checked; turned into the walk's
+    :class:`TrafficOptions` and sample source once both clusters are known (:meth:`prepare`)."""
+
+    command: str
+    weights: tuple[int, ...] = (10, 50, 100)
+    interval: float = 60.0
+    limits: Thresholds = field(default_factory=Thresholds)
+    prometheus_url: str | None = None
+    prometheus_headers: Mapping[str, str] = field(default_factory=dict)
+    #: None: derived, Ray's report interval plus Prometheus's longest scrape interval
+    metrics_lag: float | None = None
+
+    def prepare(self, new: Any, old: Any, applications: tuple[str, ...], env: Mapping[str, str],
+                log: StepLog) -> tuple[TrafficOptions, SampleSource | None]:
+        """Before anything is written: Prometheus answers (else exit 2), each cluster's session is known, the
+        lag is settled. ``new`` and ``old`` are the standby's and the live cluster's dashboard clients."""
+        if self.prometheus_url is None:
+            return TrafficOptions(self.command, self.weights, self.interval, self.limits, env=env), None
+        from ci_serve.deploy.prometheus import Prometheus, VersionMetrics, session_of
+
+        with log.step("connect prometheus") as st:
+            prom = Prometheus(self.prometheus_url, dict(self.prometheus_headers))
+            version = prom.check()
+            new_session, old_session = session_of(new), session_of(old)
+            if new_session == old_session:
+                raise InputError(f"both clusters report the Ray session {new_session}: their metrics cannot be "
+                                 "told apart", "--address and --standby-address must name two different clusters")
+            lag = self.metrics_lag
+            if lag is None:
+                scrape = prom.scrape_interval()
+                lag = RAY_REPORT_INTERVAL_S + (scrape if scrape is not None else DEFAULT_SCRAPE_INTERVAL_S)
+                how = (f"Ray's report interval {RAY_REPORT_INTERVAL_S:g}s + scrape interval "
+                       + (f"{scrape:g}s" if scrape is not None else f"{DEFAULT_SCRAPE_INTERVAL_S:g}s (assumed: "
+                          "Prometheus did not show its config)"))
+            else:
+                how = "--metrics-lag"
+            st.detail = f"{version} at {prom.url}; each step's window opens {lag:g}s after its weight ({how})"
+        source = VersionMetrics(prom, applications, new_session, old_session)
+        return TrafficOptions(self.command, self.weights, self.interval, self.limits, metrics_lag=lag, env=env), source
+
+
 def markdown_table(entries: list[dict[str, Any]]) -> str:
     """The job summary's table of ``traffic_steps`` (the report's entries), one row per step reached."""
     def cells(n: dict[str, Any]) -> list[str]:
@@ -227,7 +277,7 @@ def run_command(options: TrafficOptions, weight: int) -> str:
 
 
 class _Walker:
-    def __init__(self, options: TrafficOptions, source: SampleSource | None, check: Callable[[], str] | None,
+    def __init__(self, options: TrafficOptions, source: SampleSource | None, check: Callable[[int], str] | None,
                  log: StepLog, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.opts, self.source, self.check, self.log = options, source, check, log
         self.clock, self.sleep = clock, sleep
@@ -340,7 +390,7 @@ class _Walker:
     def judge(self, weight: int, start: tuple[Samples, Samples] | None, st: Any) -> StepVerdict:
         if self.source is None or start is None:
             try:
-                detail = self.check() if self.check is not None else "held on time alone"
+                detail = self.check(weight) if self.check is not None else "held on time alone"
             except CheckFailed as err:
                 return StepVerdict("fail", NO_NUMBERS, None, (err.message,))
             return StepVerdict("pass", NO_NUMBERS, None, (detail,) if detail else ())
@@ -360,7 +410,7 @@ class _Walker:
 
 
 def walk(options: TrafficOptions, source: SampleSource | None, *, log: StepLog | None = None,
-         check: Callable[[], str] | None = None, clock: Callable[[], float] = time.time,
+         check: Callable[[int], str] | None = None, clock: Callable[[], float] = time.time,
          sleep: Callable[[float], None] = time.sleep) -> TrafficWalk:
     """Walk ``options.weights`` (see the module docstring). Returns what happened; a :class:`CiServeError`
     that stopped it is the result's ``error``, raised by nobody: the caller verifies the old version, then

@@ -42,7 +42,7 @@ from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.logs import attach_replica_logs
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.config.loader import ConfigFile
-from ci_serve.deploy import capacity, checks, view
+from ci_serve.deploy import capacity, checks, traffic, view
 from ci_serve.deploy.cluster_config import build_body, declarative_apps
 from ci_serve.deploy.gate import DEPLOY_TIMEOUT_S, UNSCHEDULABLE_GRACE_S, GateFailed, Goal, wait_ready
 from ci_serve.deploy.guard import check_drift, check_effect, expected_from
@@ -50,6 +50,7 @@ from ci_serve.deploy.ownership import with_hold, with_marker
 from ci_serve.deploy.planner import Effect, Mode, Write
 from ci_serve.deploy.release import read_explained, stop_if_unexplained
 from ci_serve.deploy.result import DeployResult
+from ci_serve.deploy.traffic import TrafficOptions, TrafficRollbackFailed, TrafficSettings, run_command, walk
 from ci_serve.deploy.two_cluster_hold import StandbyHold, cas_failure, probably_promoted, standby_holds
 from ci_serve.deploy.verdict import Final, Seen, exit_code
 from ci_serve.errors import (
@@ -88,6 +89,8 @@ class TwoClusterOptions:
     verify_timeout: float = VERIFY_TIMEOUT_S
     #: ``deploy --hold``, ``promote``, ``abort`` of release ``version``
     mode: Mode = "deploy"
+    #: ``--traffic-command`` and its steps: the traffic moves in steps, each judged, instead of one switch
+    traffic: TrafficSettings | None = None
 
 
 class SwitchFailed(CheckFailed):
@@ -114,6 +117,9 @@ class TwoClusterRelease:
         self.live_snapshot: dict[str, Any] = {}
         #: the standby applications our write touched (None: nothing of ours was sent to the standby)
         self.standby_touched: set[str] | None = None
+        #: traffic steps: the walk's options and the metrics that judge each step (None: none analysed)
+        self.steps: TrafficOptions | None = None
+        self.source: traffic.SampleSource | None = None
 
     def apps(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out = {}
@@ -157,6 +163,13 @@ class TwoClusterRelease:
         self.result.live_address, self.result.standby_address = self.live.address, self.standby.address
         if self.opts.mode != "deploy":
             self.result.release = self.opts.version
+        if self.opts.traffic is not None and self.opts.mode in ("deploy", "promote"):
+            try:  # before anything is written: a Prometheus that cannot be used is exit 2
+                self.steps, self.source = self.opts.traffic.prepare(
+                    self.standby, self.live, tuple(self.logicals()), self.switch_env(), self.log)
+            except Cancelled as exc:
+                exc.exit_code = exit_code(Final(failed=True))
+                raise
         if self.opts.mode == "abort":
             self.abort()
             return
@@ -522,7 +535,14 @@ class TwoClusterRelease:
                                        "check that --switch-command really moves the traffic behind --verify-url")
                 time.sleep(1.0)
 
+    def switch_env(self) -> dict[str, str]:
+        return {"CI_SERVE_NEW_ADDRESS": self.standby.address, "CI_SERVE_OLD_ADDRESS": self.live.address,
+                "CI_SERVE_NEW_URL": self.opts.standby_url, "CI_SERVE_OLD_URL": self.old_url()}
+
     def switch_and_verify(self) -> None:
+        if self.steps is not None:
+            self.walk_traffic(self.steps)
+            return
         try:
             self.switch("switch", new_address=self.standby.address, old_address=self.live.address,
                         new_url=self.opts.standby_url)
@@ -530,6 +550,64 @@ class TwoClusterRelease:
         except BaseException as exc:
             self.switch_back(exc)
             raise AssertionError("unreachable") from None
+
+    def walk_traffic(self, steps: TrafficOptions) -> None:
+        """The traffic moves in steps (:mod:`~ci_serve.deploy.traffic`), each held and judged; the public entry
+        must then answer the requests from the new version. On a failed step, a fault or a cancel the walk has
+        set the share back to 0 already: the old version must answer at the public entry, then the candidate
+        goes from the standby (unless --keep-standby): exit 1, or 3 when the old version is not seen serving."""
+        walked = walk(steps, self.source, log=self.log, check=self.step_check if self.source is None else None)
+        self.result.traffic_steps, self.result.traffic_analysed = walked.entries(), walked.analysed
+        if walked.error is None:
+            try:
+                self.verify("verify public entry", self.opts.requests)
+            except BaseException as exc:
+                self.traffic_back(steps, exc)
+            return
+        if isinstance(walked.error, TrafficRollbackFailed):  # the share may still be the new version's
+            raise walked.error
+        self.after_traffic_back(walked.error, switched=bool(walked.weights_set))
+
+    def step_check(self, weight: int) -> str:
+        """Without metrics, a step is judged by the requests file sent through the public entry: at 100 % all
+        of it must pass; below, both versions answer, so only an answer that is not a 5xx is demanded."""
+        url = self.opts.verify_url or self.opts.standby_url
+        outcomes: list[Outcome] = []
+        try:
+            checks.run_checks(self.opts.requests, url, self.prefixes(), outcomes, attempts=1)
+        except CheckFailed as exc:
+            broken = [o for o in outcomes if not o.passed and (o.status is None or o.status >= 500)]
+            if weight >= 100 or broken or not outcomes:
+                raise
+            del exc
+        finally:
+            self.result.verify = outcomes
+        return (f"{len(outcomes)} request(s) through {url} " +
+                ("passed" if weight >= 100 else "answered without a 5xx (both versions answer at this share)"))
+
+    def traffic_back(self, steps: TrafficOptions, cause: BaseException) -> NoReturn:
+        """After the last step the public entry did not answer as the new version: the share goes back to 0."""
+        try:
+            with self.log.step("traffic back to 0%") as st:
+                out = run_command(steps, 0)
+                st.detail = "new version's share 0 %" + (f": {out}" if out else "")
+        except CiServeError as err:
+            raise RestoreFailed(f"{_what(cause)}; setting the new version's share back to 0 % then failed: "
+                                f"{err.message}", "a person must look: traffic may still reach the standby "
+                                f"cluster ({self.standby.address}); run the traffic command by hand with "
+                                "CI_SERVE_TRAFFIC_WEIGHT=0", details=_details(cause)) from None
+        self.after_traffic_back(cause, switched=True)
+
+    def after_traffic_back(self, cause: BaseException, *, switched: bool) -> NoReturn:
+        """The share is 0 again: the public entry must answer (the old version), then the standby is cleaned."""
+        if switched:
+            try:
+                self.verify("verify old version", None)  # the old version answers its own way: it must answer
+            except CiServeError as err:
+                raise RestoreFailed(f"{_what(cause)}; the new version's share went back to 0 %, but then "
+                                    f"{err.message}", "a person must look: `ci-serve status` on both clusters and "
+                                    "the balancer's weights", details=_details(cause)) from None
+        self.restore_standby(cause, switched_back=switched, keep=self.opts.keep_standby)
 
     def switch_back(self, cause: BaseException) -> None:
         live_url = self.old_url()
@@ -546,8 +624,20 @@ class TwoClusterRelease:
         self.restore_standby(cause, switched_back=True)
 
     # -- cleanup -------------------------------------------------------------------------------
-    def restore_standby(self, cause: BaseException, *, switched_back: bool = False) -> None:
-        """Put the standby's previous config back (the candidate goes); then raise the outcome."""
+    def restore_standby(self, cause: BaseException, *, switched_back: bool = False, keep: bool = False) -> NoReturn:
+        """Put the standby's previous config back (the candidate goes; ``keep``: it stays, as
+        ``--keep-standby`` asks after a failed traffic step); then raise the outcome."""
+        if keep and self.standby_touched:
+            message = (f"the candidate stays on the standby {self.standby.address} (--keep-standby), taking no "
+                       "traffic; the next deploy replaces it")
+            console.say(f"NOTE  {message}")
+            self.result.warn(message)
+        else:
+            self.remove_candidate(cause, switched_back=switched_back)
+        self.verdict_after_restore(cause, switched_back=switched_back)
+
+    def remove_candidate(self, cause: BaseException, *, switched_back: bool) -> None:
+        """The standby's previous config, written back (only what our write touched)."""
         touched = self.standby_touched
         try:
             with self.log.step("remove candidate") as st:
@@ -580,6 +670,8 @@ class TwoClusterRelease:
                                 f"{err.message}",
                                 f"live ({self.live.address}) is {'serving again' if switched_back else 'untouched'}; "
                                 "clean the standby with `ci-serve status`", details=_details(cause)) from None
+
+    def verdict_after_restore(self, cause: BaseException, *, switched_back: bool) -> NoReturn:
         # exit 1 only once the previous version is seen serving: on the old cluster, at its real Serve address
         seen, lines = self.old_serving(budget=3.0 if isinstance(cause, Cancelled) else 20.0)
         where = "traffic was switched back" if switched_back else "the live cluster was not touched"
