@@ -232,8 +232,9 @@ def held_releases_section(report: dict[str, Any]) -> list[str]:
 #: the step the walk logs when it set the new version's share back to 0 % (ci_serve/deploy/traffic.py)
 _BACK_TO_ZERO = "traffic back to 0%"
 NO_METRICS = ("> ⚠️ **No metric was analysed**: no `prometheus-url` was given, so each step held its interval "
-              "and checked `requests` through `verify-url`, as on readiness and time alone; the numbers are "
-              "empty. See docs/progressive.md to judge each step by Prometheus.")
+              "and then only checked the public entry (`verify-url`): answers without a 5xx below 100 %, every "
+              "request of `requests` at 100 %. The numbers are empty. See docs/progressive.md to judge each "
+              "step by both versions' request metrics in Prometheus.")
 
 
 def _traffic_entry(entry: Any) -> bool:

@@ -314,7 +314,7 @@ def _walk_the_example(blue: TemporaryHead, green: TemporaryHead, tmp_path: Path,
                           env={**os.environ, "RAY_AUTH_TOKEN": blue.token}, capture_output=True, text=True, timeout=600)
     assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
 
-    smoke = "requests:\n  - name: version\n    path: /store/\n    expect:\n      json: {version: v2}\n"
+    smoke = "requests:\n  - name: version\n    path: /\n    expect:\n      json: {version: v2, path: store}\n"
     repo = _checkout(tmp_path, "release-progressive.yml", {
         "serve_config.yaml": json.dumps(_store_config(green, "v2")), "smoke_requests.yaml": smoke,
         "progressive_app.py": (app / "progressive_app.py").read_bytes()})
@@ -357,7 +357,7 @@ def _walk_the_example(blue: TemporaryHead, green: TemporaryHead, tmp_path: Path,
     assert "Summary - ## ✅ Ray Serve: deployed" in got.log
     assert "**Traffic steps:** 3 reached, up to 100 %" in got.log and "| 100 % | pass |" in got.log
     assert "No metric was analysed" not in got.log
-    assert "store" not in _applications(blue), "the old cluster's application is retired"
+    assert not [n for n in _applications(blue) if n.startswith("store")], "the old cluster's application is retired"
     secret = prom.auth_header.partition(": ")[2]
     shown = "\n".join(line for line in got.log.splitlines() if "::add-mask ::" not in line)  # the runner hides those
     assert f"::add-mask ::{secret}" in got.log  # masked before anything else printed it
