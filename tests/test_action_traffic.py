@@ -19,15 +19,12 @@ from ci_serve.action.steps import Invocation, Outcome, invocation, outputs
 from ci_serve.errors import InputError
 from tests.container.runner import REPO
 from tests.test_action_entrypoint import run_action
+from tests.test_action_inputs import env
 
 HEADER = "Authorization: Bearer prom-tok-61c0ffee"
 TWO = {"command": "deploy", "address": "http://blue:8265", "standby_address": "http://green:8265",
        "standby_url": "http://green:8000", "verify_url": "https://shop.example.com",
        "traffic_command": "./weights.sh green blue"}
-
-
-def env(**inputs: str) -> dict[str, str]:
-    return {env_name(k.replace("_", "-")): v for k, v in inputs.items()}
 
 
 def test_every_traffic_input_reaches_the_cli_as_its_flag(tmp_path: Path):
