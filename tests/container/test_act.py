@@ -32,10 +32,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead, free_port
+from ci_serve.cluster.packages import ship_working_dirs
 from tests.container.conftest import BASE_IMAGE, require_docker
 from tests.container.runner import REPO
 from tests.support.haproxy import WeightedHAProxy, haproxy_binary
+from tests.support.processes import wait_until
 from tests.support.prometheus import Prometheus as PrometheusServer
 from tests.support.prometheus import prometheus_binary
 from tests.support.traffic import Traffic
@@ -276,6 +280,27 @@ def test_approval_example_holds_the_release_then_promotes_it_and_the_new_version
     assert head.token not in got.log.replace(f"::add-mask::{head.token}", "")
 
 
+def _serve_as_a_two_cluster_release_left_it(head: TemporaryHead, version: str, app: Path) -> None:
+    """``store`` at ``version`` on ``head`` under its own name, as a two-cluster release leaves the live cluster
+    (a single-cluster deploy names it by its colour, and the old version's series would carry that name); the
+    applications the module's other tests left are kept."""
+    client = DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
+    config = _store_config(head, version)
+    config["applications"][0]["runtime_env"]["working_dir"] = str(app)
+    shipped, _ = ship_working_dirs(client, config, base_dir=app)
+    others = [a["deployed_app_config"] for name, a in client.get_applications()["applications"].items()
+              if name != "store" and a.get("deployed_app_config")]
+    client.put_applications({**shipped, "applications": [*others, *shipped["applications"]]})
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{head.serve_url}/store/", timeout=10).json().get("version") == version
+        except (requests.RequestException, ValueError):
+            return False
+
+    wait_until(answers, 240, f"store {version} answering on {head.serve_url}", poll=0.5)
+
+
 def _store_config(head: TemporaryHead, version: str) -> dict:
     """The shop of tests/apps/progressive as `store` (the module's head has other apps), answering ``version``."""
     return {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
@@ -304,15 +329,7 @@ def test_progressive_example_walks_the_traffic_steps_through_haproxy_judged_by_p
 
 def _walk_the_example(blue: TemporaryHead, green: TemporaryHead, tmp_path: Path, cleanup: list[Path]) -> None:
     app = REPO / "tests" / "apps" / "progressive"
-    v1 = tmp_path / "v1"
-    v1.mkdir()
-    shutil.copy(app / "progressive_app.py", v1 / "progressive_app.py")
-    (v1 / "serve_config.yaml").write_text(json.dumps(_store_config(blue, "v1")))
-    live = subprocess.run([sys.executable, "-m", "ci_serve", "deploy", str(v1 / "serve_config.yaml"), "-a",
-                           blue.dashboard_url, "--working-dir", str(v1), "--version", "v1",
-                           "--report", str(tmp_path / "v1.json")],
-                          env={**os.environ, "RAY_AUTH_TOKEN": blue.token}, capture_output=True, text=True, timeout=600)
-    assert live.returncode == 0, live.stdout[-3000:] + live.stderr[-3000:]
+    _serve_as_a_two_cluster_release_left_it(blue, "v1", app)
 
     smoke = "requests:\n  - name: version\n    path: /\n    expect:\n      json: {version: v2, path: store}\n"
     repo = _checkout(tmp_path, "release-progressive.yml", {
@@ -340,6 +357,7 @@ def _walk_the_example(blue: TemporaryHead, green: TemporaryHead, tmp_path: Path,
                           env={"RAY_AUTH_TOKEN": blue.token, "PROMETHEUS_HEADER": prom.auth_header})
             client.wait_for_answers(20)
         weights = proxy.weights()
+        after = requests.get(proxy.url + "/store/", timeout=10).json()["version"]
     assert got.code == 0, got.log[-10000:]
     out = got.job_outputs("deploy")
     assert out["result"] == "deployed", got.log[-10000:]
@@ -348,16 +366,17 @@ def _walk_the_example(blue: TemporaryHead, green: TemporaryHead, tmp_path: Path,
     print(json.dumps({"traffic_steps": steps}))
     assert [(s["weight"], s["verdict"]) for s in steps] == [(10, "pass"), (50, "pass"), (100, "pass")]
     assert all(s["new"]["requests"] >= 10 and s["new"]["errors"] == 0 for s in steps), steps
+    assert steps[0]["old"]["requests"] > steps[0]["new"]["requests"] > 0, steps[0]  # 90 % and 10 %, both counted
     assert weights == {"blue": 0, "green": 100}
     assert "HAProxy weights: blue=100 green=0" in got.log  # the roles step read the live cluster from HAProxy
     assert "serve/green weight 50, serve/blue weight 50" in got.log  # the traffic command's own line
     assert client.failures == [], client.failures[:10]
     assert {"v1", "v2"} <= set(client.versions(0)) | set(client.versions(1))
-    assert client.versions(0)[-1] == "v2" and requests.get(proxy.url + "/store/", timeout=10).json()["version"] == "v2"
+    assert client.versions(0)[-1] == "v2" and after == "v2"
     assert "Summary - ## ✅ Ray Serve: deployed" in got.log
     assert "**Traffic steps:** 3 reached, up to 100 %" in got.log and "| 100 % | pass |" in got.log
     assert "No metric was analysed" not in got.log
-    assert not [n for n in _applications(blue) if n.startswith("store")], "the old cluster's application is retired"
+    assert "store" not in _applications(blue), "the old cluster's application is retired"
     secret = prom.auth_header.partition(": ")[2]
     shown = "\n".join(line for line in got.log.splitlines() if "::add-mask ::" not in line)  # the runner hides those
     assert f"::add-mask ::{secret}" in got.log  # masked before anything else printed it
