@@ -88,6 +88,8 @@ def test_only_the_command_given_goes_to_the_cli_the_rest_are_its_defaults(tmp_pa
     ({"standby_url": ""}, "needs `standby-url` too"),
     ({"standby_address": "", "standby_url": ""}, "needs `standby-address` and `standby-url` too"),
     ({"traffic_command": "", "traffic_steps": "10,100"}, "input `traffic-steps` needs the input `traffic-command`"),
+    ({"verify_url": ""}, "without `prometheus-url`: each step is judged through the public entry, and no "
+                         "`verify-url` names it"),
 ])
 def test_bad_traffic_inputs_are_refused_with_exit_2(tmp_path: Path, given: dict[str, str], needle: str):
     inputs = {**TWO, **given}
@@ -117,6 +119,12 @@ def _entries(analysed: bool = True) -> list[dict]:
 
 def _deploy(code: int, report: dict) -> Outcome:
     return Outcome(Invocation("deploy", ["deploy"], ".ci-serve/deploy.json"), code, report)
+
+
+def test_with_prometheus_or_in_a_hold_no_verify_url_is_needed(tmp_path: Path):
+    given = {**TWO, "verify_url": ""}
+    assert read_inputs(env(**given, prometheus_url="http://p:9090"), tmp_path).traffic is not None
+    assert read_inputs(env(**given, hold="true", release="v2"), tmp_path).traffic is not None  # stops before
 
 
 def test_the_summary_shows_each_step_and_that_the_share_went_back_to_zero():

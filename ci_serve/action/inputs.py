@@ -402,6 +402,11 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
     if hold and strategy == "in-place":
         raise InputError("`hold` keeps the live version untouched beside a candidate; `strategy: in-place` would "
                          "change the live version itself", "drop `strategy: in-place` (a hold is blue-green)")
+    if traffic is not None and traffic.prometheus_url is None and not get("verify-url") and not hold:
+        raise InputError("input `traffic-command` without `prometheus-url`: each step is judged through the public "
+                         "entry, and no `verify-url` names it",
+                         "set `verify-url` to the address your users reach (through the balancer), and "
+                         "`prometheus-url` to judge each step on Serve's metrics")
     release = _release(get("release") or environ.get("GITHUB_SHA", "").strip() or None)
     if release is None and (hold or command in RELEASE_COMMANDS):
         raise InputError(f"{'a hold' if hold else f'command `{command}`'} needs the input `release` "
