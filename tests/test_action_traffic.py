@@ -229,3 +229,18 @@ def test_a_traffic_command_of_several_lines_is_one_line_in_the_step_title(tmp_pa
     assert inv.argv[inv.argv.index("--traffic-command") + 1] == "set -eu\necho $CI_SERVE_TRAFFIC_WEIGHT"
     assert "\n" not in inv.title
     assert "--traffic-command set -eu …" in inv.title
+
+
+@pytest.mark.parametrize("command", ["deploy", "promote"])
+def test_the_cli_parses_every_flag_the_action_passes_with_the_values_given(tmp_path: Path, command: str):
+    from ci_serve.cli import build_parser
+
+    inputs = read_inputs(env(**{**TWO, "command": command}, release="v2", traffic_steps="5,25,100",
+                             step_interval="30", prometheus_url="http://prom:9090",
+                             prometheus_header=f"{HEADER}\nX-Scope-OrgID: shop", max_error_rate="0.5",
+                             max_p99_ms="250", min_requests="40", metrics_lag="12.5"), tmp_path)
+    args = build_parser().parse_args(invocation(command, inputs).argv)
+    assert (args.traffic_command, args.traffic_steps, args.step_interval, args.prometheus_url) == \
+        ("./weights.sh green blue", "5,25,100", 30.0, "http://prom:9090")
+    assert args.prometheus_header == [HEADER, "X-Scope-OrgID: shop"]
+    assert (args.max_error_rate, args.max_p99_ms, args.min_requests, args.metrics_lag) == (0.5, 250.0, 40, 12.5)
