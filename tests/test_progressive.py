@@ -315,6 +315,9 @@ def test_cli_a_good_release_walks_10_50_100_then_retires_the_old_cluster(heads, 
             *two_cluster_flags(heads, proxy, "green", "blue", command), *metric_flags(prom),
             "--requests", str(smoke_requests(tmp_path, "v4")), "--version", "v4")
         client.wait_for_answers(20)  # and after the release
+        # Ray lists a removed app for a moment after the PUT that removes it
+        wait_until(lambda: old.gone_at is not None or proc.returncode != 0, 60, "the old cluster's shop retired",
+                   poll=0.5)
 
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert report["result"] == "deployed" and report["traffic_analysed"] is True
@@ -343,7 +346,8 @@ def test_cli_a_good_release_walks_10_50_100_then_retires_the_old_cluster(heads, 
     assert "the traffic moved" in (report.get("switch_proof") or ""), report.get("switch_proof")
     assert "...  hold 50%: 50 %, " in proc.stderr and "s to go: new " in proc.stderr, "a heartbeat with live numbers"
     no_secret_in(prom, proc, report)
-    print("measured (good release, 2.46 -> image's Ray):", *map(numbers, entries), sep="\n  ")
+    print("measured (good release, 2.46 -> image's Ray):", *map(numbers, entries),
+          f"client: {len(answers)} answers, 0 failed", sep="\n  ")
 
 
 def test_cli_a_release_failing_a_path_the_client_uses_goes_back_to_zero_at_10(heads, proxy, prom, cli_env,
@@ -388,7 +392,8 @@ def test_cli_a_release_failing_a_path_the_client_uses_goes_back_to_zero_at_10(he
     assert requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] == "v4", "the old version serves"
     assert "shop" not in apps_of(heads["green"]), "the candidate is removed"
     no_secret_in(prom, proc, report)
-    print("measured (bad release, image's Ray -> 2.46):", numbers(entry), sep="\n  ")
+    print("measured (bad release, image's Ray -> 2.46):", numbers(entry), f"client: {len(failed)} HTTP 500 of "
+          f"{len(during)} answers while the 10 % step lasted ({end - start:.1f}s), {len(answers)} in all", sep="\n  ")
 
 
 def test_cli_promote_of_a_held_release_walks_the_steps_without_metrics(heads, proxy, cli_env, tmp_path):
