@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -35,7 +36,7 @@ from ci_serve.deploy.analysis import Thresholds
 from ci_serve.deploy.prometheus import Prometheus as PrometheusAPI
 from ci_serve.deploy.prometheus import parse_headers, session_from_node_summary, session_of
 from ci_serve.errors import EXIT_BAD_INPUT, InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, ci_serve_cmd
 from tests.support.deploy_cli import run_cli
 from tests.support.haproxy import WeightedHAProxy, haproxy_binary
 from tests.support.processes import wait_until
@@ -427,3 +428,41 @@ def test_cli_promote_of_a_held_release_walks_the_steps_without_metrics(heads, pr
     assert {"v4", "v6"} <= set(client.versions(0)) and client.versions(0)[-1] == "v6"
     assert (apps_of(heads["blue"]).get("shop") or {"status": "DELETING"})["status"] == "DELETING", \
         "the old app is retired"
+
+
+def test_cli_a_cancel_mid_walk_sets_the_share_back_to_zero(heads, proxy, cli_env, tmp_path):
+    """SIGINT (what a cancelled job gets first) while the 50 % step holds: the traffic command runs with 0 at
+    once, the old version serves, the candidate goes; the step cut short has no entry; exit 1."""
+    ensure_serving(heads["green"], "v6")
+    set_weights(proxy, "green", "blue")
+    command, calls = recording_command(tmp_path, proxy, "blue", "green")
+    report_path = tmp_path / "report.json"
+    args = ci_serve_cmd("deploy", str(cli_config(tmp_path, heads["blue"], "v7")),
+                        *two_cluster_flags(heads, proxy, "green", "blue", command, interval=5.0),
+                        "--requests", str(smoke_requests(tmp_path, "v7")), "--version", "v7",
+                        "--report", str(report_path))
+    with Traffic(proxy.url + "/shop/cart", clients=1, pause=0.01) as client:
+        client.wait_for_answers(10)
+        with subprocess.Popen(args, env=dict(cli_env, RAY_AUTH_TOKEN=heads["blue"].token), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            try:
+                wait_until(lambda: [w for w, _, _ in calls_of(calls)] == [10, 50] or proc.poll() is not None, 300,
+                           "the 50 % step", poll=0.2)
+                proc.send_signal(signal.SIGINT)
+                out, _ = proc.communicate(timeout=180)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        client.wait_for_answers(10)
+    print(out)
+    report = json.loads(report_path.read_text())
+    assert proc.returncode == 1, out[-5000:]
+    assert "cancelled by SIGINT" in out
+    assert [w for w, _, _ in calls_of(calls)] == [10, 50, 0]
+    assert proxy.weights() == {"blue": 0, "green": 100}
+    assert [(e["weight"], e["verdict"]) for e in report["traffic_steps"]] == [(10, "pass")], report["traffic_steps"]
+    assert (apps_of(heads["blue"]).get("shop") or {"status": "DELETING"})["status"] == "DELETING", \
+        "the candidate is removed"
+    assert client.failures == [], client.failures[:10]
+    assert client.versions(0)[-1] == "v6" and requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] \
+        == "v6", "the old version serves"
