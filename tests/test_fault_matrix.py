@@ -74,6 +74,8 @@ class Plan:
     mode: str = "deploy"
     #: the starting state ends with ``deploy`` held as release r2 (for promote and abort)
     held_before: bool = False
+    #: across two clusters: ``--traffic-command`` with steps (no Prometheus: each step checks the public entry)
+    traffic: bool = False
 
     @property
     def success(self) -> str:
@@ -98,6 +100,8 @@ PLANS = {p.name: p for p in (
          mode="promote", held_before=True),
     Plan("abort", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"), ("v2", "hi"),
          mode="abort", held_before=True),
+    *(Plan(f"two-cluster-traffic-{side}", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"),
+           ("v2", "hi"), faulted=side, traffic=True) for side in ("live", "standby")),
     *(Plan(f"two-cluster-{mode}-{side}", "/shop", (("deploy_v1", "hi"),), ("deploy_v2", "hi"), ("v1", "hi"),
            ("v2", "hi"), faulted=side, mode=mode,
            held_before=mode != "hold")
@@ -186,6 +190,11 @@ class PublicEntry:
     def switch_command(self) -> str:
         return f'printf %s "$CI_SERVE_NEW_URL" > {self.target_file}'
 
+    def traffic_command(self) -> str:
+        """All of it to the new cluster at any share above 0 (this entry cannot split), back at 0."""
+        return (f'if [ "$CI_SERVE_TRAFFIC_WEIGHT" -gt 0 ]; then printf %s "$CI_SERVE_NEW_URL" > {self.target_file}; '
+                f'else printf %s "$CI_SERVE_OLD_URL" > {self.target_file}; fi')
+
     def __enter__(self) -> PublicEntry:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
@@ -251,9 +260,10 @@ class Stage:
         expect.write_text(f"requests:\n  - name: version\n    path: /\n    expect:\n"
                           f"      json: {{version: {version}, greeting: {greeting}}}\n")
         assert self.entry is not None
+        moves = (["--traffic-command", self.entry.traffic_command(), "--traffic-steps", "50,100",
+                  "--step-interval", "1"] if self.plan.traffic else ["--switch-command", self.entry.switch_command()])
         return [*base, "--standby-address", self.proxies[1].url, "--standby-url", self.fakes[1].serve_url,
-                "--switch-command", self.entry.switch_command(), "--verify-url", self.entry.url,
-                "--verify-timeout", "10", "--requests", str(expect)]
+                *moves, "--verify-url", self.entry.url, "--verify-timeout", "10", "--requests", str(expect)]
 
     def snapshots(self) -> list[FakeCluster]:
         for fake in self.fakes:

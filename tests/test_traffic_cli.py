@@ -10,7 +10,8 @@ import pytest
 from ci_serve.cli import main
 from ci_serve.deploy.prometheus import duration_s
 
-TWO = ["--standby-address", "http://127.0.0.1:1", "--standby-url", "http://127.0.0.1:2"]
+BARE = ["--standby-address", "http://127.0.0.1:1", "--standby-url", "http://127.0.0.1:2"]
+TWO = [*BARE, "--verify-url", "http://127.0.0.1:4"]
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -43,7 +44,9 @@ def config(tmp_path: Path) -> str:
     (["--traffic-command", "true", "--min-requests", "0", *TWO], "--min-requests 0"),
     (["--traffic-command", "true", "--max-p99-ms", "-1", *TWO], "--max-p99-ms -1"),
     (["--traffic-command", "true", "--metrics-lag", "-1", *TWO], "--metrics-lag -1"),
-    (["--traffic-command", "true", "--standby-address", "http://127.0.0.1:1"], "--standby-url too"),
+    (["--traffic-command", "true", "--standby-address", "http://127.0.0.1:1", "--verify-url", "http://e"],
+     "--standby-url too"),
+    (["--traffic-command", "true", *BARE], "no --verify-url names it"),
 ])
 @pytest.mark.parametrize("command", ["deploy", "promote"])
 def test_bad_traffic_flags_are_exit_2(capsys, config, command, flags, says):

@@ -97,7 +97,8 @@ def add_two_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="how long each step holds before it is judged (default 60)")
     steps.add_argument("--prometheus-url", metavar="URL",
                        help="Prometheus that scrapes both clusters: each step is judged on the Serve request "
-                            "metrics of each version (without it, no metric is analysed)")
+                            "metrics of each version (without it, no metric is analysed: each step sends the "
+                            "requests through --verify-url)")
     steps.add_argument("--prometheus-header", metavar="'NAME: VALUE'", action="append", default=[],
                        help="a header for Prometheus, e.g. 'Authorization: Bearer TOKEN' (repeatable; masked)")
     steps.add_argument("--max-error-rate", type=float, metavar="PERCENT",
@@ -211,6 +212,11 @@ def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | 
                          "--standby-url", "traffic steps do not fit one cluster (docs/progressive.md says why)")
     if mode in ("hold", "abort"):
         return None  # a hold stops before the traffic moves; an abort moves none
+    if not args.prometheus_url and not args.verify_url:
+        raise InputError("traffic steps without --prometheus-url are judged through the public entry, and no "
+                         "--verify-url names it",
+                         "pass --verify-url (the address your users reach), and --prometheus-url to judge each "
+                         "step on Serve's metrics")
     from ci_serve.deploy.prometheus import parse_headers
 
     headers = parse_headers(args.prometheus_header)

@@ -571,7 +571,8 @@ class TwoClusterRelease:
     def step_check(self, weight: int) -> str:
         """Without metrics, a step is judged by the requests file sent through the public entry: at 100 % all
         of it must pass; below, both versions answer, so only an answer that is not a 5xx is demanded."""
-        url = self.opts.verify_url or self.opts.standby_url
+        url = self.opts.verify_url
+        assert url is not None, "the flags require --verify-url for traffic steps without metrics"
         outcomes: list[Outcome] = []
         try:
             checks.run_checks(self.opts.requests, url, self.prefixes(), outcomes, attempts=1)
