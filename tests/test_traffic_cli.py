@@ -32,6 +32,11 @@ def config(tmp_path: Path) -> str:
     (["--traffic-command", "true"], "needs --standby-address"),
     (["--prometheus-url", "http://127.0.0.1:9"], "--prometheus-url applies to traffic steps only"),
     (["--metrics-lag", "5", *TWO, "--switch-command", "true"], "--metrics-lag applies to traffic steps only"),
+    # given with their default values, still seen: a one-step or one-cluster release would ignore them
+    (["--traffic-steps", "10,50,100"], "--traffic-steps applies to traffic steps only"),
+    (["--step-interval", "60", *TWO, "--switch-command", "true"], "--step-interval applies to traffic steps only"),
+    (["--max-error-rate", "1"], "--max-error-rate applies to traffic steps only"),
+    (["--min-requests", "20", *TWO, "--switch-command", "true"], "--min-requests applies to traffic steps only"),
     (["--traffic-command", "true", "--traffic-steps", "10,50", *TWO], "the last step must be 100"),
     (["--traffic-command", "true", "--traffic-steps", "50,10,100", *TWO], "the steps must increase"),
     (["--traffic-command", "true", "--step-interval", "0", *TWO], "--step-interval 0"),
