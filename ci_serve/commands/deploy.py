@@ -196,6 +196,9 @@ def standby(args: argparse.Namespace, mode: Mode = "deploy") -> Standby | None:
 TRAFFIC_FLAGS = ("--traffic-steps", "--step-interval", "--prometheus-url", "--prometheus-header", "--max-error-rate",
                  "--max-p99-ms", "--min-requests", "--metrics-lag")
 
+#: the flags that only mean something with --prometheus-url
+METRIC_FLAGS = ("--prometheus-header", "--max-error-rate", "--max-p99-ms", "--min-requests", "--metrics-lag")
+
 
 def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | None:
     """``--traffic-command`` and its steps, checked (exit 2 before anything is written)."""
@@ -210,6 +213,11 @@ def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | 
     if not args.standby_address:
         raise InputError("--traffic-command moves traffic between two clusters: it needs --standby-address and "
                          "--standby-url", "traffic steps do not fit one cluster (docs/progressive.md says why)")
+    judged = [flag for flag in METRIC_FLAGS if flag in given]
+    if judged and not args.prometheus_url:
+        raise InputError(f"{judged[0]} applies to steps judged on metrics, and no --prometheus-url is given",
+                         "pass --prometheus-url too, or leave it out: without metrics each step is judged by the "
+                         "requests sent through --verify-url")
     if mode in ("hold", "abort"):
         return None  # a hold stops before the traffic moves; an abort moves none
     if not args.prometheus_url and not args.verify_url:
