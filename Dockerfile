@@ -12,11 +12,14 @@ LABEL org.opencontainers.image.title="serve-deploy-action" \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # tini reaps Ray's child processes and passes the runner's SIGINT/SIGTERM on to ci-serve (the
-# runner starts container actions without --init). Unpinned: the version comes with the base's suite.
-# apt's package caches (/var/cache/apt/*.bin, ~75 MiB) are removed in the same layer.
+# runner starts container actions without --init). socat and curl (with the CA certificates) are for
+# the user's traffic and switch commands, which run in this container: a balancer's runtime API over
+# TCP (HAProxy: `socat`), an HTTP admin or cloud API (`curl`); docs/progressive.md. Unpinned: the
+# versions come with the base's suite. apt's package caches (/var/cache/apt/*.bin, ~75 MiB) are
+# removed in the same layer.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini socat curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
 ENV VIRTUAL_ENV=/opt/ci-serve \

@@ -100,7 +100,7 @@ def test_every_input_has_a_description_and_a_default_and_kebab_case_name():
     data = action()
     assert data["runs"]["using"] == "docker"
     for name, spec in data["inputs"].items():
-        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", name), name
+        assert re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name), name
         assert spec.get("description") and "default" in spec, name
     assert {"result", "report", "junit", "live-app", "plan", "live-address", "standby-address"} <= set(data["outputs"])
     assert {"url", "preview-url"} <= set(data["outputs"])
@@ -165,3 +165,21 @@ def test_the_readme_excerpt_of_the_approval_example_says_what_the_example_does()
         real = [s["with"] for s in example[name]["steps"] if str(s.get("uses", "")).startswith("serve-deploy")]
         for key, value in shown[0].items():
             assert value == "..." or real[0][key] == value, (name, key)
+
+
+def test_the_progressive_example_walks_steps_with_every_traffic_input_from_variables_and_secrets():
+    body = (REPO / "examples" / "workflows" / "release-progressive.yml").read_text(encoding="utf-8")
+    flow = yaml.safe_load(body)
+    assert flow[True]["push"]["tags"] == ["v*"]
+    steps = flow["jobs"]["deploy"]["steps"]
+    serve, = [s for s in steps if s.get("uses", "").startswith("serve-deploy-action/")]
+    given = serve["with"]
+    assert set(given) <= set(action()["inputs"])
+    assert "switch-command" not in given and "socat" in given["traffic-command"]
+    for name in ("traffic-steps", "step-interval", "prometheus-url", "prometheus-header", "max-error-rate",
+                 "max-p99-ms", "min-requests", "metrics-lag"):
+        assert name in given, name
+    assert given["prometheus-header"] == "${{ secrets.PROMETHEUS_HEADER }}"  # a secret, never a variable
+    assert given["standby-address"] == "${{ steps.roles.outputs.standby-address }}"
+    assert set(serve["env"]) == {"HAPROXY_API", "NEW_SERVER", "OLD_SERVER"}  # what the traffic command reads
+    assert "docs/progressive.md" in body and "stats socket ipv4@" in body

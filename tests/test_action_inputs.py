@@ -165,7 +165,8 @@ def test_outputs_from_a_deploy():
                    Outcome(_inv("deploy"), 0, {"result": "deployed", "live_app": "fruit-blue", "plan": plan})])
     assert got == {"result": "deployed", "report": ".ci-serve/deploy.json", "junit": ".ci-serve/smoke-junit.xml",
                    "live-app": "fruit-blue", "plan": json.dumps(plan, sort_keys=True),
-                   "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": ""}
+                   "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": "",
+                   "traffic-steps": ""}
 
 
 def test_outputs_say_which_cluster_is_live_after_a_two_cluster_deploy():
@@ -179,7 +180,8 @@ def test_outputs_when_nothing_ran_or_no_report():
     assert outputs([])["result"] == "error"
     got = outputs([Outcome(_inv("smoke"), 1, None)], exists=lambda p: False)
     assert got == {"result": "failed", "report": "", "junit": "", "live-app": "", "plan": "", "live-address": "",
-                   "standby-address": "", "url": "", "preview-url": "", "release": ""}
+                   "standby-address": "", "url": "", "preview-url": "", "release": "",
+                   "traffic-steps": ""}
 
 
 def test_summary_tables_and_failure():
@@ -238,7 +240,9 @@ _any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_si
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["command", "target", "config", "requests", "app-dir", "address",
                                         "strategy", "working-dir", "timeout", "requirements", "standby-address",
-                                        "standby-url", "switch-command", "verify-url"]),
+                                        "standby-url", "switch-command", "verify-url", "traffic-command",
+                                        "traffic-steps", "step-interval", "prometheus-url", "prometheus-header",
+                                        "max-error-rate", "max-p99-ms", "min-requests", "metrics-lag"]),
                        st.one_of(_any_text, st.sampled_from(COMMANDS), st.sampled_from(["..", "/", "a:b", "x.yaml"]))))
 def test_any_inputs_are_accepted_or_refused_with_a_message(values: dict[str, str]):
     workspace = Path("/tmp/ci-serve-hypothesis-ws")

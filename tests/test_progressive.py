@@ -4,17 +4,26 @@ Two heads on loopback with token auth, one on the image's Ray and one on an olde
 the heads of an upgrade are exactly what two clusters are for), each reporting its metrics every second.
 A real HAProxy holds both in one backend; the traffic command sets their weights through its runtime API.
 A real Prometheus (Debian's) scrapes both heads from the service-discovery file each writes, behind basic
-auth, so the header path is the real one. A client sends requests through HAProxy the whole time; the walk
-of ci_serve/deploy/traffic.py is driven directly, and once end to end through ``ci-serve deploy
---traffic-command`` (the one executor: standby write, gate, checks, traffic writes, rollback, undo).
+auth, so the header path is the real one. A client sends requests through HAProxy the whole time while
+`ci-serve deploy` / `promote` run as a user runs them, with --traffic-command and --prometheus-url.
+
+The heads are shared, so the tests run in this order (each Ray is the analysed new side once): a good release
+goes from 2.46 (green, live) to the image's Ray (blue, standby) and walks 10, 50, 100; the roles swap and a
+bad release goes to the 2.46 side and is rolled back at 10; then a release held on the 2.46 side is promoted
+without a Prometheus. Run alone, a test first puts what it needs in place.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import signal
+import subprocess
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -25,14 +34,13 @@ from ci_serve.cluster.head import HeadStartError, TemporaryHead, free_port
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.deploy.analysis import Thresholds
 from ci_serve.deploy.prometheus import Prometheus as PrometheusAPI
-from ci_serve.deploy.prometheus import VersionMetrics, parse_headers, session_from_node_summary, session_of
-from ci_serve.deploy.traffic import StepFailed, TrafficOptions, walk
+from ci_serve.deploy.prometheus import parse_headers, session_from_node_summary, session_of
 from ci_serve.errors import EXIT_BAD_INPUT, InputError
-from ci_serve.steps import StepLog
-from tests.conftest import REPO
+from tests.conftest import REPO, ci_serve_cmd
+from tests.support.deploy_cli import run_cli
 from tests.support.haproxy import WeightedHAProxy, haproxy_binary
 from tests.support.processes import wait_until
-from tests.support.prometheus import Prometheus, prometheus_binary
+from tests.support.prometheus import PASSWORD, Prometheus, prometheus_binary
 from tests.support.ray_versions import head_kwargs, selected
 from tests.support.traffic import Traffic
 
@@ -107,17 +115,9 @@ def deploy(head: TemporaryHead, version: str, failing_path: str | None = None) -
 
 
 def set_weights(proxy: WeightedHAProxy, live: str, other: str) -> None:
-    import subprocess
-
     for name, weight in ((live, 100), (other, 0)):
         subprocess.run(["socat", "stdio", f"UNIX-CONNECT:{proxy.socket}"], input=f"set server serve/{name} weight "
                        f"{weight}\n", text=True, check=True, capture_output=True, timeout=10)
-
-
-def source(prom: Prometheus, heads, new: str, old: str) -> VersionMetrics:
-    api = PrometheusAPI(prom.url, parse_headers([prom.auth_header]))
-    api.check()
-    return VersionMetrics(api, ("shop",), session_of(client_of(heads[new])), session_of(client_of(heads[old])))
 
 
 def wait_scraped(prom: Prometheus, heads) -> None:
@@ -129,21 +129,6 @@ def wait_scraped(prom: Prometheus, heads) -> None:
         return sessions <= {r["metric"].get("SessionName") for r in rows}
 
     wait_until(seen, 120, "Prometheus scraping both heads", poll=1.0)
-
-
-def walk_under_load(proxy, metrics, new: str, old: str, capsys):
-    log = StepLog()
-    options = TrafficOptions(proxy.traffic_command(new, old), (10, 50, 100), INTERVAL_S, LIMITS,
-                             metrics_lag=METRICS_LAG_S)
-    offset = time.time() - time.monotonic()
-    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client:
-        client.wait_for_answers(20)
-        result = walk(options, metrics, log=log)
-        client.wait_for_answers(20)  # and after the walk
-    err = capsys.readouterr().err
-    print(err)
-    print(json.dumps({"versions": f"{new} <- {old}", "traffic_steps": result.entries()}))
-    return result, client, log, offset, err
 
 
 def test_session_of_each_head_and_the_socket_path_fallback(heads, prom):
@@ -163,102 +148,321 @@ def test_session_of_each_head_and_the_socket_path_fallback(heads, prom):
         PrometheusAPI(heads["blue"].dashboard_url).check()  # a Ray dashboard is not a Prometheus
 
 
-def test_a_good_release_walks_10_50_100_under_load(heads, proxy, prom, capsys):
-    deploy(heads["blue"], "v1")
-    deploy(heads["green"], "v2")
-    set_weights(proxy, "blue", "green")
-    wait_scraped(prom, heads)
-    before = len(proxy.weights_set())
-
-    result, client, _, _, err = walk_under_load(proxy, source(prom, heads, "green", "blue"), "green", "blue", capsys)
-
-    assert result.error is None, result.error and result.error.message
-    ten = result.entries()[0]
-    assert 0.03 <= ten["new"]["requests"] / (ten["new"]["requests"] + ten["old"]["requests"]) <= 0.25, ten
-    assert proxy.weights_set()[before:] == [10, 50, 100]
-    assert proxy.weights() == {"blue": 0, "green": 100}
-    entries = result.entries()
-    assert [(e["weight"], e["verdict"]) for e in entries] == [(10, "pass"), (50, "pass"), (100, "pass")]
-    assert all(e["new"]["requests"] >= LIMITS.min_requests and e["new"]["errors"] == 0 for e in entries)
-    assert client.failures == [], client.failures[:10]
-    assert {"v1", "v2"} <= set(client.versions(0)) | set(client.versions(1))
-    assert client.versions(0)[-1] == "v2"
-    assert "...  hold 50%: 50 %" in err and "new " in err, "the heartbeat shows live numbers"
+# -- `ci-serve deploy` / `promote` with --traffic-command (the issue's contract) -----------------------------------
+#: the traffic command of these tests: it records each call (the weight from the environment and from
+#: ``{weight}``, the time before and after the proxy took it), then sets the weights as a user's would
+RECORDING = """\
+#!/bin/sh
+set -eu
+t0=$(date +%s.%N)
+"{script}" "$1" "$2"
+echo "$CI_SERVE_TRAFFIC_WEIGHT $3 $t0 $(date +%s.%N)" >> "{calls}"
+"""
 
 
-def test_a_release_failing_a_path_the_client_uses_goes_back_to_zero_at_10(heads, proxy, prom, capsys):
-    # green serves v2 and takes everything; blue gets v3, which answers 500 on /shop/cart (not on /shop/)
-    deploy(heads["green"], "v2")
-    deploy(heads["blue"], "v3", failing_path="cart")
+def apps_of(head: TemporaryHead) -> dict:
+    return client_of(head).get_applications()["applications"]
+
+
+def ensure_serving(head: TemporaryHead, version: str) -> None:
+    """``version`` answers on ``head`` (a test run alone finds the heads empty; in order, the previous test left it)."""
+    try:
+        if requests.get(f"{head.serve_url}/shop/", timeout=10).json().get("version") == version:
+            return
+    except (requests.RequestException, ValueError):
+        pass
+    deploy(head, version)
+
+
+def cli_config(tmp_path, head: TemporaryHead, version: str, failing_path: str | None = None):
+    env = {"SHOP_VERSION": version, **({"SHOP_FAILING_PATH": failing_path} if failing_path else {})}
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+              "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "progressive_app:app",
+                                "runtime_env": {"working_dir": str(APP), "env_vars": env}}]}
+    path = tmp_path / f"serve-{version}.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def smoke_requests(tmp_path, version: str):
+    """The release's smoke requests: its root answers its version (a broken /shop/cart passes them)."""
+    path = tmp_path / f"requests-{version}.yaml"
+    path.write_text(f"requests:\n  - name: version\n    path: /\n    expect:\n      json: {{version: {version}, "
+                    f"path: shop}}\n")
+    return path
+
+
+def recording_command(tmp_path, proxy: WeightedHAProxy, new: str, old: str) -> tuple[str, Path]:
+    calls = tmp_path / "traffic-calls.log"
+    script = tmp_path / "traffic.sh"
+    script.write_text(RECORDING.format(script=proxy.traffic_script, calls=calls))
+    script.chmod(0o755)
+    return f"{script} {new} {old} {{weight}}", calls
+
+
+def calls_of(path: Path) -> list[tuple[int, float, float]]:
+    """(weight, unix time before the proxy took it, after) of each traffic command call; the two ways the
+    command is told the weight ($CI_SERVE_TRAFFIC_WEIGHT and {weight}) agree."""
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        env_weight, arg_weight, t0, t1 = line.split()
+        assert env_weight == arg_weight, line
+        out.append((int(env_weight), float(t0), float(t1)))
+    return out
+
+
+def two_cluster_flags(heads, proxy, live: str, standby: str, command: str, interval: float = INTERVAL_S):
+    return ("--address", heads[live].dashboard_url, "--serve-url", heads[live].serve_url,
+            "--standby-address", heads[standby].dashboard_url, "--standby-url", heads[standby].serve_url,
+            "--verify-url", proxy.url, "--traffic-command", command, "--traffic-steps", "10,50,100",
+            "--step-interval", f"{interval:g}", "--timeout", "180")
+
+
+def metric_flags(prom: Prometheus) -> tuple[str, ...]:
+    return ("--prometheus-url", prom.url, "--prometheus-header", prom.auth_header,
+            "--min-requests", str(LIMITS.min_requests), "--max-error-rate", f"{LIMITS.max_error_rate:g}",
+            "--metrics-lag", f"{METRICS_LAG_S:g}")
+
+
+def run_release(cli_env, heads, tmp_path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc, report = run_cli(cli_env, heads["blue"].token, tmp_path, *args, timeout=600)
+    print(proc.stdout, proc.stderr, sep="\n")  # shown when the test fails
+    print(json.dumps({"traffic_steps": report.get("traffic_steps")}))
+    return proc, report
+
+
+def no_secret_in(prom: Prometheus, proc: subprocess.CompletedProcess[str], report: dict) -> None:
+    value = prom.auth_header.partition(": ")[2]
+    token = value.split()[-1]
+    for where, text in (("stdout", proc.stdout), ("stderr", proc.stderr), ("report", json.dumps(report))):
+        assert token not in text and PASSWORD not in text, f"the Prometheus header's value leaked into {where}"
+
+
+def answers_in_unix_time(client: Traffic, offset: float) -> list[tuple[float, object]]:
+    return sorted(((t + offset, a) for per_client in client.answers for t, a in per_client), key=lambda x: x[0])
+
+
+def numbers(entry: dict) -> str:
+    def side(n: dict) -> str:
+        return f"{n['requests']} req / {n['errors']} 5xx / p99 {n['p99_ms']} ms"
+
+    return f"{entry['weight']} % {entry['verdict']}: new {side(entry['new'])} | old {side(entry['old'])}"
+
+
+class RetirementWatch:
+    """When the old cluster's ``shop`` went away, seen by polling its dashboard (unix time, or None)."""
+
+    def __init__(self, head: TemporaryHead):
+        self.client = client_of(head)
+        self.gone_at: float | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set() and self.gone_at is None:
+            try:
+                apps = self.client.get_applications()["applications"]
+            except Exception:  # noqa: BLE001  (a busy dashboard: ask again)
+                apps = {"shop": {}}
+            if (apps.get("shop") or {"status": "DELETING"}).get("status") == "DELETING":
+                self.gone_at = time.time()
+            self.stop.wait(0.3)
+
+    def __enter__(self) -> RetirementWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def test_cli_refuses_bad_traffic_inputs_before_any_write(heads, proxy, prom, cli_env, tmp_path):
+    """Exit 2 and nothing written for traffic flags that cannot work; a wrong Prometheus header is refused by
+    the real Prometheus and its value is never printed."""
+    before = {n: a.get("last_deployed_time_s") for n, a in apps_of(heads["green"]).items()}
+    command, calls = recording_command(tmp_path, proxy, "green", "blue")
+    flags = two_cluster_flags(heads, proxy, "blue", "green", command)
+    config = str(cli_config(tmp_path, heads["green"], "v9"))
+    wrong = "Authorization: Basic " + base64.b64encode(b"ci:not-the-password-5e1b").decode()
+    cases = {
+        "both switch forms": (*flags, "--switch-command", "true"),
+        "steps without a standby": ("--address", heads["blue"].dashboard_url, "--traffic-command", command),
+        "decreasing steps": (*flags, "--traffic-steps", "50,10,100"),
+        "a wrong Prometheus header": (*flags, "--prometheus-url", prom.url, "--prometheus-header", wrong),
+    }
+    for case, args in cases.items():
+        proc, report = run_release(cli_env, heads, tmp_path, "deploy", config, *args)
+        assert proc.returncode == 2, (case, proc.stderr[-3000:])
+        secret = wrong.split()[-1]
+        assert secret not in proc.stdout + proc.stderr + json.dumps(report), f"{case}: the header's value leaked"
+    assert calls_of(calls) == [], "no traffic command ran"
+    after = {n: a.get("last_deployed_time_s") for n, a in apps_of(heads["green"]).items()}
+    assert after == before, "nothing was written to the standby"
+
+
+def test_cli_a_good_release_walks_10_50_100_then_retires_the_old_cluster(heads, proxy, prom, cli_env, tmp_path):
+    """2.46 (green) serves v2; `ci-serve deploy` of v4 to the image's Ray (blue) walks 10, 50, 100 under a
+    constant client, judged by Prometheus; the old cluster's app goes only after the public entry answered v4."""
+    ensure_serving(heads["green"], "v2")
     set_weights(proxy, "green", "blue")
     wait_scraped(prom, heads)
-    before = len(proxy.weights_set())
+    command, calls = recording_command(tmp_path, proxy, "blue", "green")
+    offset = time.time() - time.monotonic()
+    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client, RetirementWatch(heads["green"]) as old:
+        client.wait_for_answers(20)
+        proc, report = run_release(
+            cli_env, heads, tmp_path, "deploy", str(cli_config(tmp_path, heads["blue"], "v4")),
+            *two_cluster_flags(heads, proxy, "green", "blue", command), *metric_flags(prom),
+            "--requests", str(smoke_requests(tmp_path, "v4")), "--version", "v4")
+        client.wait_for_answers(20)  # and after the release
+        # Ray lists a removed app for a moment after the PUT that removes it
+        wait_until(lambda: old.gone_at is not None or proc.returncode != 0, 60, "the old cluster's shop retired",
+                   poll=0.5)
 
-    result, client, log, offset, _ = walk_under_load(proxy, source(prom, heads, "blue", "green"), "blue", "green",
-                                                     capsys)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert report["result"] == "deployed" and report["traffic_analysed"] is True
+    assert [w for w, _, _ in calls_of(calls)] == [10, 50, 100]
+    assert proxy.weights() == {"blue": 100, "green": 0}
+    entries = report["traffic_steps"]
+    assert [(e["weight"], e["verdict"]) for e in entries] == [(10, "pass"), (50, "pass"), (100, "pass")], entries
+    for e in entries:
+        assert e["new"]["requests"] >= LIMITS.min_requests and e["new"]["errors"] == 0, e
+        assert e["new"]["error_rate"] == 0 and e["new"]["p99_ms"] is not None, e
+    ten = entries[0]
+    assert 0.03 <= ten["new"]["requests"] / (ten["new"]["requests"] + ten["old"]["requests"]) <= 0.25, ten
+    assert entries[2]["old"]["requests"] == 0, "at 100 % the old cluster takes nothing"
+    assert client.failures == [], client.failures[:10]
+    answers = answers_in_unix_time(client, offset)
+    assert {"v2", "v4"} <= {a["version"] for _, a in answers if isinstance(a, dict)}, "the client saw both"
+    assert answers[-1][1]["version"] == "v4"
+    # the old cluster's app was retired, and only after the public entry answered from v4 (and the last
+    # answer of v2 reached the client before that)
+    assert old.gone_at is not None, "the old cluster's shop was not retired"
+    first_v4 = min(t for t, a in answers if isinstance(a, dict) and a["version"] == "v4")
+    last_v2 = max(t for t, a in answers if isinstance(a, dict) and a["version"] == "v2")
+    assert first_v4 < last_v2 < old.gone_at
+    names = [s["name"] for s in report["steps"]]
+    assert names.index("verify public entry") < names.index("retire old cluster"), names
+    assert "the traffic moved" in (report.get("switch_proof") or ""), report.get("switch_proof")
+    assert "...  hold 50%: 50 %, " in proc.stderr and "s to go: new " in proc.stderr, "a heartbeat with live numbers"
+    no_secret_in(prom, proc, report)
+    print("measured (good release, 2.46 -> image's Ray):", *map(numbers, entries),
+          f"client: {len(answers)} answers, 0 failed", sep="\n  ")
 
-    assert isinstance(result.error, StepFailed), result.error
-    assert "traffic step 10 % fail" in result.error.message and "error rate" in result.error.message
-    assert proxy.weights_set()[before:] == [10, 0] and result.rolled_back
-    assert proxy.weights() == {"blue": 0, "green": 100}
-    [entry] = result.entries()
-    assert entry["weight"] == 10 and entry["verdict"] == "fail" and entry["new"]["errors"] > 0
-    # the window opened after the metrics lag: none of the answers sent before the step (the deploy's own
-    # requests to /shop/, which v3 answers well) is in it: every request it counted on v3 was a /shop/cart
+
+def test_cli_a_release_failing_a_path_the_client_uses_goes_back_to_zero_at_10(heads, proxy, prom, cli_env,
+                                                                              tmp_path):
+    """The image's Ray (blue) serves v4; v5 passes its smoke requests on the 2.46 side (green) but answers 500
+    on /shop/cart, which the client uses: weights 10 then 0, exit 1, v4 serves, the candidate is removed."""
+    ensure_serving(heads["blue"], "v4")
+    set_weights(proxy, "blue", "green")
+    wait_scraped(prom, heads)
+    command, calls = recording_command(tmp_path, proxy, "green", "blue")
+    offset = time.time() - time.monotonic()
+    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client:
+        client.wait_for_answers(20)
+        proc, report = run_release(
+            cli_env, heads, tmp_path, "deploy", str(cli_config(tmp_path, heads["green"], "v5", failing_path="cart")),
+            *two_cluster_flags(heads, proxy, "blue", "green", command), *metric_flags(prom),
+            "--requests", str(smoke_requests(tmp_path, "v5")), "--version", "v5")
+        client.wait_for_answers(20)  # and after the rollback
+
+    assert proc.returncode == 1, proc.stderr[-5000:]
+    assert report["result"] != "deployed" and report["traffic_analysed"] is True
+    assert "traffic step 10 % fail" in proc.stderr and "error rate" in proc.stderr
+    made = calls_of(calls)
+    assert [w for w, _, _ in made] == [10, 0], made
+    assert proxy.weights() == {"blue": 100, "green": 0}
+    [entry] = report["traffic_steps"]
+    assert entry["weight"] == 10 and entry["verdict"] == "fail", entry
+    assert entry["new"]["requests"] > 0 and entry["new"]["errors"] > 0 and entry["new"]["error_rate"] > 1, entry
+    assert entry["old"]["requests"] > 0 and entry["old"]["errors"] == 0, entry
+    # the window opened after the metrics lag: none of the requests sent before the step (the standby checks of
+    # /shop/, which v5 answers well) is in it: every request it counted on v5 was a /shop/cart
     assert entry["new"]["errors"] == entry["new"]["requests"], entry
-    # the client saw failures only for the new version's share, and only during that step
-    step = {s.name: s for s in log.steps}
-    start = step["traffic 10%"].started_at
-    end = step["traffic back to 0%"].started_at + (step["traffic back to 0%"].elapsed_s or 0)
-    answers = [(t + offset, a) for per_client in client.answers for t, a in per_client]
+    # the client saw failures only for the new version's share, and only while it had 10 %
+    (_, start, _), (_, _, end) = made
+    answers = answers_in_unix_time(client, offset)
     failed = [t for t, a in answers if isinstance(a, str)]
-    assert failed and all(a == "HTTP 500" for _, a in answers if isinstance(a, str))
+    assert failed and all(a == "HTTP 500" for _, a in answers if isinstance(a, str)), failed[:5]
     assert all(start <= t <= end + 1.0 for t in failed), "a failure outside the 10 % step"
     during = [a for t, a in answers if start <= t <= end]
     assert len(failed) <= 0.25 * len(during), (len(failed), len(during))
-    assert requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] == "v2", "the old version serves"
+    assert {a["version"] for _, a in answers if isinstance(a, dict)} == {"v4"}, "v5 answers only with 500s"
+    assert requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] == "v4", "the old version serves"
+    assert "shop" not in apps_of(heads["green"]), "the candidate is removed"
+    no_secret_in(prom, proc, report)
+    print("measured (bad release, image's Ray -> 2.46):", numbers(entry), f"client: {len(failed)} HTTP 500 of "
+          f"{len(during)} answers while the 10 % step lasted ({end - start:.1f}s), {len(answers)} in all", sep="\n  ")
 
 
-def test_the_deploy_command_rolls_a_release_back_at_10_through_the_one_executor(heads, proxy, prom, tmp_path):
-    """The same failing release, end to end through ``ci-serve deploy --traffic-command``: the one executor
-    writes it to the standby (blue), gates and checks it there, moves 10 % to it, Prometheus judges the step
-    failed, the share goes back to 0, the candidate leaves the standby, exit 1 with the old version serving."""
-    import subprocess
-    import sys
+def test_cli_promote_of_a_held_release_walks_the_steps_without_metrics(heads, proxy, cli_env, tmp_path):
+    """v6 held on the 2.46 side (green) with `deploy --hold`, then `ci-serve promote` walks 10, 50, 100 with
+    no --prometheus-url: each step holds its interval and checks the public entry; the run says no metric was
+    analysed, and the steps' numbers are null."""
+    ensure_serving(heads["blue"], "v4")
+    set_weights(proxy, "blue", "green")
+    command, calls = recording_command(tmp_path, proxy, "green", "blue")
+    config = str(cli_config(tmp_path, heads["green"], "v6"))
+    flags = (*two_cluster_flags(heads, proxy, "blue", "green", command, interval=2.0),
+             "--requests", str(smoke_requests(tmp_path, "v6")), "--version", "v6")
+    proc, report = run_release(cli_env, heads, tmp_path, "deploy", config, "--hold", *flags)
+    assert proc.returncode == 0 and report["result"] == "held", proc.stderr[-5000:]
+    assert calls_of(calls) == [] and proxy.weights() == {"blue": 100, "green": 0}, "a hold moves no traffic"
 
-    deploy(heads["green"], "v2")
-    deploy(heads["blue"], "v1")
-    set_weights(proxy, "green", "blue")
-    wait_scraped(prom, heads)
-    before = len(proxy.weights_set())
-    config = tmp_path / "serve.json"
-    config.write_text(json.dumps({"applications": [{
-        "name": "shop", "route_prefix": "/shop", "import_path": "progressive_app:app",
-        "runtime_env": {"working_dir": str(APP), "env_vars": {"SHOP_VERSION": "v3", "SHOP_FAILING_PATH": "cart"}}}]}))
-    report = tmp_path / "report.json"
-    blue, green = heads["blue"], heads["green"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "GITHUB_", "INPUT_"))}
-    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client:
-        client.wait_for_answers(20)
-        proc = subprocess.run(
-            [sys.executable, "-m", "ci_serve", "deploy", str(config), "--address", green.dashboard_url,
-             "--serve-url", green.serve_url, "--standby-address", blue.dashboard_url, "--standby-url",
-             blue.serve_url, "--traffic-command", proxy.traffic_command("blue", "green"), "--traffic-steps",
-             "10,50,100", "--step-interval", str(INTERVAL_S), "--metrics-lag", str(METRICS_LAG_S),
-             "--min-requests", str(LIMITS.min_requests), "--prometheus-url", prom.url, "--prometheus-header",
-             prom.auth_header, "--verify-url", proxy.url, "--report", str(report)],
-            env=dict(env, HOME=str(tmp_path), RAY_AUTH_TOKEN=blue.token), capture_output=True, text=True, timeout=600)
-        client.wait_for_answers(20)
-    print(proc.stderr)
-    data = json.loads(report.read_text())
-    assert proc.returncode == 1, proc.stderr
-    assert proxy.weights_set()[before:] == [10, 0]
+    with Traffic(proxy.url + "/shop/cart", clients=1, pause=0.01) as client:
+        client.wait_for_answers(10)
+        proc, report = run_release(cli_env, heads, tmp_path, "promote", config, *flags)
+        client.wait_for_answers(10)
+
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert report["result"] == "deployed" and report["traffic_analysed"] is False
+    assert "no metric is analysed" in proc.stderr
+    assert [w for w, _, _ in calls_of(calls)] == [10, 50, 100]
     assert proxy.weights() == {"blue": 0, "green": 100}
-    assert [(e["weight"], e["verdict"]) for e in data["traffic_steps"]] == [(10, "fail")]
-    assert data["traffic_analysed"] is True and data["traffic_steps"][0]["new"]["errors"] > 0
-    assert "traffic step 10 % fail" in proc.stderr
-    assert requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] == "v2", "the old version serves"
-    # the candidate left the standby: blue runs what it ran before (v1, not ours: written back as it was)
-    wait_until(lambda: requests.get(f"{blue.serve_url}/shop/", timeout=10).json().get("version") == "v1", 240,
-               "the standby back to its previous version", poll=1.0)
-    assert all(f.startswith("HTTP 500") for f in client.failures), client.failures[:10]
+    nulls = {"requests": None, "errors": None, "error_rate": None, "p99_ms": None}
+    assert report["traffic_steps"] == [{"weight": w, "verdict": "pass", "new": nulls, "old": nulls}
+                                       for w in (10, 50, 100)], report["traffic_steps"]
+    assert client.failures == [], client.failures[:10]
+    assert {"v4", "v6"} <= set(client.versions(0)) and client.versions(0)[-1] == "v6"
+    assert (apps_of(heads["blue"]).get("shop") or {"status": "DELETING"})["status"] == "DELETING", \
+        "the old app is retired"
+
+
+def test_cli_a_cancel_mid_walk_sets_the_share_back_to_zero(heads, proxy, cli_env, tmp_path):
+    """SIGINT (what a cancelled job gets first) while the 50 % step holds: the traffic command runs with 0 at
+    once, the old version serves, the candidate goes; the step cut short has no entry; exit 1."""
+    ensure_serving(heads["green"], "v6")
+    set_weights(proxy, "green", "blue")
+    command, calls = recording_command(tmp_path, proxy, "blue", "green")
+    report_path = tmp_path / "report.json"
+    args = ci_serve_cmd("deploy", str(cli_config(tmp_path, heads["blue"], "v7")),
+                        *two_cluster_flags(heads, proxy, "green", "blue", command, interval=5.0),
+                        "--requests", str(smoke_requests(tmp_path, "v7")), "--version", "v7",
+                        "--report", str(report_path))
+    with Traffic(proxy.url + "/shop/cart", clients=1, pause=0.01) as client:
+        client.wait_for_answers(10)
+        with subprocess.Popen(args, env=dict(cli_env, RAY_AUTH_TOKEN=heads["blue"].token), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            try:
+                wait_until(lambda: [w for w, _, _ in calls_of(calls)] == [10, 50] or proc.poll() is not None, 300,
+                           "the 50 % step", poll=0.2)
+                proc.send_signal(signal.SIGINT)
+                out, _ = proc.communicate(timeout=180)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        client.wait_for_answers(10)
+    print(out)
+    report = json.loads(report_path.read_text())
+    assert proc.returncode == 1, out[-5000:]
+    assert "cancelled by SIGINT" in out
+    assert [w for w, _, _ in calls_of(calls)] == [10, 50, 0]
+    assert proxy.weights() == {"blue": 0, "green": 100}
+    assert [(e["weight"], e["verdict"]) for e in report["traffic_steps"]] == [(10, "pass")], report["traffic_steps"]
+    assert (apps_of(heads["blue"]).get("shop") or {"status": "DELETING"})["status"] == "DELETING", \
+        "the candidate is removed"
+    assert client.failures == [], client.failures[:10]
+    assert client.versions(0)[-1] == "v6" and requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] \
+        == "v6", "the old version serves"

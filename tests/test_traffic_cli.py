@@ -12,6 +12,7 @@ from ci_serve.deploy.prometheus import duration_s
 
 BARE = ["--standby-address", "http://127.0.0.1:1", "--standby-url", "http://127.0.0.1:2"]
 TWO = [*BARE, "--verify-url", "http://127.0.0.1:4"]
+PROM = ["--prometheus-url", "http://127.0.0.1:9", *TWO]
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -32,16 +33,25 @@ def config(tmp_path: Path) -> str:
     (["--traffic-command", "true"], "needs --standby-address"),
     (["--prometheus-url", "http://127.0.0.1:9"], "--prometheus-url applies to traffic steps only"),
     (["--metrics-lag", "5", *TWO, "--switch-command", "true"], "--metrics-lag applies to traffic steps only"),
+    # given with their default values, still seen: a one-step or one-cluster release would ignore them
+    (["--traffic-steps", "10,50,100"], "--traffic-steps applies to traffic steps only"),
+    (["--step-interval", "60", *TWO, "--switch-command", "true"], "--step-interval applies to traffic steps only"),
+    (["--max-error-rate", "1"], "--max-error-rate applies to traffic steps only"),
+    (["--min-requests", "20", *TWO, "--switch-command", "true"], "--min-requests applies to traffic steps only"),
     (["--traffic-command", "true", "--traffic-steps", "10,50", *TWO], "the last step must be 100"),
     (["--traffic-command", "true", "--traffic-steps", "50,10,100", *TWO], "the steps must increase"),
     (["--traffic-command", "true", "--step-interval", "0", *TWO], "--step-interval 0"),
-    (["--traffic-command", "true", "--max-error-rate", "101", *TWO], "--max-error-rate 101"),
-    (["--traffic-command", "true", "--min-requests", "0", *TWO], "--min-requests 0"),
-    (["--traffic-command", "true", "--max-p99-ms", "-1", *TWO], "--max-p99-ms -1"),
-    (["--traffic-command", "true", "--metrics-lag", "-1", *TWO], "--metrics-lag -1"),
+    (["--traffic-command", "true", "--max-error-rate", "101", *PROM], "--max-error-rate 101"),
+    (["--traffic-command", "true", "--min-requests", "0", *PROM], "--min-requests 0"),
+    (["--traffic-command", "true", "--max-p99-ms", "-1", *PROM], "--max-p99-ms -1"),
+    (["--traffic-command", "true", "--metrics-lag", "-1", *PROM], "--metrics-lag -1"),
     (["--traffic-command", "true", "--standby-address", "http://127.0.0.1:1", "--verify-url", "http://e"],
      "--standby-url too"),
     (["--traffic-command", "true", *BARE], "no --verify-url names it"),
+    # thresholds judge metrics: without Prometheus they would judge nothing
+    (["--traffic-command", "true", "--max-error-rate", "5", *TWO], "--max-error-rate applies to steps judged on"),
+    (["--traffic-command", "true", "--metrics-lag", "3", *TWO], "no --prometheus-url is given"),
+    (["--traffic-command", "true", "--prometheus-header", "A: b", *TWO], "--prometheus-header applies to steps"),
 ])
 @pytest.mark.parametrize("command", ["deploy", "promote"])
 def test_bad_traffic_flags_are_exit_2(capsys, config, command, flags, says):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,12 @@ NEEDS_ADDRESS = ("plan", "deploy", "promote", "abort", "status")
 #: commands that act on one release (``release``, else ``$GITHUB_SHA``, passed as ``--version``)
 RELEASE_COMMANDS = ("promote", "abort")
 STANDBY_INPUTS = ("standby-address", "standby-url", "switch-command")
+#: a progressive release's inputs (``traffic-command`` replaces ``switch-command``); all of them need the
+#: two-cluster inputs, and all but ``traffic-command`` need ``traffic-command``
+TRAFFIC_INPUTS = ("traffic-command", "traffic-steps", "step-interval", "prometheus-url", "prometheus-header",
+                  "max-error-rate", "max-p99-ms", "min-requests", "metrics-lag")
+#: commands that walk the traffic steps: a deploy, and the promote of a release held across two clusters
+TRAFFIC_COMMANDS = ("deploy", "auto", "promote")
 
 
 def env_name(name: str) -> str:
@@ -63,10 +69,42 @@ class Inputs:
     standby_url: str | None = None
     switch_command: str | None = None
     verify_url: str | None = None
+    #: a progressive release (``traffic-*`` and the thresholds): None when ``traffic-command`` is not given
+    traffic: Traffic | None = None
     #: ``hold``: the deploy stops before the switch, its candidate held for review (``--hold``)
     hold: bool = False
     #: ``release``, else ``$GITHUB_SHA``: the release a deploy writes, holds, or promote/abort act on
     release: str | None = None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The traffic steps of a progressive release, as the CLI flags want them (checked strings: the CLI
+    parses them again, by the same functions). ``prometheus_headers`` are secrets, masked already."""
+
+    command: str
+    steps: str | None = None  # None: each the CLI's default
+    interval: str | None = None
+    prometheus_url: str | None = None
+    prometheus_headers: tuple[str, ...] = ()
+    max_error_rate: str | None = None
+    max_p99_ms: str | None = None
+    min_requests: str | None = None
+    metrics_lag: str | None = None
+
+    def argv(self) -> list[str]:
+        """The CLI's flags for these steps (the header values are on this command line only in this
+        process: ``cli.main`` runs in the action's own Python, no ``ps`` shows them)."""
+        words = ["--traffic-command", self.command]
+        for flag, value in (("--traffic-steps", self.steps), ("--step-interval", self.interval),
+                            ("--prometheus-url", self.prometheus_url), ("--max-error-rate", self.max_error_rate),
+                            ("--max-p99-ms", self.max_p99_ms), ("--min-requests", self.min_requests),
+                            ("--metrics-lag", self.metrics_lag)):
+            if value is not None:
+                words += [flag, value]
+        for header in self.prometheus_headers:
+            words += ["--prometheus-header", header]
+        return words
 
 
 def inside_workspace(value: str, workspace: Path, name: str) -> str:
@@ -184,6 +222,114 @@ def _positive_number(value: str, name: str) -> str:
 _RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+@:-]{0,199}")
 
 
+def _number(value: str | None, name: str, example: str, *, low: float = 0.0, above: bool = False,
+            high: float | None = None, whole: bool = False) -> str | None:
+    """A number input as text (the CLI parses it again): ``low <= value`` (``low < value`` with ``above``),
+    at most ``high``, a whole number with ``whole``; :class:`InputError` naming the input otherwise."""
+    if value is None:
+        return None
+    try:
+        number = float(int(value)) if whole else float(value)
+    except ValueError:
+        number = float("nan")
+    bounds = f"{'above' if above else 'at least'} {low:g}" + (f" and at most {high:g}" if high is not None else "")
+    if number != number or number in (float("inf"), float("-inf")) or number < low or (above and number == low) \
+            or (high is not None and number > high):
+        raise InputError(f"input `{name}` must be {'a whole number' if whole else 'a number'} {bounds}, "
+                         f"not {value!r}", f"for example `{name}: {example}`, or leave it empty for the default")
+    return value
+
+
+def _traffic_steps(value: str | None) -> str | None:
+    """``10,50,100``: checked by the CLI's own rule (``traffic.parse_weights``), named as the input."""
+    if value is None:
+        return None
+    from ci_serve.deploy.traffic import parse_weights
+
+    try:
+        return ",".join(str(w) for w in parse_weights(value))
+    except InputError as err:
+        raise InputError(err.message.replace("--traffic-steps", "input `traffic-steps`"),
+                         "the new cluster's share at each step in percent, increasing, ending at 100 (the "
+                         "switch), e.g. `traffic-steps: 10,50,100`") from None
+
+
+def _prometheus_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ci_serve.deploy.prometheus import normalize_url
+
+    try:
+        return normalize_url(value)
+    except InputError as err:
+        raise InputError(err.message.replace("--prometheus-url", "input `prometheus-url`"),
+                         "Prometheus's base URL as this job reaches it, e.g. `prometheus-url: "
+                         "${{ vars.PROMETHEUS_URL }}` (http://prometheus.internal:9090)") from None
+
+
+def _prometheus_headers(value: str | None) -> tuple[str, ...]:
+    """``prometheus-header``: one ``Name: value`` per line. Every value is a secret (masked before this
+    runs, by ``main.mask_secrets``); a bad line's error names the line, never its value."""
+    if value is None:
+        return ()
+    from ci_serve.deploy.prometheus import parse_headers
+
+    lines = [line.strip() for line in value.splitlines() if line.strip()]
+    for number, line in enumerate(lines, 1):
+        try:
+            parse_headers([line])
+        except InputError as err:
+            raise InputError(f"input `prometheus-header` line {number}: "
+                             + err.message.removeprefix("--prometheus-header "),
+                             "one header per line, `Name: value`, e.g. `prometheus-header: "
+                             "${{ secrets.PROMETHEUS_AUTH_HEADER }}` holding `Authorization: Bearer TOKEN` "
+                             "(the values are masked)") from None
+    return tuple(lines)
+
+
+def _traffic(get: Callable[[str], str | None], command: str, standby: Mapping[str, str | None]) -> Traffic | None:
+    """The progressive release's inputs, checked: they need ``traffic-command``, which needs the two-cluster
+    inputs and replaces ``switch-command``; only a deploy and a promote walk steps."""
+    given = [name for name in TRAFFIC_INPUTS if get(name)]
+    if not given:
+        return None
+    if command not in TRAFFIC_COMMANDS:
+        raise InputError(f"input `{given[0]}` is for a release across two clusters (`command: deploy` or "
+                         f"`promote`), not `command: {command}`",
+                         "leave the traffic inputs out of this step, or set `command: deploy`")
+    if not get("traffic-command"):
+        raise InputError(f"input `{given[0]}` needs the input `traffic-command`: the command that gives the new "
+                         "cluster its share of the traffic",
+                         "e.g. `traffic-command: ./deploy/set-weight.sh` (it gets the share in percent in "
+                         "$CI_SERVE_TRAFFIC_WEIGHT); docs/progressive.md")
+    if standby.get("switch-command"):
+        raise InputError("set either `switch-command` (one switch) or `traffic-command` (traffic steps), not both",
+                         "`traffic-command` replaces `switch-command`: its last step, at 100, is the switch")
+    missing = [name for name in ("standby-address", "standby-url") if not standby.get(name)]
+    if missing:
+        raise InputError(f"input `traffic-command` is for a release across two clusters: it needs "
+                         f"{' and '.join(f'`{n}`' for n in missing)} too",
+                         "set `standby-address` and `standby-url` to the cluster that takes the new version")
+    prometheus_only = [name for name in ("prometheus-header", "max-error-rate", "max-p99-ms", "min-requests",
+                                         "metrics-lag") if get(name)]
+    if prometheus_only and not get("prometheus-url"):
+        raise InputError(f"input `{prometheus_only[0]}` judges the steps by Prometheus's numbers: it needs the "
+                         "input `prometheus-url`",
+                         "set `prometheus-url`, or leave it out: each step then holds its interval and checks "
+                         "`requests` through `verify-url`, no metric is analysed")
+    return Traffic(
+        command=str(get("traffic-command")),
+        steps=_traffic_steps(get("traffic-steps")),
+        interval=_number(get("step-interval"), "step-interval", "60", low=1.0),
+        prometheus_url=_prometheus_url(get("prometheus-url")),
+        prometheus_headers=_prometheus_headers(get("prometheus-header")),
+        max_error_rate=_number(get("max-error-rate"), "max-error-rate", "1", high=100.0),
+        max_p99_ms=_number(get("max-p99-ms"), "max-p99-ms", "500", above=True),
+        min_requests=_number(get("min-requests"), "min-requests", "20", low=1.0, whole=True),
+        metrics_lag=_number(get("metrics-lag"), "metrics-lag", "25"),
+    )
+
+
 def _release(value: str | None) -> str | None:
     if value is None:
         return None
@@ -231,14 +377,16 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         raise InputError(f"command `{command}` needs the input `address`",
                          "set `address:` to the Ray dashboard URL, e.g. `${{ vars.RAY_DASHBOARD }}`")
     standby = {name: get(name) for name in STANDBY_INPUTS}
+    traffic = _traffic(get, command, standby)
     # an abort across two clusters only removes the standby's held applications, a status only reads them:
-    # no switch, no checks
-    if command in ("abort", "status") and standby["standby-address"]:
+    # no switch, no checks; a progressive release has its traffic command instead of the switch command
+    if command in ("abort", "status") and standby["standby-address"] or traffic is not None:
         pass
     elif any(standby.values()) and not all(standby.values()):
         missing = ", ".join(f"`{n}`" for n, v in standby.items() if not v)
         raise InputError(f"a deploy across two clusters needs {missing} too",
-                         f"set all of {', '.join(f'`{n}`' for n in STANDBY_INPUTS)}, or none of them")
+                         f"set all of {', '.join(f'`{n}`' for n in STANDBY_INPUTS)} (or `traffic-command` "
+                         "instead of `switch-command`, for traffic steps), or none of them")
     target = _target(raw_input(environ, "target"), workspace)
     if command == "build" and not (target and is_import_path(target[0]) and not looks_like_config_file(target[0])):
         raise InputError("command `build` needs the input `target`: the import path(s) to build from",
@@ -254,6 +402,11 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
     if hold and strategy == "in-place":
         raise InputError("`hold` keeps the live version untouched beside a candidate; `strategy: in-place` would "
                          "change the live version itself", "drop `strategy: in-place` (a hold is blue-green)")
+    if traffic is not None and traffic.prometheus_url is None and not get("verify-url") and not hold:
+        raise InputError("input `traffic-command` without `prometheus-url`: each step is judged through the public "
+                         "entry, and no `verify-url` names it",
+                         "set `verify-url` to the address your users reach (through the balancer), and "
+                         "`prometheus-url` to judge each step on Serve's metrics")
     release = _release(get("release") or environ.get("GITHUB_SHA", "").strip() or None)
     if release is None and (hold or command in RELEASE_COMMANDS):
         raise InputError(f"{'a hold' if hold else f'command `{command}`'} needs the input `release` "
@@ -290,6 +443,7 @@ def read_inputs(environ: Mapping[str, str], workspace: Path) -> Inputs:
         standby_url=standby["standby-url"],
         switch_command=standby["switch-command"],
         verify_url=get("verify-url"),
+        traffic=traffic,
         hold=hold,
         release=release,
     )

@@ -73,15 +73,18 @@ def mask_secrets(environ: Mapping[str, str], workspace: Path) -> None:
             mask((workspace / token_path).read_text("utf-8").strip())  # an absolute path stays absolute
         except (OSError, UnicodeDecodeError, ValueError):
             pass  # refused later, with a message
+    for line in raw_input(environ, "prometheus-header").splitlines():  # one `Name: value` per line
+        name, sep, value = line.partition(":")
+        mask(value.strip() if sep else line.strip())  # a line without a name may be a bare token
+    for value in secrets.url_credentials(raw_input(environ, "prometheus-url")):  # https://user:password@prometheus
+        mask(value)
     requirements_input = raw_input(environ, "requirements")  # index URLs may carry credentials
     if requirements_input:
-        from ci_serve.secrets import url_credentials
-
         try:
             text = (workspace / inside_workspace(requirements_input, workspace, "requirements")).read_text("utf-8")
         except (InputError, OSError, UnicodeDecodeError):
             text = ""  # refused later, with a message
-        for value in url_credentials(text):
+        for value in secrets.url_credentials(text):
             mask(value)
     requests_input = raw_input(environ, "requests")
     if requests_input:

@@ -41,7 +41,9 @@ class Invocation:
 
     @property
     def title(self) -> str:
-        shown = [a for a in self.argv if a not in ("--report", self.report)]
+        """The command line in one line: a value of several lines (a traffic command) by its first, then …"""
+        shown = [a if "\n" not in a.strip() else a.strip().splitlines()[0] + " …"
+                 for a in self.argv if a not in ("--report", self.report)]
         return "ci-serve " + " ".join(shown)
 
 
@@ -95,12 +97,12 @@ def invocation(command: str, inputs: Inputs) -> Invocation:
         argv += ["--hold"] if inputs.hold else []
         argv += _flags(("--version", inputs.release), ("--requests", inputs.requests),
                        ("--working-dir", inputs.working_dir))
-        argv += _release_flags(inputs)
+        argv += _release_flags(inputs, traffic=True)
     elif command in ("promote", "abort"):
         # the candidate is already on the cluster: no strategy, package or Ray pin; promote checks it again
         argv += [inputs.config, "--address", _need(inputs.address), "--version", _need(inputs.release)]
         argv += _flags(("--requests", inputs.requests)) if command == "promote" else []
-        argv += _release_flags(inputs)
+        argv += _release_flags(inputs, traffic=command == "promote")  # a promote walks the same steps
     elif command == "status":
         argv += ["--address", _need(inputs.address)]
         argv += _flags(("--standby-address", inputs.standby_address), ("--standby-url", inputs.standby_url))
@@ -127,11 +129,13 @@ def _flags(*pairs: tuple[str, str | None]) -> list[str]:
     return [word for flag, value in pairs if value for word in (flag, value)]
 
 
-def _release_flags(inputs: Inputs) -> list[str]:
-    """The flags deploy, promote and abort share: the gate's timeout and the two-cluster ones."""
-    return _flags(("--timeout", inputs.timeout), ("--standby-address", inputs.standby_address),
-                  ("--standby-url", inputs.standby_url), ("--switch-command", inputs.switch_command),
-                  ("--verify-url", inputs.verify_url))
+def _release_flags(inputs: Inputs, *, traffic: bool) -> list[str]:
+    """The flags deploy, promote and abort share: the gate's timeout and the two-cluster ones; with
+    ``traffic`` a progressive release's steps (instead of the one switch; an abort moves no traffic)."""
+    return [*_flags(("--timeout", inputs.timeout), ("--standby-address", inputs.standby_address),
+                    ("--standby-url", inputs.standby_url), ("--switch-command", inputs.switch_command),
+                    ("--verify-url", inputs.verify_url)),
+            *(inputs.traffic.argv() if inputs.traffic and traffic else [])]
 
 
 def _need(value: str | None) -> str:
@@ -226,7 +230,8 @@ def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path
     is in the summary and in the report's ``preview_urls``.
     """
     out = {"result": fallback_result, "report": "", "junit": "", "live-app": "", "plan": "",
-           "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": ""}
+           "live-address": "", "standby-address": "", "url": "", "preview-url": "", "release": "",
+           "traffic-steps": ""}
     if not outcomes:
         return out
     last = outcomes[-1]
@@ -250,4 +255,6 @@ def outputs(outcomes: list[Outcome], exists: Callable[[str], bool] = lambda path
             out["url"] = public_url(report, inputs.serve_url if inputs else None, inputs.address if inputs else None)
             out["preview-url"] = next(iter(preview_urls(report).values()), "")
             out["release"] = release_of(o)
+        if isinstance(report.get("traffic_steps"), list):
+            out["traffic-steps"] = json.dumps(report["traffic_steps"], sort_keys=True)
     return out

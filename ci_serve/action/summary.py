@@ -14,6 +14,7 @@ from ci_serve import secrets
 from ci_serve.action import followup
 from ci_serve.action.inputs import Inputs
 from ci_serve.action.steps import RELEASE_WRITERS, Outcome, preview_urls, release_of
+from ci_serve.deploy.traffic import markdown_table
 
 _ICON = {"passed": "✅", "deployed": "✅", "unchanged": "✅", "held": "⏸️", "aborted": "⏹️", "failed": "❌",
          "rolled-back": "↩️", "error": "⚠️"}
@@ -228,6 +229,42 @@ def held_releases_section(report: dict[str, Any]) -> list[str]:
             ""]
 
 
+#: the step the walk logs when it set the new version's share back to 0 % (ci_serve/deploy/traffic.py)
+_BACK_TO_ZERO = "traffic back to 0%"
+NO_METRICS = ("> ⚠️ **No metric was analysed**: no `prometheus-url` was given, so each step held its interval "
+              "and then only checked the public entry (`verify-url`): answers without a 5xx below 100 %, every "
+              "request of `requests` at 100 %. The numbers are empty. See docs/progressive.md to judge each "
+              "step by both versions' request metrics in Prometheus.")
+
+
+def _traffic_entry(entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("weight"), int) and \
+        isinstance(entry.get("new"), dict) and isinstance(entry.get("old"), dict)
+
+
+def traffic_section(report: dict[str, Any]) -> list[str]:
+    """A progressive release: each step reached with its verdict and both versions' numbers, whether any
+    metric was analysed, and whether the new version's share went back to 0 %."""
+    if not isinstance(report.get("traffic_steps"), list) and "traffic_analysed" not in report:
+        return []
+    entries = [e for e in report.get("traffic_steps") or [] if _traffic_entry(e)]
+    lines = [f"**Traffic steps:** {len(entries)} reached" + (f", up to {entries[-1]['weight']} %" if entries else ""),
+             ""]
+    if report.get("traffic_analysed") is False:
+        lines += [NO_METRICS, ""]
+    if entries:
+        lines += [markdown_table(entries[:_MAX_ROWS]), ""]
+    else:
+        lines += ["No traffic step was reached: the new version took no public traffic.", ""]
+    back = [s for s in report.get("steps") or [] if isinstance(s, dict) and s.get("name") == _BACK_TO_ZERO]
+    if back and back[-1].get("status") == "ok":
+        lines += ["The traffic command then set the new version's share **back to 0 %**.", ""]
+    elif back:
+        lines += [f"Setting the new version's share back to 0 % **{cell(back[-1].get('status'))}**: traffic may "
+                  "still reach the new version; see what to do below.", ""]
+    return lines
+
+
 def _ago(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)):
         return ""
@@ -273,6 +310,7 @@ def render(outcomes: list[Outcome], outputs: dict[str, str], failure: dict[str, 
             lines += problems_section(problems)
         if isinstance(report.get("plan"), dict):
             lines += plan_section(report["plan"])
+        lines += traffic_section(report)
         if outcome.invocation.command == "status":
             lines += held_releases_section(report)
         steps = steps_section(report.get("steps") or [])

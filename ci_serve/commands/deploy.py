@@ -91,9 +91,9 @@ def add_two_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     steps.add_argument("--traffic-command", metavar="CMD",
                        help="shell command that gives the new cluster $CI_SERVE_TRAFFIC_WEIGHT percent of the "
                             "traffic ({weight} in it is replaced too); replaces --switch-command")
-    steps.add_argument("--traffic-steps", metavar="LIST", default="10,50,100",
+    steps.add_argument("--traffic-steps", metavar="LIST",
                        help="the new cluster's share at each step, in percent (default 10,50,100; the last is 100)")
-    steps.add_argument("--step-interval", type=float, default=60.0, metavar="SECONDS",
+    steps.add_argument("--step-interval", type=float, metavar="SECONDS",
                        help="how long each step holds before it is judged (default 60)")
     steps.add_argument("--prometheus-url", metavar="URL",
                        help="Prometheus that scrapes both clusters: each step is judged on the Serve request "
@@ -101,11 +101,11 @@ def add_two_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                             "requests through --verify-url)")
     steps.add_argument("--prometheus-header", metavar="'NAME: VALUE'", action="append", default=[],
                        help="a header for Prometheus, e.g. 'Authorization: Bearer TOKEN' (repeatable; masked)")
-    steps.add_argument("--max-error-rate", type=float, default=1.0, metavar="PERCENT",
+    steps.add_argument("--max-error-rate", type=float, metavar="PERCENT",
                        help="a step fails when more of the new version's answers are 5xx (default 1)")
     steps.add_argument("--max-p99-ms", type=float, metavar="MS",
                        help="a step fails when the new version's P99 latency is above this")
-    steps.add_argument("--min-requests", type=int, default=20, metavar="N",
+    steps.add_argument("--min-requests", type=int, metavar="N",
                        help="fewer requests to the new version in an interval say nothing: the step is held up "
                             "to 3 more intervals, then fails (default 20)")
     steps.add_argument("--metrics-lag", type=float, metavar="SECONDS",
@@ -191,15 +191,20 @@ def standby(args: argparse.Namespace, mode: Mode = "deploy") -> Standby | None:
                    args.verify_timeout, args.keep_standby, traffic=traffic)
 
 
-#: the flags that only mean something with --traffic-command (their defaults are None, [] or the parser's)
-TRAFFIC_FLAGS = ("--prometheus-url", "--prometheus-header", "--max-p99-ms", "--metrics-lag")
+#: the flags that only mean something with --traffic-command (their defaults are None or []: a flag given is
+#: seen, even with its default value; the defaults are applied in :func:`traffic_settings`)
+TRAFFIC_FLAGS = ("--traffic-steps", "--step-interval", "--prometheus-url", "--prometheus-header", "--max-error-rate",
+                 "--max-p99-ms", "--min-requests", "--metrics-lag")
+
+#: the flags that only mean something with --prometheus-url
+METRIC_FLAGS = ("--prometheus-header", "--max-error-rate", "--max-p99-ms", "--min-requests", "--metrics-lag")
 
 
 def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | None:
     """``--traffic-command`` and its steps, checked (exit 2 before anything is written)."""
     from ci_serve.deploy.traffic import TrafficSettings, parse_interval, parse_thresholds, parse_weights
 
-    given = [flag for flag in TRAFFIC_FLAGS if getattr(args, flag[2:].replace("-", "_"), None)]
+    given = [flag for flag in TRAFFIC_FLAGS if getattr(args, flag[2:].replace("-", "_"), None) not in (None, [])]
     if not getattr(args, "traffic_command", None):
         if given:
             raise InputError(f"{given[0]} applies to traffic steps only",
@@ -208,6 +213,11 @@ def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | 
     if not args.standby_address:
         raise InputError("--traffic-command moves traffic between two clusters: it needs --standby-address and "
                          "--standby-url", "traffic steps do not fit one cluster (docs/progressive.md says why)")
+    judged = [flag for flag in METRIC_FLAGS if flag in given]
+    if judged and not args.prometheus_url:
+        raise InputError(f"{judged[0]} applies to steps judged on metrics, and no --prometheus-url is given",
+                         "pass --prometheus-url too, or leave it out: without metrics each step is judged by the "
+                         "requests sent through --verify-url")
     if mode in ("hold", "abort"):
         return None  # a hold stops before the traffic moves; an abort moves none
     if not args.prometheus_url and not args.verify_url:
@@ -221,6 +231,9 @@ def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | 
     if args.metrics_lag is not None and not args.metrics_lag >= 0:
         raise InputError(f"--metrics-lag {args.metrics_lag:g}: must be 0 or more",
                          "leave it out to derive it from Prometheus's scrape interval")
-    return TrafficSettings(args.traffic_command, parse_weights(args.traffic_steps), parse_interval(args.step_interval),
-                           parse_thresholds(args.max_error_rate, args.max_p99_ms, args.min_requests),
+    weights = parse_weights("10,50,100" if args.traffic_steps is None else args.traffic_steps)
+    interval = parse_interval(60.0 if args.step_interval is None else args.step_interval)
+    limits = parse_thresholds(1.0 if args.max_error_rate is None else args.max_error_rate, args.max_p99_ms,
+                              20 if args.min_requests is None else args.min_requests)
+    return TrafficSettings(args.traffic_command, weights, interval, limits,
                            args.prometheus_url, headers, args.metrics_lag)

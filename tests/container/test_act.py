@@ -32,9 +32,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from ci_serve.cluster.head import TemporaryHead
+from ci_serve.cluster.address import Target
+from ci_serve.cluster.dashboard import DashboardClient
+from ci_serve.cluster.head import TemporaryHead, free_port
+from ci_serve.cluster.packages import ship_working_dirs
 from tests.container.conftest import BASE_IMAGE, require_docker
 from tests.container.runner import REPO
+from tests.support.haproxy import WeightedHAProxy, haproxy_binary
+from tests.support.processes import wait_until
+from tests.support.prometheus import Prometheus as PrometheusServer
+from tests.support.prometheus import prometheus_binary
+from tests.support.traffic import Traffic
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
@@ -160,10 +168,15 @@ def test_pr_smoke_example_with_wrong_answers_fails(runner_image: str, tmp_path: 
     assert "all readable by uid 1001" in got.log, got.log[-6000:]  # `if: always()`: a failed run's report too
 
 
+#: the heads report their metrics every second (Ray's default: 10 s), so a traffic step of a few seconds has numbers
+METRICS_ENV = {"RAY_metrics_report_interval_ms": "1000"}
+
+
 @pytest.fixture(scope="module")
 def head() -> Iterator[TemporaryHead]:
-    """A real head on loopback with token auth, room for one copy of the app (the issue's setting)."""
-    with TemporaryHead(dashboard=True, num_cpus=1) as h:
+    """A real head on loopback with token auth, room for one copy of the app (the issue's setting); the
+    progressive release's live cluster too (its metrics reported every second)."""
+    with TemporaryHead(dashboard=True, num_cpus=1, extra_env=METRICS_ENV) as h:
         yield h
 
 
@@ -265,3 +278,107 @@ def test_approval_example_holds_the_release_then_promotes_it_and_the_new_version
     assert json.loads((repo / ".ci-serve" / "promote.json").read_text())["result"] == "deployed"
     assert sorted(n for n in _applications(head) if n.startswith("cart")) == [promoted["live-app"]]
     assert head.token not in got.log.replace(f"::add-mask::{head.token}", "")
+
+
+def _serve_as_a_two_cluster_release_left_it(head: TemporaryHead, version: str, app: Path) -> None:
+    """``store`` at ``version`` on ``head`` under its own name, as a two-cluster release leaves the live cluster
+    (a single-cluster deploy names it by its colour, and the old version's series would carry that name); the
+    applications the module's other tests left are kept."""
+    client = DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
+    config = _store_config(head, version)
+    config["applications"][0]["runtime_env"]["working_dir"] = str(app)
+    shipped, _ = ship_working_dirs(client, config, base_dir=app)
+    others = [a["deployed_app_config"] for name, a in client.get_applications()["applications"].items()
+              if name != "store" and a.get("deployed_app_config")]
+    client.put_applications({**shipped, "applications": [*others, *shipped["applications"]]})
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{head.serve_url}/store/", timeout=10).json().get("version") == version
+        except (requests.RequestException, ValueError):
+            return False
+
+    wait_until(answers, 240, f"store {version} answering on {head.serve_url}", poll=0.5)
+
+
+def _store_config(head: TemporaryHead, version: str) -> dict:
+    """The shop of tests/apps/progressive as `store` (the module's head has other apps), answering ``version``."""
+    return {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
+            "applications": [{"name": "store", "route_prefix": "/store", "import_path": "progressive_app:app",
+                              "runtime_env": {"env_vars": {"SHOP_VERSION": version}}}]}
+
+
+@pytest.mark.skipif(not (haproxy_binary() and prometheus_binary()) and not os.environ.get("CI"),
+                    reason="haproxy or prometheus is not installed (apt-get install haproxy prometheus)")
+def test_progressive_example_walks_the_traffic_steps_through_haproxy_judged_by_prometheus(
+        runner_image: str, head: TemporaryHead, tmp_path: Path, cleanup):
+    """examples/workflows/release-progressive.yml on a tag, as a user copies it: the module's head (blue)
+    serves v1 with all of HAProxy's weight; the workflow reads that from HAProxy's runtime API, deploys v2
+    to a second head (green), and its traffic command (socat, in the action's container) sets the weights
+    10, 50, 100 through the runtime API over TCP, each step judged by a real Prometheus (basic auth through
+    the `PROMETHEUS_HEADER` secret) that scrapes both heads from their service-discovery files. A client
+    sends requests through HAProxy the whole time: none fails, and it sees both versions."""
+    green = TemporaryHead(dashboard=True, num_cpus=1, extra_env=METRICS_ENV)
+    green.token = head.token  # one token for both clusters, as the example's one secret
+    green.start()
+    try:
+        _walk_the_example(head, green, tmp_path, cleanup)
+    finally:
+        green.stop()
+
+
+def _walk_the_example(blue: TemporaryHead, green: TemporaryHead, tmp_path: Path, cleanup: list[Path]) -> None:
+    app = REPO / "tests" / "apps" / "progressive"
+    _serve_as_a_two_cluster_release_left_it(blue, "v1", app)
+
+    smoke = "requests:\n  - name: version\n    path: /\n    expect:\n      json: {version: v2, path: store}\n"
+    repo = _checkout(tmp_path, "release-progressive.yml", {
+        "serve_config.yaml": json.dumps(_store_config(green, "v2")), "smoke_requests.yaml": smoke,
+        "progressive_app.py": (app / "progressive_app.py").read_bytes()})
+    cleanup.append(repo)
+    event = tmp_path / "tag.json"
+    event.write_text(json.dumps({"ref": "refs/tags/v2.0.0", "ref_name": "v2.0.0"}))
+    api = free_port()
+    with WeightedHAProxy(tmp_path / "haproxy", {"blue": blue.serve_url, "green": green.serve_url}, free_port(),
+                         live="blue", api_port=api) as proxy, \
+            PrometheusServer(tmp_path / "prometheus", [h.temp_dir / "prom_metrics_service_discovery.json"
+                                                       for h in (blue, green)], basic_auth=True) as prom:
+        assert requests.get(proxy.url + "/store/", timeout=10).json()["version"] == "v1"
+        extra = ["-e", str(event), "-s", "RAY_AUTH_TOKEN", "-s", "PROMETHEUS_HEADER"]
+        for name, value in {"HAPROXY_RUNTIME_API": f"127.0.0.1:{api}", "RAY_BLUE_DASHBOARD": blue.dashboard_url,
+                            "RAY_GREEN_DASHBOARD": green.dashboard_url, "RAY_BLUE_SERVE_URL": blue.serve_url,
+                            "RAY_GREEN_SERVE_URL": green.serve_url, "SERVE_PUBLIC_URL": proxy.url,
+                            "PROMETHEUS_URL": prom.url, "SERVE_STEP_INTERVAL": "5", "SERVE_MIN_REQUESTS": "10",
+                            "SERVE_METRICS_LAG": "2.5"}.items():
+            extra += ["--var", f"{name}={value}"]
+        with Traffic(proxy.url + "/store/cart", clients=2, pause=0.01) as client:
+            client.wait_for_answers(20)
+            got = run_act(repo, "push", "release-progressive.yml", extra=extra, label="release progressive",
+                          env={"RAY_AUTH_TOKEN": blue.token, "PROMETHEUS_HEADER": prom.auth_header})
+            client.wait_for_answers(20)
+        weights = proxy.weights()
+        after = requests.get(proxy.url + "/store/", timeout=10).json()["version"]
+    assert got.code == 0, got.log[-10000:]
+    out = got.job_outputs("deploy")
+    assert out["result"] == "deployed", got.log[-10000:]
+    assert out["live-address"] == green.dashboard_url and out["standby-address"] == blue.dashboard_url
+    steps = json.loads(out["traffic-steps"])
+    print(json.dumps({"traffic_steps": steps}))
+    assert [(s["weight"], s["verdict"]) for s in steps] == [(10, "pass"), (50, "pass"), (100, "pass")]
+    assert all(s["new"]["requests"] >= 10 and s["new"]["errors"] == 0 for s in steps), steps
+    assert steps[0]["old"]["requests"] > steps[0]["new"]["requests"] > 0, steps[0]  # 90 % and 10 %, both counted
+    assert weights == {"blue": 0, "green": 100}
+    assert "HAProxy weights: blue=100 green=0" in got.log  # the roles step read the live cluster from HAProxy
+    assert "serve/green weight 50, serve/blue weight 50" in got.log  # the traffic command's own line
+    assert client.failures == [], client.failures[:10]
+    assert {"v1", "v2"} <= set(client.versions(0)) | set(client.versions(1))
+    assert client.versions(0)[-1] == "v2" and after == "v2"
+    assert "Summary - ## ✅ Ray Serve: deployed" in got.log
+    assert "**Traffic steps:** 3 reached, up to 100 %" in got.log and "| 100 % | pass |" in got.log
+    assert "No metric was analysed" not in got.log
+    assert "store" not in _applications(blue), "the old cluster's application is retired"
+    secret = prom.auth_header.partition(": ")[2]
+    shown = "\n".join(line for line in got.log.splitlines() if "::add-mask ::" not in line)  # the runner hides those
+    assert f"::add-mask ::{secret}" in got.log  # masked before anything else printed it
+    for value in (blue.token, secret):
+        assert value not in shown, "a secret in the log"

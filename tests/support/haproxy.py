@@ -127,14 +127,20 @@ class WeightedHAProxy(HAProxy):
     """``WeightedHAProxy(dir, {"blue": url, "green": url}, port, live="blue")``: all traffic to ``live`` at
     first; :meth:`traffic_command` moves shares between two of them."""
 
-    def __init__(self, workdir: Path, servers: dict[str, str], port: int, live: str):
+    def __init__(self, workdir: Path, servers: dict[str, str], port: int, live: str, *, api_port: int | None = None):
         super().__init__(workdir, next(iter(servers.values())), port)
         self.socket = self.workdir / "admin.sock"
         self.weights_log = self.workdir / "weights.log"
+        #: the runtime API on TCP too (``stats socket ipv4@127.0.0.1:PORT``), for a traffic command that runs
+        #: where the socket file is not (the action's container under act)
+        self.api_port = api_port
         lines = [f"    server {name} {_hostport(url)} weight {100 if name == live else 0}"
                  for name, url in servers.items()]
+        sockets = f"    stats socket {self.socket} mode 600 level admin\n"
+        if api_port:
+            sockets += f"    stats socket ipv4@127.0.0.1:{api_port} level admin\n"
         self.config.write_text(CONFIG_TEMPLATE.format(
-            pidfile=self.pidfile, port=port, global_extra=f"    stats socket {self.socket} mode 600 level admin\n",
+            pidfile=self.pidfile, port=port, global_extra=sockets,
             backend="\n".join(["    balance roundrobin", *lines])))
         self.traffic_script = self.workdir / "traffic.sh"
         self.traffic_script.write_text(TRAFFIC_SCRIPT.format(socket=self.socket, weights_log=self.weights_log))
