@@ -244,16 +244,17 @@ def test_an_old_cluster_that_cannot_be_asked_proves_nothing_and_is_kept(tmp_path
     cluster, reached at its own proxy, answers differently. A request to the old cluster that never got an
     answer (a wrong or unreachable Serve address) used to count as that proof, and the old cluster's apps
     were removed while the public entry still pointed at it."""
-    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.deploy.release import Release
+    from ci_serve.deploy.two_cluster import TwoClusterOptions
     from tests.test_dashboard import dead_address
 
     config = type("C", (), {"data": want()})()
     opts = TwoClusterOptions(standby_url="http://127.0.0.1:1", switch_command="true",
                              verify_url="http://127.0.0.1:2", live_url=dead_address())
-    release = TwoClusterRelease(None, None, config, opts)  # type: ignore[arg-type]
+    release = Release.two_clusters(None, None, config, opts)  # type: ignore[arg-type]
     proven, why = release.proof_of_switch()
     assert not proven and "could not be asked" in why
-    release.opts = TwoClusterOptions(standby_url="http://127.0.0.1:1", switch_command="true", live_url=dead_address())
+    release.two = TwoClusterOptions(standby_url="http://127.0.0.1:1", switch_command="true", live_url=dead_address())
     assert release.proof_of_switch() == (False, "no --verify-url, so nothing proves the traffic moved")
 
 
@@ -373,7 +374,8 @@ def test_one_empty_read_of_the_standby_never_removes_another_teams_app_there(tmp
     recovering controller) and the restore PUT removed another team's payments on the standby."""
     from ci_serve.cluster.address import resolve_target
     from ci_serve.cluster.dashboard import DashboardClient
-    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.deploy.release import Release
+    from ci_serve.deploy.two_cluster import TwoClusterOptions
     from ci_serve.errors import CheckFailed, CiServeError
     from tests.support.fake_serve import FakeServe
 
@@ -387,10 +389,14 @@ def test_one_empty_read_of_the_standby_never_removes_another_teams_app_there(tmp
         standby = DashboardClient(resolve_target(standby_fake.dashboard_url), retry_budget=2)
         live = DashboardClient(resolve_target(live_fake.dashboard_url), retry_budget=2)
         config = type("C", (), {"data": {"applications": [{"name": "shop", "route_prefix": "/shop"}]}})()
-        release = TwoClusterRelease(live, standby, config, TwoClusterOptions(standby_url="x", switch_command="true"))
-        release.standby_before, release.live_snapshot = standby.get_applications(), live.get_applications()
+        release = Release.two_clusters(live, standby, config,  # type: ignore[arg-type]
+                                       TwoClusterOptions(standby_url="x", switch_command="true"))
+        release.snapshots = {"standby": standby.get_applications(), "live": live.get_applications()}
+        release.read_two()
+        release.logicals = {"shop"}
+        plan = release.plan_two()
         standby_fake.put({"applications": [payments, shop]})  # our write to the standby
-        release.standby_touched = {"shop"}
+        release.standby_written = True
         read, empty_once = standby.get_applications, [True]
 
         def recovering():
@@ -402,7 +408,7 @@ def test_one_empty_read_of_the_standby_never_removes_another_teams_app_there(tmp
 
         standby.get_applications = recovering  # type: ignore[method-assign]
         with pytest.raises(CiServeError):
-            release.restore_standby(CheckFailed("check standby failed"))
+            release.restore_standby(plan, CheckFailed("check standby failed"))
         standby_fake.settle()
         assert sorted(standby_fake.configs()) == ["payments"]  # the candidate gone, payments kept
 
@@ -482,7 +488,8 @@ def test_only_an_answer_of_the_old_cluster_that_is_not_a_5xx_proves_the_switch(m
     import threading
     from http.server import BaseHTTPRequestHandler
 
-    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.deploy.release import Release
+    from ci_serve.deploy.two_cluster import TwoClusterOptions
     from ci_serve.smoke.requests_file import SmokeRequest
     from tests.support.fake_serve import QuietServer
 
@@ -511,7 +518,7 @@ def test_only_an_answer_of_the_old_cluster_that_is_not_a_5xx_proves_the_switch(m
         opts = TwoClusterOptions(standby_url="x", switch_command="true", verify_url="http://public.example",
                                  requests=[SmokeRequest(name="shop is up")],
                                  live_url=f"http://127.0.0.1:{server.server_address[1]}")
-        release = TwoClusterRelease(None, None, config, opts)  # type: ignore[arg-type]
+        release = Release.two_clusters(None, None, config, opts)  # type: ignore[arg-type]
         assert release.proof_of_switch()[0] is proven
     finally:
         server.shutdown()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from ci_serve.config.plan import Plan, heaviest, plan_changes
@@ -46,6 +46,7 @@ from ci_serve.deploy.ownership import (
     with_markers_of,
     without_marker,
 )
+from ci_serve.deploy.two_cluster_hold import StandbyHold, cas_failure, probably_promoted, standby_holds
 from ci_serve.deploy.view import NO_ROUTE, AppView, ClusterView, preview_prefix
 from ci_serve.errors import InputError
 
@@ -58,6 +59,11 @@ STRATEGIES: tuple[RequestedStrategy, ...] = get_args(RequestedStrategy)
 #: what a run of the plan does: all of it; up to the candidates' checks (``--hold``); from a held release on
 #: (``promote``); the undo of a hold (``abort``)
 Mode = Literal["deploy", "hold", "promote", "abort"]
+#: which cluster a write acts on: the one serving now, or (across two clusters) the standby
+Cluster = Literal["live", "standby"]
+CLUSTERS: tuple[Cluster, ...] = get_args(Cluster)
+#: one cluster, or blue-green across two (the standby gets the whole config, traffic moves to it)
+Topology = Literal["one", "two"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,28 @@ class Write:
     #: (name, logical, route prefix) of held candidates this write removes: each must still be one, waiting on
     #: its preview prefix and not live, in the read right before the write (the guard checks)
     held_only: tuple[tuple[str, str, str | None], ...] = ()
+    #: the cluster the write acts on (its dashboard gets the PUT; a traffic write: the cluster gaining the share)
+    cluster: Cluster = "live"
+    #: a traffic write: the new cluster's share in percent (the traffic or switch command is run; no PUT). Its
+    #: declared effect is nothing: no Serve application of either cluster may change across it
+    weight: int | None = None
+
+    @property
+    def traffic(self) -> bool:
+        return self.weight is not None
+
+
+def traffic_write(weight: int, *, switch: bool, back: bool = False) -> Write:
+    """A traffic step: the new cluster's share set to ``weight`` % (``switch``: the one-step form, the switch
+    command; ``back``: the way back, the old cluster taking all the traffic again)."""
+    if switch:
+        step, says = ("switch back", "switch the traffic back to the old cluster") if back else \
+            ("switch", "switch the traffic to the new cluster")
+    else:
+        step = f"traffic back to {weight}%" if back else f"traffic {weight}%"
+        says = f"give the new cluster {weight} % of the traffic"
+    return Write(step, {}, frozenset(), Effect(), (says,), cleanup=back, cluster="live" if back else "standby",
+                 weight=weight)
 
 
 @dataclass
@@ -160,6 +188,11 @@ class ReleasePlan:
     #: hold, promote, abort: the release (``CI_SERVE_VERSION``) held
     release: str | None = None
     warnings: list[str] = field(default_factory=list)
+    topology: Topology = "one"
+    #: two clusters: the traffic steps, in order (the last at 100 %: the switch), each followed by a gate
+    traffic: list[Write] = field(default_factory=list)
+    #: two clusters: the way back after a failed step (the old cluster takes all the traffic again)
+    traffic_back: Write | None = None
 
     @property
     def changed(self) -> list[AppDecision]:
@@ -177,6 +210,8 @@ class ReleasePlan:
             return [self.remove_held] if self.remove_held else []
         if self.mode == "hold":
             return [w for w in (self.tidy, self.first) if w is not None]
+        if self.topology == "two":
+            return [w for w in (self.first, *self.traffic, self.retire) if w is not None]
         return [w for w in (self.tidy, self.first, self.switch, self.retire) if w is not None]
 
     def as_dict(self) -> dict[str, Any]:
@@ -687,3 +722,200 @@ def _still_as_held(logical: str, route: str | None, candidate: AppView, live: Ap
     if config_digest(candidate.config) != hold.digest:
         raise InputError(f"the held candidate {candidate.name} of {logical} changed since release {release} was "
                          "held: it is not what was checked and reviewed", fix)
+
+
+# -- two clusters ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TwoClusterPlanOptions:
+    version: str | None = None
+    #: ``hold``, ``promote`` or ``abort`` release ``version`` (held on the standby)
+    mode: Mode = "deploy"
+    #: when the plan is made (epoch seconds): what a hold records
+    now: float = 0.0
+    #: the traffic steps: the new cluster's share in percent, increasing, ending at 100
+    weights: tuple[int, ...] = (100,)
+    #: the one-step form (``--switch-command``): one switch, switched back on failure
+    switch: bool = True
+    #: ``--keep-standby``: the old cluster's applications stay after the switch
+    keep_standby: bool = False
+    #: the dashboards, as the messages name them
+    live_address: str = "the live cluster"
+    standby_address: str = "the standby"
+
+
+def two_cluster_apps(config: Mapping[str, Any], version: str | None) -> dict[str, dict[str, Any]]:
+    """Logical name -> its application config as the standby gets it: marked ours (and the release), on its
+    route (``/`` by default)."""
+    return {logical: with_marker(desired, logical, version) for logical, desired in desired_apps(config)}
+
+
+def plan_two_clusters(live: ClusterView, standby: ClusterView, config: Mapping[str, Any],
+                      options: TwoClusterPlanOptions = TwoClusterPlanOptions()) -> ReleasePlan:
+    """Blue-green across two clusters, decided (see :mod:`ci_serve.deploy.two_cluster` for the guarantees).
+
+    ``deploy``/``hold``: the whole config is written to the standby (``first``, its undo ``undo_first``: the
+    standby's previous config of what it touched); ``promote`` starts from the release held there (compare-and-
+    swap on what the hold recorded, :mod:`~ci_serve.deploy.two_cluster_hold`); then the traffic writes (one
+    switch, or the steps of ``options.weights``), their way back (``traffic_back``), and the retirement of the
+    old cluster's applications (``retire``; carried out only on the executor's proof that the public entry
+    moved). ``abort`` removes the release's held applications from the standby (``remove_held``), nothing else.
+    Raises :class:`InputError` (exit 2, nothing written) for what must not be written."""
+    apps = two_cluster_apps(config, options.version)
+    if options.mode == "abort":
+        return _abort_two(live, standby, apps, options)
+    plan = ReleasePlan([], _diff_two(live, apps), "blue-green", mode=options.mode, topology="two",
+                       release=options.version if options.mode != "deploy" else None)
+    if options.mode == "promote":
+        found = _release_held(live, standby, apps, options, plan.warnings)
+        plan.apps = [_two_decision(live, logical, {k: v for k, v in (h.app.config or {}).items() if k != "name"},
+                                   h.app.name, f"held release {options.version}")
+                     for logical, h in found.items()]
+        held = frozenset(h.app.name for h in found.values())
+        plan.undo_first = Write("remove candidate", {}, held, Effect(removed=held),
+                                tuple(f"remove {n}" for n in sorted(held)), cleanup=True, cluster="standby")
+    else:
+        plan.warnings += refuse_while_held_two(live, standby, apps, options)
+        put = dict(apps)
+        if options.mode == "hold":  # the marker, written once with the application: what promote compares with
+            for logical, app in put.items():
+                now = live.live_of(logical, app.get("route_prefix"))
+                put[logical] = with_hold(app, at=options.now, route=app.get("route_prefix"),
+                                         live=now.config if now else None, live_name=now.name if now else None)
+        plan.apps = [_two_decision(live, logical, app, logical, "the whole config goes to the standby")
+                     for logical, app in put.items()]
+        base = {n: {k: v for k, v in c.items() if k != "name"} for n, c in standby.declarative_configs().items()}
+        ours = {m.name for logical, app in put.items() for m in standby.members(logical, app.get("route_prefix"))}
+        ours = (ours - set(put)) & set(base)
+        # an application still being deleted (retired by the previous release) is created anew, for Ray
+        created = frozenset(n for n in put if n not in standby.apps or standby.apps[n].deleting)
+        plan.first = Write("write standby", put, frozenset(ours),
+                           Effect(created=created, changed=frozenset(put) - created, removed=frozenset(ours)),
+                           tuple(f"put {n}" for n in put), cluster="standby")
+        # only what the write touches goes back: another writer's application (or change) meanwhile stays
+        touched = set(put) | ours
+        previous = {n: base[n] for n in touched if n in base}
+        gone = frozenset(touched - set(base))
+        plan.undo_first = Write("remove candidate", previous, gone,
+                                Effect(created=frozenset(previous) & ours, changed=frozenset(previous) - ours,
+                                       removed=gone),
+                                tuple([f"remove {n}" for n in sorted(gone)]
+                                      + [f"write back the previous config of {n}" for n in sorted(previous)]),
+                                cleanup=True, cluster="standby")
+    weights = (100,) if options.switch else options.weights
+    plan.traffic = [traffic_write(w, switch=options.switch) for w in weights]
+    plan.traffic_back = traffic_write(0, switch=options.switch, back=True)
+    if not options.keep_standby:
+        old = frozenset(m.name for logical, app in apps.items()
+                        for m in live.members(logical, app.get("route_prefix"))
+                        if m.config is not None and not m.deleting)
+        if old:
+            plan.retire = Write("retire old cluster", {}, old, Effect(removed=old),
+                                tuple(f"remove the old version {n} from the old cluster" for n in sorted(old)),
+                                cleanup=True, cluster="live")
+    return plan
+
+
+def _two_decision(live: ClusterView, logical: str, app: dict[str, Any], target: str, why: str) -> AppDecision:
+    route = app.get("route_prefix")
+    now = live.live_of(logical, route)
+    return AppDecision(logical, route, app, now, "new" if now is None else "heavyweight", (why,), "blue-green",
+                       target=target, check_prefix=route, live_route=_route(live, now))
+
+
+def _diff_two(live: ClusterView, apps: dict[str, dict[str, Any]]) -> Plan:
+    return plan_changes({"applications": [{**a, "name": n} for n, a in apps.items()]}, live.snapshot,
+                        live_names={n: (x.name if (x := live.live_of(n, a.get("route_prefix"))) else None)
+                                    for n, a in apps.items()}, ignore_env=MARKER_VARS)
+
+
+def _standby_holds(live: ClusterView, standby: ClusterView, apps: dict[str, dict[str, Any]]) -> list[StandbyHold]:
+    return [h for logical, app in apps.items() for h in standby_holds(standby, live, logical, app.get("route_prefix"))]
+
+
+def refuse_while_held_two(live: ClusterView, standby: ClusterView, apps: dict[str, dict[str, Any]],
+                          options: TwoClusterPlanOptions) -> list[str]:
+    """A deploy (or the hold of another release) to a standby that holds a release: exit 2, naming it. A hold
+    the live cluster has moved away from is replaced, with a warning (returned); a promoted one's leftover is
+    no hold at all."""
+    holds = _standby_holds(live, standby, apps)
+    # the same hold run again (a re-run of a job that was cancelled or killed) replaces its own release
+    rerun = options.mode == "hold"
+    held = [h for h in holds if h.state == "held" and not (rerun and h.release == options.version)]
+    if held:
+        h = held[0]
+        raise InputError(
+            f"release {h.release} of {h.logical} is held for review on the standby {options.standby_address} "
+            f"({h.app.name}); a deploy now would replace what the reviewer is looking at (nothing was written)",
+            f"promote it (`ci-serve promote CONFIG --version {h.release}` with the same cluster flags) or abort "
+            f"it (`ci-serve abort CONFIG --version {h.release} --address {options.live_address} --standby-address "
+            f"{options.standby_address}`), then deploy")
+    return [f"the standby's {h.app.name} (release {h.release}, once held) is replaced: the live cluster no longer "
+            "runs what it was held against, so it could not be promoted" for h in holds if h.state == "stale"]
+
+
+def _release_held(live: ClusterView, standby: ClusterView, apps: dict[str, dict[str, Any]],
+                  options: TwoClusterPlanOptions, warnings: list[str]) -> dict[str, StandbyHold]:
+    """Promote: the standby application holding release ``version`` of each app of the config, as the hold
+    recorded it (compare-and-swap); else :class:`InputError` (exit 2), nothing written."""
+    release = options.version
+    holds = _standby_holds(live, standby, apps)
+    found: dict[str, StandbyHold] = {}
+    missing = []
+    for logical, app in apps.items():
+        mine = [h for h in holds if h.logical == logical and h.app.version == release and h.state != "superseded"]
+        if not mine:
+            missing.append(logical)
+            continue
+        h = mine[0]
+        why = cas_failure(h, app.get("route_prefix"))
+        if why and probably_promoted(h) and cas_failure(replace(h, state="held"), app.get("route_prefix")) is None:
+            # what the hold replaces is gone: only a promote's retirement (after its proof that traffic moved)
+            # removes it; this one was interrupted after it, or is run again: it is finished, not refused
+            warnings.append(f"the live cluster runs no {logical} any more ({h.app.hold.live if h.app.hold else '-'} "
+                            f"was there when release {release} was held): a promote of it got as far as retiring "
+                            "it; this one finishes it")
+            why = None
+        if why:
+            raise InputError(f"{why} (nothing was written)",
+                             f"abort it (`ci-serve abort CONFIG --version {release}` with the same cluster "
+                             "flags) and hold the release again from what runs now")
+        found[logical] = h
+    if missing:
+        others = sorted({f"{h.release} of {h.logical}" for h in holds if h.state == "held"})
+        raise InputError(
+            f"no release {release} of {', '.join(missing)} is held on the standby {options.standby_address}"
+            f"{'; held: ' + ', '.join(others) if others else ''} (nothing was written)",
+            "hold one with `ci-serve deploy --hold --version V` and the two-cluster flags; after a promote the "
+            "roles swap: --address names the cluster that serves now")
+    return found
+
+
+def _abort_two(live: ClusterView, standby: ClusterView, apps: dict[str, dict[str, Any]],
+               options: TwoClusterPlanOptions) -> ReleasePlan:
+    """Remove the release's held applications from the standby, nothing else; the live cluster is only read."""
+    release = options.version
+    holds = [h for h in _standby_holds(live, standby, apps) if h.app.version == release and h.state != "superseded"]
+    for h in holds:
+        if probably_promoted(h):
+            raise InputError(
+                f"the live cluster {options.live_address} runs no {h.logical}, which release {release} was held "
+                f"against: it was probably promoted, and {options.standby_address} serves it now (nothing was "
+                "written)", f"after a promote the roles swap: name {options.standby_address} with --address; to "
+                f"remove it anyway, `ci-serve status -a {options.standby_address}` shows it")
+    names = frozenset(h.app.name for h in holds)
+    plan = ReleasePlan([], _diff_two(live, apps), "blue-green" if names else "none", mode="abort", topology="two",
+                       release=release)
+    for logical, app in apps.items():
+        route = app.get("route_prefix")
+        mine = next((h for h in holds if h.logical == logical), None)
+        now = live.live_of(logical, route)
+        plan.apps.append(AppDecision(logical, route, app, now, "heavyweight" if mine else "none",
+                                     (f"held release {release}",) if mine else (),
+                                     "blue-green" if mine else "none", target=mine.app.name if mine else None,
+                                     check_prefix=route if mine else None, live_route=_route(live, now)))
+    if names:
+        plan.remove_held = Write("remove held release", {}, names, Effect(removed=names),
+                                 tuple(f"remove {n}" for n in sorted(names)), cluster="standby")
+    else:
+        plan.warnings.append(f"no release {release} of {', '.join(apps)} is held on the standby: nothing to abort")
+    return plan

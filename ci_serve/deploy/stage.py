@@ -1,6 +1,6 @@
 """The deploy stage as one call: check the config, read the release inputs, compare Ray versions,
-then release to one cluster (:mod:`~ci_serve.deploy.release`) or across two
-(:mod:`~ci_serve.deploy.two_cluster`). ``plan`` shares the first steps (:mod:`~ci_serve.deploy.preview`).
+then release to one cluster or across two (:mod:`~ci_serve.deploy.two_cluster`), both by the one executor
+(:mod:`~ci_serve.deploy.release`). ``plan`` shares the first steps (:mod:`~ci_serve.deploy.preview`).
 """
 
 from __future__ import annotations
@@ -182,7 +182,8 @@ def _two_clusters(inputs: DeployInputs, two: Standby, live: DashboardClient, sta
                   config: LoadedConfig, reqs: list[SmokeRequest] | None, working_dir: Path | None,
                   version: str | None, log: StepLog) -> DeployResult:
     from ci_serve.cluster.address import normalize_address
-    from ci_serve.deploy.two_cluster import TwoClusterOptions, TwoClusterRelease
+    from ci_serve.deploy.release import Release
+    from ci_serve.deploy.two_cluster import TwoClusterOptions
 
     if standby.address == live.address:
         raise InputError("--standby-address is the live cluster's address",
@@ -194,4 +195,4 @@ def _two_clusters(inputs: DeployInputs, two: Standby, live: DashboardClient, sta
         requests=reqs, working_dir=working_dir, timeout=inputs.timeout, unschedulable_grace=inputs.unschedulable_grace,
         version=version, verify_timeout=two.verify_timeout,
         live_url=normalize_address(serve_url) if serve_url else None, mode=inputs.mode, traffic=two.traffic)
-    return TwoClusterRelease(live, standby, config, options, log).execute()
+    return Release.two_clusters(live, standby, config, options, log).execute()

@@ -1,7 +1,10 @@
 """The traffic steps of a progressive release: give the new cluster a share, hold, judge, go on or go back.
 
-:func:`walk` is the component the executor calls once the candidate passed its gate and checks on the
-standby. For each weight of ``--traffic-steps`` (e.g. 10, 50, 100; the step at 100 is the switch):
+The executor (:class:`~ci_serve.deploy.release.Release`) drives a :class:`Walker` one step at a time, once
+the candidate passed its gate and checks on the standby: each step is a traffic write of the plan (the
+command at a weight, guarded like every write) followed by its analysis gate (:meth:`Walker.hold`);
+:func:`walk` strings the same parts together on its own. For each weight of ``--traffic-steps`` (e.g. 10,
+50, 100; the step at 100 is the switch):
 
 1. run the user's ``--traffic-command`` with the new cluster's share in ``CI_SERVE_TRAFFIC_WEIGHT`` (and
    ``{weight}`` in the command replaced), through ``/bin/sh``; its last lines are echoed; a non-zero exit
@@ -276,26 +279,40 @@ def run_command(options: TrafficOptions, weight: int) -> str:
     return lines[-1] if lines else ""
 
 
-class _Walker:
+class Walker:
+    """The parts of a walk, one step at a time: :meth:`begin`, then per weight :meth:`set_weight` (or
+    :meth:`run_weight` inside the caller's own step) and :meth:`hold`; on failure :meth:`roll_back`."""
+
     def __init__(self, options: TrafficOptions, source: SampleSource | None, check: Callable[[int], str] | None,
-                 log: StepLog, clock: Callable[[], float], sleep: Callable[[float], None]):
+                 log: StepLog, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.opts, self.source, self.check, self.log = options, source, check, log
         self.clock, self.sleep = clock, sleep
         self.result = TrafficWalk(analysed=source is not None)
 
+    def run_weight(self, weight: int) -> str:
+        """Run the command at ``weight`` (recorded in ``weights_set`` first: it may have moved traffic even if
+        it fails); what the step's line says."""
+        self.result.weights_set.append(weight)
+        out = run_command(self.opts, weight)
+        if weight == 0:
+            self.result.rolled_back = True
+        return f"new version's share {weight} %" + (f": {out}" if out else "")
+
     def set_weight(self, weight: int, step: str) -> None:
         with self.log.step(step) as st:
-            self.result.weights_set.append(weight)
-            out = run_command(self.opts, weight)
-            st.detail = f"new version's share {weight} %" + (f": {out}" if out else "")
+            st.detail = self.run_weight(weight)
 
-    def run(self) -> TrafficWalk:
+    def begin(self) -> None:
+        """Before the first step: say how the steps are judged; wait for the new version's counters."""
         if self.source is None:
             console.say(f"NOTE  {NO_METRICS}")
         else:
             console.say(f"analysing each step with {self.source.describe()}")
+        self.settle()
+
+    def run(self) -> TrafficWalk:
         try:
-            self.settle()
+            self.begin()
             for weight in self.opts.weights:
                 self.set_weight(weight, f"traffic {weight}%")
                 self.hold(weight)
@@ -312,13 +329,8 @@ class _Walker:
             return
         try:
             self.set_weight(0, "traffic back to 0%")
-            self.result.rolled_back = True
         except CiServeError as err:
-            what = cause.message if isinstance(cause, CiServeError) else f"{type(cause).__name__}: {cause}"
-            self.result.error = TrafficRollbackFailed(
-                f"{what}; setting the new version's share back to 0 % then failed: {err.message}",
-                f"a person must look: traffic may still reach the new version; run the traffic command by hand "
-                f"with {WEIGHT_VARIABLE}=0", details=cause.details if isinstance(cause, CiServeError) else None)
+            self.result.error = rollback_failed(cause, err)
 
     def settle(self) -> None:
         """Before the first step, until the source holds the new version's counters (the checks on the
@@ -415,5 +427,14 @@ def walk(options: TrafficOptions, source: SampleSource | None, *, log: StepLog |
     """Walk ``options.weights`` (see the module docstring). Returns what happened; a :class:`CiServeError`
     that stopped it is the result's ``error``, raised by nobody: the caller verifies the old version, then
     exits 1 (or 3, a :class:`TrafficRollbackFailed`). A :class:`Cancelled` is such an error too."""
-    return _Walker(options, source, check, log or StepLog(), clock, sleep).run()
+    return Walker(options, source, check, log or StepLog(), clock, sleep).run()
+
+
+def rollback_failed(cause: BaseException, err: CiServeError) -> TrafficRollbackFailed:
+    """The error of a way back to 0 % that failed (``err``) after ``cause``: exit 3."""
+    what = cause.message if isinstance(cause, CiServeError) else f"{type(cause).__name__}: {cause}"
+    return TrafficRollbackFailed(
+        f"{what}; setting the new version's share back to 0 % then failed: {err.message}",
+        f"a person must look: traffic may still reach the new version; run the traffic command by hand "
+        f"with {WEIGHT_VARIABLE}=0", details=cause.details if isinstance(cause, CiServeError) else None)
 
