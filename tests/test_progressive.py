@@ -33,6 +33,7 @@ from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import HeadStartError, TemporaryHead, free_port
 from ci_serve.cluster.packages import ship_working_dirs
 from ci_serve.deploy.analysis import Thresholds
+from ci_serve.deploy.ownership import with_marker
 from ci_serve.deploy.prometheus import Prometheus as PrometheusAPI
 from ci_serve.deploy.prometheus import parse_headers, session_from_node_summary, session_of
 from ci_serve.errors import EXIT_BAD_INPUT, InputError
@@ -98,14 +99,19 @@ def client_of(head: TemporaryHead) -> DashboardClient:
     return DashboardClient(Target(head.dashboard_url, head.token), min_interval=0.0)
 
 
-def deploy(head: TemporaryHead, version: str, failing_path: str | None = None) -> None:
-    """Put the shop of ``version`` on ``head`` (unless it runs already) and wait until it is RUNNING."""
+def deploy(head: TemporaryHead, version: str, failing_path: str | None = None, name: str = "shop") -> None:
+    """Put the shop of ``version`` on ``head`` (unless it runs already) and wait until it is RUNNING. Under
+    another ``name`` it carries our marker for ``shop``, as a one-cluster blue-green deploy leaves it
+    (``shop-green``): a two-cluster release finds it live and retires it."""
     env = {"SHOP_VERSION": version, **({"SHOP_FAILING_PATH": failing_path} if failing_path else {})}
-    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port},
-              "applications": [{"name": "shop", "route_prefix": "/shop", "import_path": "progressive_app:app",
-                                "runtime_env": {"working_dir": str(APP), "env_vars": env}}]}
+    app = {"route_prefix": "/shop", "import_path": "progressive_app:app",
+           "runtime_env": {"working_dir": str(APP), "env_vars": env}}
+    if name != "shop":
+        app = with_marker(app, "shop", version)
+        env = app["runtime_env"]["env_vars"]
+    config = {"http_options": {"host": "127.0.0.1", "port": head.serve_port}, "applications": [{"name": name, **app}]}
     client = client_of(head)
-    now = client.get_applications()["applications"].get("shop") or {}
+    now = client.get_applications()["applications"].get(name) or {}
     if (now.get("deployed_app_config") or {}).get("runtime_env", {}).get("env_vars") != env:
         shipped, _ = ship_working_dirs(client, config, base_dir=REPO)
         client.put_applications(shipped)
@@ -144,6 +150,8 @@ def test_session_of_each_head_and_the_socket_path_fallback(heads, prom):
         PrometheusAPI(prom.url).check()  # no --prometheus-header: basic auth refuses
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert PrometheusAPI(prom.url, parse_headers([prom.auth_header])).check().startswith("Prometheus 2.")
+    # the default --metrics-lag is Ray's report interval plus this (tests/support/prometheus.py scrapes every 1s)
+    assert PrometheusAPI(prom.url, parse_headers([prom.auth_header])).scrape_interval() == 1.0
     with pytest.raises(InputError, match="cannot be used"):
         PrometheusAPI(heads["blue"].dashboard_url).check()  # a Ray dashboard is not a Prometheus
 
@@ -164,14 +172,16 @@ def apps_of(head: TemporaryHead) -> dict:
     return client_of(head).get_applications()["applications"]
 
 
-def ensure_serving(head: TemporaryHead, version: str) -> None:
-    """``version`` answers on ``head`` (a test run alone finds the heads empty; in order, the previous test left it)."""
+def ensure_serving(head: TemporaryHead, version: str, name: str = "shop") -> None:
+    """``version`` answers on ``head`` from ``name`` (a test run alone finds the heads empty; in order, the
+    previous test left it)."""
     try:
-        if requests.get(f"{head.serve_url}/shop/", timeout=10).json().get("version") == version:
+        if requests.get(f"{head.serve_url}/shop/", timeout=10).json().get("version") == version and \
+                name in apps_of(head):
             return
     except (requests.RequestException, ValueError):
         pass
-    deploy(head, version)
+    deploy(head, version, name=name)
 
 
 def cli_config(tmp_path, head: TemporaryHead, version: str, failing_path: str | None = None):
@@ -250,10 +260,11 @@ def numbers(entry: dict) -> str:
 
 
 class RetirementWatch:
-    """When the old cluster's ``shop`` went away, seen by polling its dashboard (unix time, or None)."""
+    """When the old cluster's ``name`` went away, seen by polling its dashboard (unix time, or None)."""
 
-    def __init__(self, head: TemporaryHead):
+    def __init__(self, head: TemporaryHead, name: str = "shop"):
         self.client = client_of(head)
+        self.name = name
         self.gone_at: float | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -263,8 +274,8 @@ class RetirementWatch:
             try:
                 apps = self.client.get_applications()["applications"]
             except Exception:  # noqa: BLE001  (a busy dashboard: ask again)
-                apps = {"shop": {}}
-            if (apps.get("shop") or {"status": "DELETING"}).get("status") == "DELETING":
+                apps = {self.name: {}}
+            if (apps.get(self.name) or {"status": "DELETING"}).get("status") == "DELETING":
                 self.gone_at = time.time()
             self.stop.wait(0.3)
 
@@ -304,12 +315,14 @@ def test_cli_refuses_bad_traffic_inputs_before_any_write(heads, proxy, prom, cli
 def test_cli_a_good_release_walks_10_50_100_then_retires_the_old_cluster(heads, proxy, prom, cli_env, tmp_path):
     """2.46 (green) serves v2; `ci-serve deploy` of v4 to the image's Ray (blue) walks 10, 50, 100 under a
     constant client, judged by Prometheus; the old cluster's app goes only after the public entry answered v4."""
-    ensure_serving(heads["green"], "v2")
+    # v2 runs under a colour, as a one-cluster deploy left it: the old version's metrics are read by that name
+    ensure_serving(heads["green"], "v2", name="shop-green")
     set_weights(proxy, "green", "blue")
     wait_scraped(prom, heads)
     command, calls = recording_command(tmp_path, proxy, "blue", "green")
     offset = time.time() - time.monotonic()
-    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client, RetirementWatch(heads["green"]) as old:
+    with Traffic(proxy.url + "/shop/cart", clients=2, pause=0.01) as client, \
+            RetirementWatch(heads["green"], "shop-green") as old:
         client.wait_for_answers(20)
         proc, report = run_release(
             cli_env, heads, tmp_path, "deploy", str(cli_config(tmp_path, heads["blue"], "v4")),

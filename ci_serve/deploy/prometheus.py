@@ -212,13 +212,17 @@ class VersionMetrics:
     told apart by the session of each cluster."""
 
     prometheus: Prometheus
+    #: the new version's applications on the standby (the config's names, as a two-cluster release writes them)
     applications: tuple[str, ...]
     new_session: str
     old_session: str
+    #: the old version's applications on the live cluster, by their own names (a one-cluster deploy left them
+    #: under a colour, ``shop-blue``); None: the same names as the new version's
+    old_applications: tuple[str, ...] | None = None
 
     def totals(self, at: float) -> tuple[Samples, Samples]:
         return (self.prometheus.samples(self.new_session, self.applications, at),
-                self.prometheus.samples(self.old_session, self.applications, at))
+                self.prometheus.samples(self.old_session, self.old_applications or self.applications, at))
 
     def ready(self, at: float) -> bool:
         """The new version's counter is in Prometheus: the checks on the standby created it, so from now on a

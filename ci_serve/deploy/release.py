@@ -809,8 +809,11 @@ class Release:
         self.logicals = set(self.apps_two())
         if two.traffic is not None and two.mode in ("deploy", "promote"):
             try:  # before anything is written: a Prometheus that cannot be used is exit 2
+                live = parse(self.snapshots["live"])
+                serving = tuple(a.name if a else logical for logical, app in self.apps_two().items()
+                                for a in [live.live_of(logical, app.get("route_prefix"))])
                 steps, source = two.traffic.prepare(self.standby, self.client, tuple(self.apps_two()),
-                                                    self.switch_env(), self.log)
+                                                    self.switch_env(), self.log, old_applications=serving)
             except Cancelled as exc:
                 exc.exit_code = exit_code(Final(failed=True))
                 raise
@@ -898,7 +901,8 @@ class Release:
                         f"live ({self.client.address}) and the traffic are untouched")
         flags = f"--address {self.client.address} --standby-address {self.standby.address}"
         console.say(f"next: promote it with `ci-serve promote {self.config.path} --version {release} {flags} "
-                    f"--standby-url {two.standby_url} --switch-command ...`, or abort it with "
+                    f"--standby-url {two.standby_url} --switch-command ...` (or, in steps, `--traffic-command ...` "
+                    "with --traffic-steps and the flags that judge them), or abort it with "
                     f"`ci-serve abort {self.config.path} --version {release} {flags}`")
 
     def promote_two(self) -> ReleasePlan:

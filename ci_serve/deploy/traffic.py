@@ -206,9 +206,11 @@ class TrafficSettings:
     metrics_lag: float | None = None
 
     def prepare(self, new: Any, old: Any, applications: tuple[str, ...], env: Mapping[str, str],
-                log: StepLog) -> tuple[TrafficOptions, SampleSource | None]:
+                log: StepLog, old_applications: tuple[str, ...] | None = None
+                ) -> tuple[TrafficOptions, SampleSource | None]:
         """Before anything is written: Prometheus answers (else exit 2), each cluster's session is known, the
-        lag is settled. ``new`` and ``old`` are the standby's and the live cluster's dashboard clients."""
+        lag is settled. ``new`` and ``old`` are the standby's and the live cluster's dashboard clients;
+        ``applications`` the new version's names, ``old_applications`` the live version's own."""
         if self.prometheus_url is None:
             return TrafficOptions(self.command, self.weights, self.interval, self.limits, env=env), None
         from ci_serve.deploy.prometheus import Prometheus, VersionMetrics, session_of
@@ -230,7 +232,7 @@ class TrafficSettings:
             else:
                 how = "--metrics-lag"
             st.detail = f"{version} at {prom.url}; each step's window opens {lag:g}s after its weight ({how})"
-        source = VersionMetrics(prom, applications, new_session, old_session)
+        source = VersionMetrics(prom, applications, new_session, old_session, old_applications)
         return TrafficOptions(self.command, self.weights, self.interval, self.limits, metrics_lag=lag, env=env), source
 
 
