@@ -48,6 +48,9 @@ def config(tmp_path: Path) -> str:
     (["--traffic-command", "true", "--standby-address", "http://127.0.0.1:1", "--verify-url", "http://e"],
      "--standby-url too"),
     (["--traffic-command", "true", *BARE], "no --verify-url names it"),
+    (["--traffic-command", "true", "--step-interval", "inf", *TWO], "--step-interval inf"),
+    (["--traffic-command", "true", "--metrics-lag", "inf", *PROM], "--metrics-lag inf"),
+    (["--traffic-command", "true", "--step-interval", "nan", *TWO], "--step-interval nan"),
     # thresholds judge metrics: without Prometheus they would judge nothing
     (["--traffic-command", "true", "--max-error-rate", "5", *TWO], "--max-error-rate applies to steps judged on"),
     (["--traffic-command", "true", "--metrics-lag", "3", *TWO], "no --prometheus-url is given"),
@@ -75,3 +78,9 @@ def test_a_malformed_prometheus_header_is_exit_2_and_its_value_never_printed(cap
 ])
 def test_prometheus_durations(text, seconds):
     assert duration_s(text) == seconds
+
+
+def test_a_hold_checks_the_traffic_values_as_its_promote_will_take_them(capsys, config):
+    code, out = run(capsys, "deploy", config, "-a", "http://127.0.0.1:3", "--hold", "--version", "v2",
+                    "--traffic-command", "true", "--traffic-steps", "50,10,100", *TWO)
+    assert code == 2 and "the steps must increase" in out

@@ -7,6 +7,7 @@ A thin adapter: flags into :class:`~ci_serve.deploy.stage.DeployInputs`, then
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -218,22 +219,22 @@ def traffic_settings(args: argparse.Namespace, mode: Mode) -> TrafficSettings | 
         raise InputError(f"{judged[0]} applies to steps judged on metrics, and no --prometheus-url is given",
                          "pass --prometheus-url too, or leave it out: without metrics each step is judged by the "
                          "requests sent through --verify-url")
-    if mode in ("hold", "abort"):
-        return None  # a hold stops before the traffic moves; an abort moves none
-    if not args.prometheus_url and not args.verify_url:
-        raise InputError("traffic steps without --prometheus-url are judged through the public entry, and no "
-                         "--verify-url names it",
-                         "pass --verify-url (the address your users reach), and --prometheus-url to judge each "
-                         "step on Serve's metrics")
     from ci_serve.deploy.prometheus import parse_headers
 
     headers = parse_headers(args.prometheus_header)
-    if args.metrics_lag is not None and not args.metrics_lag >= 0:
-        raise InputError(f"--metrics-lag {args.metrics_lag:g}: must be 0 or more",
+    if args.metrics_lag is not None and not 0 <= args.metrics_lag < math.inf:
+        raise InputError(f"--metrics-lag {args.metrics_lag:g}: must be a number of seconds, 0 or more",
                          "leave it out to derive it from Prometheus's scrape interval")
     weights = parse_weights("10,50,100" if args.traffic_steps is None else args.traffic_steps)
     interval = parse_interval(60.0 if args.step_interval is None else args.step_interval)
     limits = parse_thresholds(1.0 if args.max_error_rate is None else args.max_error_rate, args.max_p99_ms,
                               20 if args.min_requests is None else args.min_requests)
+    if mode in ("hold", "abort"):
+        return None  # checked as the promote will take them; a hold stops before the traffic moves, an abort moves none
+    if not args.prometheus_url and not args.verify_url:
+        raise InputError("traffic steps without --prometheus-url are judged through the public entry, and no "
+                         "--verify-url names it",
+                         "pass --verify-url (the address your users reach), and --prometheus-url to judge each "
+                         "step on Serve's metrics")
     return TrafficSettings(args.traffic_command, weights, interval, limits,
                            args.prometheus_url, headers, args.metrics_lag)

@@ -31,6 +31,7 @@ short by a fault counts as failed; one cut short by a cancel has no verdict and 
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import time
@@ -40,7 +41,7 @@ from typing import Any, Protocol
 
 from ci_serve import cancel, console
 from ci_serve.deploy.analysis import Numbers, Samples, StepVerdict, Thresholds, Verdict, judge_step
-from ci_serve.errors import CheckFailed, CiServeError, InputError, RestoreFailed
+from ci_serve.errors import Cancelled, CheckFailed, CiServeError, InputError, RestoreFailed
 from ci_serve.steps import StepLog
 
 #: an inconclusive step is held this many more intervals before it fails
@@ -101,8 +102,8 @@ def parse_weights(text: str) -> tuple[int, ...]:
 
 
 def parse_interval(seconds: float) -> float:
-    if not seconds >= MIN_INTERVAL_S:  # also NaN
-        raise InputError(f"--step-interval {seconds:g}: must be at least {MIN_INTERVAL_S:g} s",
+    if not MIN_INTERVAL_S <= seconds < math.inf:  # also NaN
+        raise InputError(f"--step-interval {seconds:g}: must be a number of seconds, at least {MIN_INTERVAL_S:g}",
                          "hold each step long enough for a few scrapes of Prometheus, e.g. --step-interval 60")
     return float(seconds)
 
@@ -295,7 +296,12 @@ class Walker:
         """Run the command at ``weight`` (recorded in ``weights_set`` first: it may have moved traffic even if
         it fails); what the step's line says."""
         self.result.weights_set.append(weight)
-        out = run_command(self.opts, weight)
+        try:
+            out = run_command(self.opts, weight)
+        except TrafficCommandFailed as err:  # a step cut short by a fault counts as failed (not the way back)
+            if weight > 0:
+                self.result.steps.append(StepEntry(weight, "fail", None, None, (err.message,)))
+            raise
         if weight == 0:
             self.result.rolled_back = True
         return f"new version's share {weight} %" + (f": {out}" if out else "")
@@ -382,7 +388,7 @@ class Walker:
                 # the window opens once the metrics can show the new weight: what Prometheus holds at a time
                 # is what the proxies counted a report and a scrape before it (``metrics_lag``)
                 self.wait_until(t0)
-                start = self.source.totals(t0)
+                start = self.totals(weight, t0, st)
             for extra in range(self.opts.extra_intervals + 1):
                 self.wait_until(t0 + self.opts.interval * (extra + 1))
                 verdict = self.judge(weight, start, st)
@@ -408,13 +414,21 @@ class Walker:
             except CheckFailed as err:
                 return StepVerdict("fail", NO_NUMBERS, None, (err.message,))
             return StepVerdict("pass", NO_NUMBERS, None, (detail,) if detail else ())
+        new, old = self.totals(weight, self.clock(), st)
+        return judge_step(new.minus(start[0]), old.minus(start[1]), self.opts.limits)
+
+    def totals(self, weight: int, at: float, st: Any) -> tuple[Samples, Samples]:
+        """The source's counts at ``at``; a query that fails mid-step fails the step (never a pass); a cancel
+        there cuts the step short: no entry."""
+        assert self.source is not None
         try:
-            new, old = self.source.totals(self.clock())
-        except CiServeError as err:  # a query that fails mid-step: the step failed, never passed
+            return self.source.totals(at)
+        except Cancelled:
+            raise
+        except CiServeError as err:
             self.result.steps.append(StepEntry(weight, "fail", None, None, (err.message,)))
             st.detail = f"fail: {err.message}"
             raise
-        return judge_step(new.minus(start[0]), old.minus(start[1]), self.opts.limits)
 
     def summary(self, v: StepVerdict) -> str:
         if self.source is None:
