@@ -479,3 +479,42 @@ def test_cli_a_cancel_mid_walk_sets_the_share_back_to_zero(heads, proxy, cli_env
     assert client.failures == [], client.failures[:10]
     assert client.versions(0)[-1] == "v6" and requests.get(proxy.url + "/shop/cart", timeout=10).json()["version"] \
         == "v6", "the old version serves"
+
+
+def test_cli_a_way_back_the_balancer_ignores_is_exit_3_and_the_candidate_stays(heads, proxy, cli_env, tmp_path):
+    """The traffic command takes every weight but 0 (the way back does nothing): after a cancel at 100 % the public
+    entry still answers from the new version, so the old one is not seen where users reach it: exit 3, and the
+    candidate, which still takes the traffic, is not removed (review of issue 23: it was removed, exit 1)."""
+    ensure_serving(heads["green"], "v8")
+    set_weights(proxy, "green", "blue")
+    command, calls = recording_command(tmp_path, proxy, "blue", "green")
+    ignoring = tmp_path / "ignores-zero.sh"
+    inner = command.replace("{weight}", '"$1"')
+    ignoring.write_text(f'#!/bin/sh\n[ "$CI_SERVE_TRAFFIC_WEIGHT" = 0 ] && exit 0\nexec {inner}\n')
+    ignoring.chmod(0o755)
+    report_path = tmp_path / "report.json"
+    args = ci_serve_cmd("deploy", str(cli_config(tmp_path, heads["blue"], "v9")),
+                        *two_cluster_flags(heads, proxy, "green", "blue", f"{ignoring} {{weight}}", interval=4.0),
+                        "--requests", str(smoke_requests(tmp_path, "v9")), "--version", "v9", "--verify-timeout", "5",
+                        "--report", str(report_path))
+    try:
+        with subprocess.Popen(args, env=dict(cli_env, RAY_AUTH_TOKEN=heads["blue"].token), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            try:
+                wait_until(lambda: [w for w, _, _ in calls_of(calls)] == [10, 50, 100] or proc.poll() is not None,
+                           300, "the 100 % step", poll=0.2)
+                proc.send_signal(signal.SIGINT)
+                out, _ = proc.communicate(timeout=180)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        print(out)
+        report = json.loads(report_path.read_text())
+        assert proc.returncode == 3, out[-5000:]
+        assert report["exit_code"] == 3
+        assert "did not answer from the old version" in out, out[-3000:]
+        assert proxy.weights() == {"blue": 100, "green": 0}, "the way back really did nothing"
+        assert apps_of(heads["blue"])["shop"]["status"] == "RUNNING", "the candidate that takes the traffic stays"
+        assert requests.get(proxy.url + "/shop/", timeout=10).json()["version"] == "v9"
+    finally:
+        set_weights(proxy, "green", "blue")

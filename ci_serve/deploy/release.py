@@ -1056,7 +1056,7 @@ class Release:
         if w.weight == 100:
             self.verify("verify public entry", self.two_opts.requests)
         elif w.weight == 0:
-            self.verify("verify old version", None)  # the old version answers its own way: it must answer
+            self.verify_old("verify old version")
 
     def verify(self, step: str, requests: list[Any] | None) -> None:
         """Poll the public entry until it answers the smoke requests (the new version) or time runs out."""
@@ -1084,6 +1084,62 @@ class Release:
                                        f"{last.message}",
                                        "check that --switch-command really moves the traffic behind --verify-url")
                 time.sleep(1.0)
+
+    def verify_old(self, step: str) -> None:
+        """After the way back: poll the public entry until it answers as the old version does, not as the new
+        one (a balancer that ignored the weight, or applies it late, still reaches the candidate, which is about
+        to be removed). Else :class:`SwitchFailed`: the caller keeps the candidate and exits 3."""
+        two = self.two_opts
+        url = two.verify_url
+        if not url:
+            return
+        deadline = time.monotonic() + two.verify_timeout
+        why = ""
+        with self.log.step(step, heartbeat=lambda: f"waiting for {url} to answer from the old version") as st:
+            attempt = in_a_row = 0
+            while True:
+                attempt += 1
+                answered, why, told = self.entry_answers_old(url, self.old_url())
+                # a balancer that kept a share for the new version answers as the old one now and then: only
+                # OLD_ROUNDS answers in a row count (with a share of half left, 1 in 1000 passes)
+                in_a_row = in_a_row + 1 if answered else 0
+                if in_a_row >= (two_cluster.OLD_ROUNDS if told else 1):
+                    st.detail = f"{why} ({in_a_row} time(s) in a row, attempt {attempt})"
+                    return
+                if time.monotonic() >= deadline:
+                    raise two_cluster.SwitchFailed(
+                        f"{url} did not answer from the old version within {two.verify_timeout:.0f}s: {why}",
+                        "the traffic may still reach the standby; check the balancer's weights")
+                time.sleep(0.2 if answered else 1.0)
+
+    def entry_answers_old(self, url: str, old_url: str) -> tuple[bool, str, bool]:
+        """Does the public entry answer from the old version? The requests the old cluster, asked at its own Serve
+        address, answers otherwise than the new version's requests file expects (an answer that is not a 5xx)
+        tell the versions apart: the entry must answer none of them as the new version does. When none tells them
+        apart (no requests file, or the old version passes it too), an answer without a 5xx is all it can show.
+        (answered from the old version, why, whether the requests told the versions apart)."""
+        two = self.two_opts
+        old: list[Outcome] = []
+        entry: list[Outcome] = []
+        for base, outcomes in ((old_url, old), (url, entry)):
+            try:
+                checks.run_checks(two.requests, base, self.prefixes(), outcomes, attempts=1)
+            except CheckFailed:
+                pass
+        self.result.verify = entry
+        broken = [o for o in entry if o.status is None or o.status >= 500]
+        if broken or not entry:
+            return False, (f"{broken[0].name}: {broken[0].error or f'HTTP {broken[0].status}'}" if broken
+                           else "nothing was asked"), False
+        telling = {(o.app, o.name) for o in old if not o.passed and o.status is not None and o.status < 500}
+        if not telling:
+            return True, (f"{len(entry)} request(s) answered at {url} without a 5xx (the requests cannot tell the "
+                          "versions apart: the old version passes them too, or there is no requests file)"), False
+        as_new = [o for o in entry if (o.app, o.name) in telling and o.passed]
+        if as_new:
+            return False, f"{as_new[0].name} is still answered as the new version answers it", True
+        return True, (f"{url} answers {', '.join(sorted(n for _, n in telling))} as the old cluster does, not as the "
+                      "new version"), True
 
     def step_check(self, weight: int) -> str:
         """Without metrics, a step is judged by the requests file sent through the public entry: at 100 % all

@@ -48,6 +48,8 @@ from ci_serve.errors import CheckFailed
 VERIFY_TIMEOUT_S = 60.0
 #: in-flight requests the old proxy workers still hold get this long before the old apps go
 DRAIN_S = 2.0
+#: after the way back, the public entry must answer as the old version this many times in a row
+OLD_ROUNDS = 10
 #: the old cluster is asked this many times for an answer that tells the versions apart (a 5xx proves nothing)
 PROOF_ATTEMPTS = 3
 PROOF_PAUSE_S = 1.0
