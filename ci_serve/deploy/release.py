@@ -872,7 +872,10 @@ class Release:
         self.result.live_address, self.result.standby_address = self.standby.address, self.client.address
         self.result.live_url, self.result.live_app = two.standby_url, ",".join(self.apps_two())
         if not two.keep_standby:
-            proven, why = self.proof_of_switch()
+            try:
+                proven, why = self.proof_of_switch()
+            except Cancelled:  # past the point of no return: the new version serves, checked; only the clean-up stops
+                proven, why = False, "the run was cancelled before the proof that the traffic moved"
             self.result.switch_proof = why
             if proven:
                 self.retire_old(plan)
@@ -1308,7 +1311,10 @@ class Release:
                 return
             self.write(plan.retire)
         except CiServeError as err:
-            console.say(f"WARN  the old cluster keeps its applications: {err.message}")
+            message = (f"the old cluster {self.client.address} keeps its applications: {err.message}; remove them "
+                       "by hand, or the next release to that cluster replaces them")
+            console.say(f"WARN  {message}")
+            self.result.warn(message)
 
 class _Fixed:
     """A client whose first ``get_applications`` answer is one already read."""
