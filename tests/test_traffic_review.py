@@ -12,17 +12,7 @@ from ci_serve.deploy.analysis import Samples, Thresholds
 from ci_serve.deploy.traffic import TrafficOptions, parse_interval, walk
 from ci_serve.errors import Cancelled, InputError
 from ci_serve.steps import StepLog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
+from tests.test_traffic import FakeClock as Clock
 
 
 class CancelledDuringQuery:
