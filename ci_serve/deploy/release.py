@@ -78,7 +78,7 @@ from ci_serve.deploy.result import DeployResult
 from ci_serve.deploy.traffic import Walker, rollback_failed
 from ci_serve.deploy.two_cluster import SwitchFailed, TwoClusterOptions
 from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
-from ci_serve.deploy.view import ClusterView, parse, read_routes, read_view, serve_url
+from ci_serve.deploy.view import AppView, ClusterView, parse, read_routes, read_view, serve_url
 from ci_serve.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -764,6 +764,11 @@ class Release:
     def apps_two(self) -> dict[str, dict[str, Any]]:
         return two_cluster_apps(self.config.data, self.two_opts.version)
 
+    def live_two(self) -> dict[str, AppView | None]:
+        """The version of each application of the config that the live (old) cluster serves, as last read."""
+        live = parse(self.snapshots["live"])
+        return {logical: live.live_of(logical, app.get("route_prefix")) for logical, app in self.apps_two().items()}
+
     def prefixes(self) -> dict[str, str]:
         """The HTTP route of each application; route-less ones (``route_prefix: null``) have none to check."""
         return {name: app["route_prefix"] for name, app in self.apps_two().items()
@@ -809,9 +814,7 @@ class Release:
         self.logicals = set(self.apps_two())
         if two.traffic is not None and two.mode in ("deploy", "promote"):
             try:  # before anything is written: a Prometheus that cannot be used is exit 2
-                live = parse(self.snapshots["live"])
-                serving = tuple(a.name if a else logical for logical, app in self.apps_two().items()
-                                for a in [live.live_of(logical, app.get("route_prefix"))])
+                serving = tuple(a.name if a else logical for logical, a in self.live_two().items())
                 steps, source = two.traffic.prepare(self.standby, self.client, tuple(self.apps_two()),
                                                     self.switch_env(), self.log, old_applications=serving)
             except Cancelled as exc:
@@ -895,9 +898,7 @@ class Release:
         base = two.standby_url.rstrip("/")
         self.result.preview_urls = {n: base + p for n, p in self.prefixes().items()}
         self.result.live_url = self.old_url()
-        live = parse(self.snapshots["live"])
-        self.result.live_app = ",".join(a.name for logical, app in self.apps_two().items()
-                                        for a in [live.live_of(logical, app.get("route_prefix"))] if a) or None
+        self.result.live_app = ",".join(a.name for a in self.live_two().values() if a) or None
         release = two.version or ""
         for logical, url in self.result.preview_urls.items():
             console.say(f"held release {release} of {logical} on the standby: the new version answers at {url}; "
@@ -1250,11 +1251,9 @@ class Release:
 
     def old_serving(self, *, budget: float) -> tuple[tuple[Seen, ...] | None, list[str]]:
         """Is the old cluster's live version of each application seen serving (route table and a request)?"""
-        old = parse(self.snapshots["live"])
-        expected = []
-        for logical, app in self.apps_two().items():
-            live = old.live_of(logical, app.get("route_prefix"))
-            expected.append((logical, app.get("route_prefix"), live.name if live else None))
+        live = self.live_two()
+        expected = [(logical, app.get("route_prefix"), a.name if a else None)
+                    for logical, app in self.apps_two().items() for a in [live[logical]]]
         try:
             seen, lines = checks.seen_serving(self.client, self.old_url(), expected, budget=budget)
             return tuple(seen), lines
