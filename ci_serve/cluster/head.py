@@ -10,6 +10,7 @@ waits until no process of it is left. No graceful shutdown: the head is thrown a
 from __future__ import annotations
 
 import os
+import random
 import secrets as pysecrets
 import shutil
 import socket
@@ -48,13 +49,47 @@ def masked_tail(log_path: Path, lines: int = 30) -> str:
 #: whose components are given one port twice does not start (seen: gcs_server and dashboard_agent_http)
 _HANDED_OUT: set[int] = set()
 
+#: Ray's worker processes take ports from 10002 to 19999 (``ray start`` --min/--max-worker-port defaults)
+_RAY_WORKER_PORTS_END = 20000
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _quiet_ports() -> range | None:
+    """Ports no other program is handed by the kernel: below its ephemeral range (where every bind to port 0
+    lands) and above Ray's worker ports. A port we pick is free when picked, but Serve binds the HTTP port
+    only at the first deploy, long after: a process of the head that binds port 0 meanwhile (Ray 2.9's
+    dashboard gRPC server does) may get it, and Serve then fails to start (seen: HTTP 500 on the first PUT,
+    and a gRPC server answering the Serve port). None: no such range on this machine."""
+    try:
+        low, high = (int(x) for x in _EPHEMERAL.read_text().split()[:2])
+    except (OSError, ValueError):
+        return None
+    if low - _RAY_WORKER_PORTS_END >= 2000:
+        return range(_RAY_WORKER_PORTS_END, low)
+    if 65536 - (high + 1) >= 2000:
+        return range(high + 1, 65536)
+    return None
+
 
 def free_port() -> int:
-    """A free port on loopback, never one this process handed out before."""
+    """A free port on loopback, never one this process handed out before, outside the kernel's ephemeral
+    range when the machine has room for that (:func:`_quiet_ports`)."""
+    quiet = _quiet_ports() or range(0)
+    for _ in range(200 if quiet else 0):
+        port = random.choice(quiet)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
+            port = int(sock.getsockname()[1])
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
