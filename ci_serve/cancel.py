@@ -5,17 +5,28 @@
 broad ``except Exception`` (Ray Serve's client calls), the exception can be swallowed and the run
 would go on as if nothing happened. So the handler also records it here, and the wait loops that
 call into Ray (never the cleanup paths) call :func:`check` on every round.
+
+The runner sends SIGTERM 7.5 s after SIGINT and SIGKILL 2.5 s after that. A cleanup that waits on
+Ray as long as it would otherwise is cut off by the SIGKILL halfway, its report unwritten. So once a
+cancel was asked for, every wait on the network (each dashboard request, each retry, each poll) asks
+:func:`time_left` how long it may take: together they end :data:`CLEANUP_S` after the signal.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from types import FrameType
 
 from ci_serve.console import say
 from ci_serve.errors import Cancelled
 
+#: from the signal to the end of the last wait on the network: room for the report and the exit before the
+#: runner's SIGTERM (7.5 s, ignored while cleaning up) and well before its SIGKILL (10 s)
+CLEANUP_S = 6.0
+
 _requested: Cancelled | None = None
+_deadline: float | None = None
 
 
 class CancelOnSignal:
@@ -46,8 +57,18 @@ def install_signal_handlers() -> CancelOnSignal:
 
 
 def request(err: Cancelled) -> None:
-    global _requested
+    global _requested, _deadline
     _requested = err
+    if _deadline is None:
+        _deadline = time.monotonic() + CLEANUP_S
+
+
+def time_left(wanted: float) -> float:
+    """``wanted`` seconds, or once a cancel was asked for, no more than what is left of the cleanup's
+    :data:`CLEANUP_S` (0.0 when it is spent: send nothing more)."""
+    if _deadline is None:
+        return wanted
+    return max(0.0, min(wanted, _deadline - time.monotonic()))
 
 
 def check() -> None:
@@ -58,5 +79,6 @@ def check() -> None:
 
 def clear() -> None:
     """For tests running the CLI in-process."""
-    global _requested
+    global _requested, _deadline
     _requested = None
+    _deadline = None

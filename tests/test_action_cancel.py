@@ -1,6 +1,6 @@
 """Cancelling a job as the Actions runner does: SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that.
 
-The action must stop on the SIGINT alone (exit 1, before any SIGTERM was needed), its outputs and
+The action must finish its cleanup before the runner ends it (exit 1, not killed), its outputs and
 summary written and the temporary Ray head it started gone. The time it takes is printed (about 1 s
 here when the machine is idle), not asserted: on a loaded 2-core machine a stop can outlast the
 runner's 7.5 s, and no wall-clock time is asserted in this suite.
@@ -58,7 +58,7 @@ def test_cancel_during_the_smoke_stops_on_sigint_with_outputs_and_no_head_left(t
             proc.wait()
     reader.join(timeout=10)
     log = "".join(lines)
-    print(f"stopped {stopped_after:.1f} s after SIGINT (no SIGTERM sent), exit {proc.returncode}")
+    print(f"stopped {stopped_after:.1f} s after SIGINT, exit {proc.returncode}")
     assert proc.returncode == 1, log[-4000:]
     assert "cancelled by SIGINT" in log
     assert dirs.outputs()["result"] in ("failed", "error")

@@ -136,6 +136,55 @@ def test_a_serve_put_whose_answer_is_lost_is_sent_once_and_never_resent(tmp_path
         dead.get_applications()
 
 
+@pytest.fixture
+def cancelled(monkeypatch):
+    """A cancel was asked for, with ``cleanup`` seconds to clean up (the runner's SIGKILL comes 10 s after)."""
+    from ci_serve import cancel
+    from ci_serve.errors import Cancelled
+
+    def ask(cleanup: float) -> None:
+        monkeypatch.setattr(cancel, "CLEANUP_S", cleanup)
+        cancel.request(Cancelled("cancelled by SIGINT"))
+
+    yield ask
+    cancel.clear()
+
+
+def test_after_a_cancel_whose_cleanup_time_is_spent_nothing_is_sent(fake_server, cancelled):
+    """Once the cleanup's time is spent, a write is not sent (NotSent: not applied, for certain) and a read
+    fails at once: the run ends with its report written rather than being killed mid-request."""
+    from ci_serve import cancel
+
+    url = fake_server({"/api/version": (200, json.dumps({"ray_version": "2.60.0"}))})
+    client = DashboardClient(Target(url, None))
+    assert cancel.time_left(40.0) == 40.0  # no cancel: every wait as asked
+    cancelled(0.0)
+    assert cancel.time_left(40.0) == 0.0
+    with pytest.raises(NotSent, match="cleanup is spent|clean up is spent") as info:
+        client.put_applications({"applications": []})
+    assert "10 s after SIGINT" in (info.value.hint or "")
+    with pytest.raises(DashboardUnavailable, match="was not sent"):
+        client.get_version()
+    assert client.counts == {}
+
+
+def test_after_a_cancel_a_dashboard_that_never_answers_is_given_up_on_at_the_cleanups_end(cancelled):
+    """A request that would wait its full timeout (40 s) ends when the cleanup's time does."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts (the kernel does), never answers
+    client = DashboardClient(Target(f"http://127.0.0.1:{listener.getsockname()[1]}", None), retry_budget=60.0)
+    cancelled(1.0)
+    try:
+        with pytest.raises(DashboardUnavailable):
+            client.get_applications()
+    finally:
+        listener.close()
+    assert client.counts["GET /api/serve/applications/"] == 1  # the timeout was the cleanup's, not a retry's
+
+
 def test_token_over_plain_http_to_remote_warns():
     out = io.StringIO()
     console._stream = out

@@ -95,7 +95,7 @@ def test_a_cancel_before_any_write_while_live_answers_500_is_exit_3(head, client
                                     env=dict(cli_env, RAY_AUTH_TOKEN=head.token), stderr=subprocess.PIPE, text=True)
             wait_until(lambda: proxy.held.is_set() or proc.poll() is not None, 300, "the package upload")
             assert proc.poll() is None, proc.communicate()[1]
-            interrupt(proc)  # the runner's SIGINT; it must exit without the SIGTERM
+            interrupt(proc)  # the runner's cancel; it must finish its cleanup before the runner ends it
             proxy.release()
             _, rest = proc.communicate(timeout=60)
         assert proc.returncode == 3, rest

@@ -121,9 +121,9 @@ def test_failed_check_after_the_switch_swaps_back(head, live_v2, cli_env, tmp_pa
 
 def test_sigint_during_the_gate_removes_the_candidate(head, live_v2, cli_env, tmp_path):
     proc, report, seen = start_waiting_deploy(head, cli_env, tmp_path)
-    took = interrupt(proc)  # the runner's SIGINT only: it must exit without the SIGTERM
+    took = interrupt(proc)  # the runner's cancel: it must finish its cleanup before the runner ends it
     _, rest = proc.communicate(timeout=60)
-    print(f"exited {took:.1f} s after SIGINT, no SIGTERM needed")
+    print(f"exited {took:.1f} s after SIGINT")
     assert proc.returncode == 1, seen + rest
     assert "cancelled by SIGINT" in rest
     # the removal was written before exit; Ray may still be carrying it out

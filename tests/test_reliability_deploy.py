@@ -3,7 +3,8 @@
 - the cluster dying in the middle of the gate: exit 3 that says what may be left and how to look, report
   written;
 - cancellation as the Actions runner does it (SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after): the
-  candidate is removed, the live version answers throughout, the process is gone before the SIGTERM;
+  candidate is removed, the live version answers throughout, the process ends by itself, before the
+  runner's SIGKILL, even when the dashboard never answers the removal;
 - two deploys of one application at the same moment: one proceeds, the other stops for the reason
   docs/guarantees.md gives, and exactly one live application holds the route afterwards;
 - zero downtime: 1000+ requests from 4 clients across a blue-green switch, none failed, every answer a
@@ -26,6 +27,7 @@ from ci_serve.cluster.address import Target
 from ci_serve.cluster.dashboard import DashboardClient
 from ci_serve.cluster.head import TemporaryHead
 from tests.conftest import REPO, ci_serve_cmd
+from tests.support.dashboard_proxy import DashboardProxy
 from tests.support.deploy_cli import deploy_cli
 from tests.support.processes import Background, interrupt, wait_until
 from tests.support.traffic import Traffic
@@ -152,10 +154,10 @@ def test_runner_cancel_during_the_gate_removes_the_candidate_in_time(head, cli_e
     with Traffic(head.serve_url + "/shop", clients=2, pause=0) as clients:
         bg.wait_for("write candidate")
         wait_until(lambda: candidate_replica_starting(head), 120, "the candidate's replica in its constructor")
-        took = interrupt(bg.proc)  # the runner's SIGINT only: it must exit without the SIGTERM
+        took = interrupt(bg.proc)  # the runner's cancel: it must finish its cleanup before the runner ends it
         bg.finish()
         clients.wait_for_answers(10)  # the live version still answers after the cancel
-    print(f"exited {took:.1f} s after SIGINT, no SIGTERM needed")
+    print(f"exited {took:.1f} s after SIGINT")
     assert bg.proc.returncode == 1, bg.log
     assert "cancelled by SIGINT" in bg.log and "Traceback" not in bg.log
     data = json.loads(report.read_text())
@@ -163,6 +165,36 @@ def test_runner_cancel_during_the_gate_removes_the_candidate_in_time(head, cli_e
     assert bad(clients) == [] and clients.total > 0  # the live version answered throughout
     # the removal was written; Ray may take a moment to finish it
     wait_until(lambda: len(apps_of(head)) == 1, 120, "the candidate removed")
+    assert_one_live(head, "v2")
+
+
+def test_a_cancel_whose_removal_the_dashboard_never_answers_ends_by_itself_with_its_report(head, cli_env, tmp_path):
+    """The undo's PUT is sent and never answered (a hung dashboard): it used to wait its 30 s, and the runner's
+    SIGKILL ended the run mid-request with no report. Every wait after a cancel now ends with the cleanup's
+    time (:data:`ci_serve.cancel.CLEANUP_S`): the run ends by itself, exit 3 (the candidate's fate is not
+    known), its report written, saying what it could not do and what to look at."""
+    config = ensure_live(head, cli_env, tmp_path, "v2")
+    report = tmp_path / "report.json"
+    with DashboardProxy(head.dashboard_url) as proxy:
+        bg = Background(ci_serve_cmd("deploy", str(config), "--address", proxy.url, "--working-dir",
+                                     str(slow_app_dir(tmp_path)), "--serve-url", head.serve_url, "--report",
+                                     str(report)), dict(cli_env, RAY_AUTH_TOKEN=head.token))
+        try:
+            bg.wait_for("write candidate")
+            wait_until(lambda: candidate_replica_starting(head), 120, "the candidate's replica in its constructor")
+            proxy.hold("PUT", "/api/serve/applications")  # the removal will hang
+            took = interrupt(bg.proc)  # the runner's cancel: the process must end by itself
+            bg.finish()
+            assert proxy.held.is_set(), bg.log  # the removal was sent, and never answered
+        finally:
+            proxy.release()  # the held removal goes through now: the module's head is clean for the next test
+    print(f"exited {took:.1f} s after SIGINT\n{bg.log}")
+    assert bg.proc.returncode == 3, bg.log
+    assert "Traceback" not in bg.log and "ERROR" in bg.log, bg.log
+    assert "ci-serve status" in bg.log.split("ERROR", 1)[1], bg.log
+    data = json.loads(report.read_text())
+    assert data["exit_code"] == 3 and data["errors"], data
+    wait_until(lambda: len(apps_of(head)) == 1, 120, "the candidate removed by the held write")
     assert_one_live(head, "v2")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from ci_serve import console, ledger, secrets
+from ci_serve import cancel, console, ledger, secrets
 from ci_serve.cluster.address import Target, is_loopback, resolve_target
 from ci_serve.errors import EXIT_NOT_RESTORED, CiServeError, CredentialsError, DashboardError, InputError
 
@@ -144,10 +144,15 @@ class DashboardClient:
         while True:
             attempt += 1
             self._pace(key)
+            wait = cancel.time_left(timeout or self.timeout)  # after a cancel: what is left of the cleanup's time
+            if wait <= 0:
+                raise (DashboardUnavailable if resend else NotSent)(
+                    f"{method} {path} was not sent: the time a cancelled job has to clean up is spent",
+                    "the runner kills a cancelled job 10 s after SIGINT; `ci-serve status` shows what runs")
             self.counts[key] = self.counts.get(key, 0) + 1
             try:
                 resp = self.session.request(method, url, json=json_body, data=data, allow_redirects=False,
-                                            timeout=(self.connect_timeout, timeout or self.timeout))
+                                            timeout=(min(self.connect_timeout, wait), wait))
             except requests.exceptions.SSLError as exc:
                 raise DashboardError(
                     f"TLS verification of {self.address} failed: {secrets.scrub(_short(exc))}",
@@ -174,7 +179,7 @@ class DashboardClient:
                                      "`ci-serve status` shows what runs")
             spent = time.monotonic() - t0
             delay = min(0.5 * 2 ** (attempt - 1), 5.0)
-            if spent + delay > self.retry_budget:
+            if spent + delay > self.retry_budget or delay >= cancel.time_left(delay + 1.0):
                 raise DashboardUnavailable(
                     f"the Ray dashboard at {self.address} did not answer {method} {path}: {last} "
                     f"({attempt} attempts over {spent:.0f}s)",

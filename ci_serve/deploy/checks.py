@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from ci_serve import secrets
+from ci_serve import cancel, secrets
 from ci_serve.deploy.verdict import Seen
 from ci_serve.deploy.view import ClusterView, read_routes, read_view
 from ci_serve.errors import CheckFailed
@@ -134,7 +134,7 @@ def seen_serving(client: Any, serve_url: str, expected: list[tuple[str, str | No
     None means nothing of ours may run for ``logical``. Waits up to ``budget`` seconds for every one to be
     good; returns one :class:`Seen` (``passed`` set: the caller names versions that passed their checks)
     and one line per application saying what is where."""
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + cancel.time_left(budget)
     while True:
         view = read_view(client, serve_url)
         seen, lines = [], []
@@ -174,10 +174,13 @@ def _seen_one(view: ClusterView, serve_url: str, logical: str, prefix: str | Non
 
 
 def _get(url: str) -> tuple[int | None, str | None]:
+    wait = cancel.time_left(10.0)
+    if wait <= 0:
+        return None, "not sent (the cancel's cleanup time is spent)"
     try:
         with requests.Session() as session:
             session.trust_env = False
-            resp = session.get(url, timeout=10, allow_redirects=False)
+            resp = session.get(url, timeout=wait, allow_redirects=False)
     except requests.RequestException as exc:
         return None, type(exc).__name__
     return resp.status_code, "proxy" if PROXY_NOT_FOUND in resp.content else None

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ci_serve import cancel
 from ci_serve.deploy.capacity import Capacity, replica_bundle, show_bundle
 from ci_serve.errors import CheckFailed
 from ci_serve.steps import StepLog
@@ -232,6 +233,7 @@ def wait_ready(read: Callable[[], dict[str, Any]], goals: list[Goal], *, timeout
     ``timeout``. The wait is one step of ``log`` (named ``step_name``), printed with a heartbeat.
     """
     result = GateResult()
+    timeout = cancel.time_left(timeout)  # a gate after a cancel (the undo's) ends with the cleanup's time
     t0 = clock()
     streak = 0
     # Under 4 polls a second (0.3 s start to start leaves room for jitter), kept up the whole wait: a

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ci_serve import console
+from ci_serve import cancel, console
 from ci_serve.cluster.dashboard import AnswerLost, DashboardClient, NotSent, SchemaRejected
 from ci_serve.cluster.packages import NoUpload, ship_working_dirs
 from ci_serve.config.loader import ConfigFile
@@ -1034,13 +1034,14 @@ class Release:
         new_url = two.standby_url if to_standby else self.old_url()
         env = dict(os.environ, CI_SERVE_NEW_ADDRESS=new_address, CI_SERVE_OLD_ADDRESS=old_address,
                    CI_SERVE_NEW_URL=new_url)
+        limit = cancel.time_left(two.switch_timeout)  # the way back after a cancel: within the cleanup's time
         try:
             # The one input meant for a shell: it is the user's own command, run as they wrote it.
             proc = subprocess.run(two.switch_command, shell=True, env=env, text=True,  # noqa: S602
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=two.switch_timeout, executable="/bin/sh")
+                                  timeout=limit, executable="/bin/sh")
         except subprocess.TimeoutExpired:
-            raise SwitchFailed(f"the switch command did not finish within {two.switch_timeout:.0f}s",
+            raise SwitchFailed(f"the switch command did not finish within {limit:.0f}s",
                                "make --switch-command return once traffic has moved") from None
         for line in (proc.stdout or "").splitlines()[-20:]:
             console.say(f"    | {line}")
@@ -1068,7 +1069,7 @@ class Release:
         url = two.verify_url
         if not url:
             return
-        deadline = time.monotonic() + two.verify_timeout
+        deadline = time.monotonic() + cancel.time_left(two.verify_timeout)  # after a cancel: its cleanup time
         with self.log.step(step, heartbeat=lambda: f"waiting for {url} to answer as expected") as st:
             attempt = 0
             while True:
@@ -1097,7 +1098,7 @@ class Release:
         url = two.verify_url
         if not url:
             return
-        deadline = time.monotonic() + two.verify_timeout
+        deadline = time.monotonic() + cancel.time_left(two.verify_timeout)  # after a cancel: its cleanup time
         why = ""
         with self.log.step(step, heartbeat=lambda: f"waiting for {url} to answer from the old version") as st:
             attempt = in_a_row = 0

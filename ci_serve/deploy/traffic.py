@@ -264,13 +264,14 @@ def describe(n: Numbers | None) -> str:
 def run_command(options: TrafficOptions, weight: int) -> str:
     """Run the traffic command for ``weight``; echo its output's tail; raise on failure. The last line out."""
     env = dict(os.environ, **options.env, **{WEIGHT_VARIABLE: str(weight)})
+    limit = cancel.time_left(options.command_timeout)  # the way back after a cancel: within the cleanup's time
     try:
         # The one input meant for a shell: it is the user's own command, run as they wrote it.
         proc = subprocess.run(command_for(options.command, weight), shell=True, env=env, text=True,  # noqa: S602
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=options.command_timeout, executable="/bin/sh")
+                              timeout=limit, executable="/bin/sh")
     except subprocess.TimeoutExpired:
-        raise TrafficCommandFailed(f"the traffic command did not finish within {options.command_timeout:.0f}s "
+        raise TrafficCommandFailed(f"the traffic command did not finish within {limit:.0f}s "
                                    f"(weight {weight} %)",
                                    "make --traffic-command return once the balancer took the weight") from None
     lines = [line for line in (proc.stdout or "").splitlines() if line.strip()]

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ci_serve import secrets
+from ci_serve import cancel, secrets
 from ci_serve.deploy.ownership import (
     COLOURS,
     Hold,
@@ -276,6 +276,9 @@ def serve_url(dashboard_address: str, snapshot: dict[str, Any], override: str | 
 
 def read_routes(serve_base: str, timeout: float = 5.0) -> tuple[dict[str, str] | None, str | None]:
     """The proxy's route table, or (None, why not). No credential is ever sent to the proxy."""
+    timeout = cancel.time_left(timeout)
+    if timeout <= 0:
+        return None, f"/-/routes of the Serve proxy at {serve_base} not read: the cancel's cleanup time is spent"
     try:
         with requests.Session() as session:
             session.trust_env = False

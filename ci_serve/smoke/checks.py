@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from ci_serve import cancel
 from ci_serve.smoke.requests_file import Expect, SmokeRequest
 
 _BODY_SHOWN = 300
@@ -98,6 +99,7 @@ def compare(expect: Expect, answer: Answer) -> list[str]:
 
 def send(session: requests.Session, base_url: str, url_path: str, request: SmokeRequest,
          timeout: float) -> Answer:
+    timeout = cancel.time_left(timeout)  # after a cancel, no longer than the cleanup has left
     kwargs: dict[str, Any] = {"headers": dict(request.headers), "timeout": max(timeout, 0.1),
                               "allow_redirects": False}
     if request.has_json:

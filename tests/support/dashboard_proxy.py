@@ -146,13 +146,17 @@ class DashboardProxy:
                     self._drop()
                     return
                 proxy._count("forwarded")
-                self.send_response(resp.status_code)
-                for key, value in resp.headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(resp.content)))
-                self.end_headers()
-                self.wfile.write(resp.content)
+                try:
+                    self.send_response(resp.status_code)
+                    for key, value in resp.headers.items():
+                        if key.lower() not in ("content-length", "transfer-encoding", "connection",
+                                               "content-encoding"):
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(resp.content)))
+                    self.end_headers()
+                    self.wfile.write(resp.content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a held request): the write was forwarded all the same
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _proxy
 

@@ -234,9 +234,15 @@ class FaultProxy:
 class Run:
     code: int | None
     stderr: str
-    #: the SIGTERM the runner would have sent: the deploy did not exit within 7.5 s of the SIGINT
+    #: the runner sent its SIGTERM: the deploy had not exited within 7.5 s of the SIGINT (it ignores the SIGTERM
+    #: while it cleans up, which must end before the SIGKILL: :data:`ci_serve.cancel.CLEANUP_S`)
     needed_sigterm: bool = False
     killed: bool = False
+
+    @property
+    def cut_short(self) -> bool:
+        """The runner ended a cancelled deploy: the SIGKILL was needed, or the SIGTERM killed it."""
+        return self.needed_sigterm and (self.killed or self.code == -signal.SIGTERM)
 
 
 def run_deploy(proxy: FaultProxy, cmd: list[str], env: dict[str, str], cwd: str, timeout: float = 300) -> Run:

@@ -1,10 +1,9 @@
 """Running ``ci-serve`` in the background and stopping it as the Actions runner does, for the tests.
 
 The runner cancels a job with SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that.
-:func:`interrupt` does exactly that, and fails when the SIGTERM was needed: a cancel that does not
-end the run within the runner's 7.5 s is cut short by the runner's SIGTERM and SIGKILL on a real
-runner, whatever cleanup it still had to do. How long the exit took is returned (and printed by the
-tests); what is asserted is that it came before the SIGTERM.
+:func:`interrupt` does exactly that, and fails when the runner had to end the process (the SIGTERM
+killed it, or the SIGKILL was needed): its cleanup was then cut short, whatever it still had to do.
+How long the exit took is returned (and printed by the tests).
 """
 
 from __future__ import annotations
@@ -82,8 +81,11 @@ SIGKILL_AFTER_S = 2.5
 
 def interrupt(proc: subprocess.Popen, sigterm_after: float = SIGTERM_AFTER_S) -> float:
     """The runner's cancel: SIGINT, then SIGTERM ``sigterm_after`` seconds later, then SIGKILL 2.5 s after
-    that. Returns the seconds from the SIGINT to the exit; fails if the SIGTERM was needed (the process
-    had not exited on the SIGINT alone within the runner's 7.5 s)."""
+    that. Returns the seconds from the SIGINT to the exit.
+
+    Fails when the runner had to end the process: the SIGKILL was needed, or the SIGTERM ended it. A SIGTERM
+    that came during the cleanup is no failure by itself: ci-serve ignores every signal after the first while
+    it cleans up, and bounds that cleanup (:data:`ci_serve.cancel.CLEANUP_S`) to end before the SIGKILL."""
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
@@ -94,10 +96,14 @@ def interrupt(proc: subprocess.Popen, sigterm_after: float = SIGTERM_AFTER_S) ->
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=SIGKILL_AFTER_S)
-        how = "it exited on the SIGTERM"
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        how = "it was killed 2.5 s later, as the runner does"
-    raise AssertionError(f"still running {sigterm_after:.1f} s after SIGINT: the runner's SIGTERM was needed "
-                         f"({how})")
+        raise AssertionError(f"still running {sigterm_after + SIGKILL_AFTER_S:.1f} s after SIGINT: the runner's "
+                             "SIGKILL was needed, the cleanup was cut short") from None
+    took = time.monotonic() - t0
+    if proc.returncode == -signal.SIGTERM:
+        raise AssertionError(f"still running {sigterm_after:.1f} s after SIGINT, and the runner's SIGTERM ended it: "
+                             "the cleanup was cut short")
+    print(f"the SIGTERM came during the cleanup (ignored); exited {took:.1f} s after SIGINT")
+    return took
