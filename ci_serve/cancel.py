@@ -63,6 +63,16 @@ def request(err: Cancelled) -> None:
         _deadline = time.monotonic() + CLEANUP_S
 
 
+def spent() -> bool:
+    """A cancel was asked for and its cleanup's time is gone: start no more waits."""
+    return _deadline is not None and time.monotonic() >= _deadline
+
+
+def pause(seconds: float) -> None:
+    """``time.sleep`` between the rounds of a poll, never past the cleanup's end after a cancel."""
+    time.sleep(time_left(seconds))
+
+
 def time_left(wanted: float) -> float:
     """``wanted`` seconds, or once a cancel was asked for, no more than what is left of the cleanup's
     :data:`CLEANUP_S` (0.0 when it is spent: send nothing more)."""

@@ -51,6 +51,8 @@ _HANDED_OUT: set[int] = set()
 
 #: Ray's worker processes take ports from 10002 to 19999 (``ray start`` --min/--max-worker-port defaults)
 _RAY_WORKER_PORTS_END = 20000
+#: the Ray Client proxier's servers take ports from 23000 to 23999 (``ray.util.client.server.proxier``)
+_RAY_CLIENT_SERVER_PORTS = range(23000, 24000)
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
@@ -77,7 +79,7 @@ def free_port() -> int:
     quiet = _quiet_ports() or range(0)
     for _ in range(200 if quiet else 0):
         port = random.choice(quiet)
-        if port in _HANDED_OUT:
+        if port in _HANDED_OUT or port in _RAY_CLIENT_SERVER_PORTS:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:

@@ -43,16 +43,16 @@ def _send_settled(session: requests.Session, base_url: str, url_path: str, req: 
         answer = send(session, base_url, url_path, req, timeout)
         transient = answer.error is not None or (answer.status in RETRY_STATUSES
                                                  and answer.status != req.expect.status)
-        if not transient or attempt == attempts - 1:
+        if not transient or attempt == attempts - 1 or cancel.spent():
             break
-        time.sleep(1.0)
+        cancel.pause(1.0)
     return answer
 
 
 def route_holder(serve_url: str, prefix: str, physical: str | None, wait: float = ROUTE_WAIT_S
                  ) -> tuple[bool | None, str]:
     """Does the proxy route ``prefix`` to ``physical``? (None: the table could not be read.)"""
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + cancel.time_left(wait)
     while True:
         routes, why = read_routes(serve_url)
         if routes is None:
@@ -63,7 +63,7 @@ def route_holder(serve_url: str, prefix: str, physical: str | None, wait: float 
         if time.monotonic() >= deadline:
             return False, (f"the proxy routes {prefix} to {holder}, not {physical}" if holder
                            else f"the proxy has no route {prefix}")
-        time.sleep(0.5)
+        cancel.pause(0.5)
 
 
 def probe(serve_url: str, prefix: str, app: str, physical: str | None = None, *, attempts: int = 5,
@@ -80,9 +80,10 @@ def probe(serve_url: str, prefix: str, app: str, physical: str | None = None, *,
             for attempt in range(attempts):
                 answer = send(session, serve_url, path, req, timeout)
                 proxy_404 = answer.status == 404 and PROXY_NOT_FOUND in (answer.body or b"")
-                if not (answer.error is not None or answer.status == 503 or proxy_404) or attempt == attempts - 1:
+                if (not (answer.error is not None or answer.status == 503 or proxy_404) or attempt == attempts - 1
+                        or cancel.spent()):
                     break
-                time.sleep(1.0)
+                cancel.pause(1.0)
         problems = default_check(answer)
         if not problems and answer.status == 404 and known is None and PROXY_NOT_FOUND in (answer.body or b""):
             problems = ["status: 404 from the proxy: it has no route to the application"]
@@ -144,7 +145,7 @@ def seen_serving(client: Any, serve_url: str, expected: list[tuple[str, str | No
             lines.append(line)
         if all(s.good for s in seen) or time.monotonic() >= deadline:
             return seen, lines
-        time.sleep(0.5)
+        cancel.pause(0.5)
 
 
 def _seen_one(view: ClusterView, serve_url: str, logical: str, prefix: str | None,

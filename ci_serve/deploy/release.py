@@ -75,7 +75,7 @@ from ci_serve.deploy.planner import (
     two_cluster_apps,
 )
 from ci_serve.deploy.result import DeployResult
-from ci_serve.deploy.traffic import Walker, rollback_failed
+from ci_serve.deploy.traffic import Walker, overran, rollback_failed, run_shell
 from ci_serve.deploy.two_cluster import SwitchFailed, TwoClusterOptions
 from ci_serve.deploy.verdict import Final, Seen, exit_code, unexpected
 from ci_serve.deploy.view import AppView, ClusterView, parse, read_routes, read_view, serve_url
@@ -140,7 +140,7 @@ def read_explained(read: Callable[[], dict[str, Any]], expected: Mapping[str, Ex
         if attempt == 0:
             console.say(f"... a read of the cluster lacks {', '.join(missing)}, seen before, with no write "
                         "of ours removing it: reading again")
-        time.sleep(READ_PAUSE_S)
+        cancel.pause(READ_PAUSE_S)
         fresh = parse(read())
     return fresh
 
@@ -248,7 +248,7 @@ class Release:
         for _ in range(2):
             if first.get("applications"):
                 break
-            time.sleep(READ_PAUSE_S)
+            cancel.pause(READ_PAUSE_S)
             first = client.get_applications()
         if not first.get("applications"):
             first = self.empty_or_contradicted(first, client, serve_address)
@@ -267,7 +267,7 @@ class Release:
             listed = sorted(routes)
             console.say(f"... the cluster lists no application, but its Serve proxy routes "
                         f"{', '.join(f'{p} to {n}' for p, n in sorted(routes.items()))}: reading again")
-            time.sleep(READ_PAUSE_S)
+            cancel.pause(READ_PAUSE_S)
             empty = client.get_applications()
             if empty.get("applications"):
                 return empty
@@ -436,7 +436,7 @@ class Release:
             try:
                 return self._write_once(w)
             except AnswerLost as exc:
-                if self.fates.get(w.step) != "not applied" or attempt == WRITE_ATTEMPTS:
+                if self.fates.get(w.step) != "not applied" or attempt == WRITE_ATTEMPTS or cancel.spent():
                     raise
                 why = "it never reached the dashboard" if isinstance(exc, NotSent) else \
                     "its answer was lost and the cluster shows it not applied"
@@ -1034,19 +1034,15 @@ class Release:
         new_url = two.standby_url if to_standby else self.old_url()
         env = dict(os.environ, CI_SERVE_NEW_ADDRESS=new_address, CI_SERVE_OLD_ADDRESS=old_address,
                    CI_SERVE_NEW_URL=new_url)
-        limit = cancel.time_left(two.switch_timeout)  # the way back after a cancel: within the cleanup's time
         try:
-            # The one input meant for a shell: it is the user's own command, run as they wrote it.
-            proc = subprocess.run(two.switch_command, shell=True, env=env, text=True,  # noqa: S602
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=limit, executable="/bin/sh")
-        except subprocess.TimeoutExpired:
-            raise SwitchFailed(f"the switch command did not finish within {limit:.0f}s",
+            code, out = run_shell(two.switch_command, env, two.switch_timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise SwitchFailed(f"the switch command {overran(exc)}",
                                "make --switch-command return once traffic has moved") from None
-        for line in (proc.stdout or "").splitlines()[-20:]:
+        for line in out.splitlines()[-20:]:
             console.say(f"    | {line}")
-        if proc.returncode != 0:
-            raise SwitchFailed(f"the switch command exited with code {proc.returncode}",
+        if code != 0:
+            raise SwitchFailed(f"the switch command exited with code {code}",
                                "run it by hand with CI_SERVE_NEW_URL set to see why")
         return f"traffic moved to {new_url}"
 
@@ -1069,7 +1065,8 @@ class Release:
         url = two.verify_url
         if not url:
             return
-        deadline = time.monotonic() + cancel.time_left(two.verify_timeout)  # after a cancel: its cleanup time
+        limit = cancel.time_left(two.verify_timeout)  # after a cancel: what is left of its cleanup's time
+        deadline = time.monotonic() + limit
         with self.log.step(step, heartbeat=lambda: f"waiting for {url} to answer as expected") as st:
             attempt = 0
             while True:
@@ -1085,10 +1082,9 @@ class Release:
                 finally:
                     self.result.verify = outcomes
                 if time.monotonic() >= deadline:
-                    raise SwitchFailed(f"{url} did not answer as expected within {two.verify_timeout:.0f}s: "
-                                       f"{last.message}",
+                    raise SwitchFailed(f"{url} did not answer as expected within {limit:.0f}s: {last.message}",
                                        "check that --switch-command really moves the traffic behind --verify-url")
-                time.sleep(1.0)
+                cancel.pause(1.0)
 
     def verify_old(self, step: str) -> None:
         """After the way back: poll the public entry until it answers as the old version does, not as the new
@@ -1098,7 +1094,8 @@ class Release:
         url = two.verify_url
         if not url:
             return
-        deadline = time.monotonic() + cancel.time_left(two.verify_timeout)  # after a cancel: its cleanup time
+        limit = cancel.time_left(two.verify_timeout)  # after a cancel: what is left of its cleanup's time
+        deadline = time.monotonic() + limit
         why = ""
         with self.log.step(step, heartbeat=lambda: f"waiting for {url} to answer from the old version") as st:
             attempt = in_a_row = 0
@@ -1113,9 +1110,10 @@ class Release:
                     return
                 if time.monotonic() >= deadline:
                     raise two_cluster.SwitchFailed(
-                        f"{url} did not answer from the old version within {two.verify_timeout:.0f}s: {why}",
-                        "the traffic may still reach the standby; check the balancer's weights")
-                time.sleep(0.2 if answered else 1.0)
+                        f"{url} did not answer from the old version within {limit:.0f}s"
+                        + (" (a cancelled run's time to clean up)" if limit < two.verify_timeout else "")
+                        + f": {why}", "the traffic may still reach the standby; check the balancer's weights")
+                cancel.pause(0.2 if answered else 1.0)
 
     def entry_answers_old(self, url: str, old_url: str) -> tuple[bool, str, bool]:
         """Does the public entry answer from the old version? The requests the old cluster, asked at its own Serve

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -261,24 +262,49 @@ def describe(n: Numbers | None) -> str:
     return f"{n.requests} req, {n.errors} 5xx ({rate}), p99 {p99}"
 
 
+def run_shell(command: str, env: Mapping[str, str], timeout: float) -> tuple[int, str]:
+    """Run the user's command (the one input meant for a shell, run as they wrote it) in ``/bin/sh``; return its
+    exit code and output. On a timeout, a cancel or any other stop, its whole process group is killed (a
+    script's children too, not only the shell) and the exception raised. After a cancel it runs only for what
+    is left of the cleanup's time, and not at all when that is spent (:class:`subprocess.TimeoutExpired`)."""
+    limit = cancel.time_left(timeout)
+    if limit <= 0:
+        raise subprocess.TimeoutExpired(command, 0)
+    proc = subprocess.Popen(command, shell=True, env=dict(env), text=True, stdin=subprocess.DEVNULL,  # noqa: S602
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, executable="/bin/sh",
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.communicate()
+        raise
+    return proc.returncode, out or ""
+
+
+def overran(exc: subprocess.TimeoutExpired) -> str:
+    """What became of a command :func:`run_shell` stopped."""
+    if not exc.timeout:
+        return "was not run: a cancelled run's time to clean up is spent"
+    return f"did not finish within {exc.timeout:.0f}s"
+
+
 def run_command(options: TrafficOptions, weight: int) -> str:
     """Run the traffic command for ``weight``; echo its output's tail; raise on failure. The last line out."""
     env = dict(os.environ, **options.env, **{WEIGHT_VARIABLE: str(weight)})
-    limit = cancel.time_left(options.command_timeout)  # the way back after a cancel: within the cleanup's time
     try:
-        # The one input meant for a shell: it is the user's own command, run as they wrote it.
-        proc = subprocess.run(command_for(options.command, weight), shell=True, env=env, text=True,  # noqa: S602
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=limit, executable="/bin/sh")
-    except subprocess.TimeoutExpired:
-        raise TrafficCommandFailed(f"the traffic command did not finish within {limit:.0f}s "
-                                   f"(weight {weight} %)",
+        code, out = run_shell(command_for(options.command, weight), env, options.command_timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise TrafficCommandFailed(f"the traffic command {overran(exc)} (weight {weight} %)",
                                    "make --traffic-command return once the balancer took the weight") from None
-    lines = [line for line in (proc.stdout or "").splitlines() if line.strip()]
+    lines = [line for line in out.splitlines() if line.strip()]
     for line in lines[-TAIL_LINES:]:
         console.say(f"    | {line}")
-    if proc.returncode != 0:
-        raise TrafficCommandFailed(f"the traffic command exited with code {proc.returncode} (weight {weight} %)",
+    if code != 0:
+        raise TrafficCommandFailed(f"the traffic command exited with code {code} (weight {weight} %)",
                                    f"run it by hand with {WEIGHT_VARIABLE}={weight} to see why")
     return lines[-1] if lines else ""
 
