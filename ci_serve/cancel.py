@@ -24,6 +24,8 @@ from ci_serve.errors import Cancelled
 #: from the signal to the end of the last wait on the network: room for the report and the exit before the
 #: runner's SIGTERM (7.5 s, ignored while cleaning up) and well before its SIGKILL (10 s)
 CLEANUP_S = 6.0
+#: why a request or a command was not started after a cancel
+SPENT = "the time a cancelled run has to clean up is spent"
 
 _requested: Cancelled | None = None
 _deadline: float | None = None

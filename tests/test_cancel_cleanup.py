@@ -87,3 +87,30 @@ def test_a_cancel_while_the_entry_is_checked_ends_by_itself_with_its_report(tmp_
     assert "Traceback" not in run.log and "ERROR" in run.log, run.log
     assert "did not answer from the old version" in run.log, run.log
     assert json.loads(report.read_text())["exit_code"] == 3
+
+
+def test_a_command_that_overruns_goes_with_its_whole_process_group(tmp_path, monkeypatch):
+    """A script's children go too, not only the shell; after a cancel with no time left, nothing is started."""
+    from ci_serve import cancel
+    from ci_serve.deploy.traffic import overran, run_shell
+    from ci_serve.errors import Cancelled
+
+    marker = tmp_path / "child.pid"
+    with pytest.raises(subprocess.TimeoutExpired) as info:
+        run_shell(f"sleep 60 & echo $! > {marker}; wait", dict(os.environ), timeout=1.0)
+    assert "did not finish within 1s" == overran(info.value)
+    child = int(marker.read_text())
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{child}") and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the script's child outlived the timeout"
+        time.sleep(0.1)
+    assert run_shell("echo hi", dict(os.environ), timeout=5.0) == (0, "hi\n")
+    monkeypatch.setattr(cancel, "CLEANUP_S", 0.0)
+    cancel.request(Cancelled("cancelled by SIGINT"))
+    try:
+        with pytest.raises(subprocess.TimeoutExpired) as info:
+            run_shell(f"touch {tmp_path / 'ran'}", dict(os.environ), timeout=5.0)
+    finally:
+        cancel.clear()
+    assert not (tmp_path / "ran").exists()
+    assert overran(info.value) == f"was not run: {cancel.SPENT}"

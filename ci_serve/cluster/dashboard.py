@@ -15,6 +15,7 @@ ever put into a message.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -147,7 +148,7 @@ class DashboardClient:
             wait = cancel.time_left(timeout or self.timeout)  # after a cancel: what is left of the cleanup's time
             if wait <= 0:
                 raise (DashboardUnavailable if resend else NotSent)(
-                    f"{method} {path} was not sent: the time a cancelled job has to clean up is spent",
+                    f"{method} {path} was not sent: {cancel.SPENT}",
                     "the runner kills a cancelled job 10 s after SIGINT; `ci-serve status` shows what runs")
             self.counts[key] = self.counts.get(key, 0) + 1
             try:
@@ -179,7 +180,7 @@ class DashboardClient:
                                      "`ci-serve status` shows what runs")
             spent = time.monotonic() - t0
             delay = min(0.5 * 2 ** (attempt - 1), 5.0)
-            if spent + delay > self.retry_budget or delay >= cancel.time_left(delay + 1.0):
+            if spent + delay > self.retry_budget or cancel.time_left(math.inf) <= delay:  # no retry past a cancel's end
                 raise DashboardUnavailable(
                     f"the Ray dashboard at {self.address} did not answer {method} {path}: {last} "
                     f"({attempt} attempts over {spent:.0f}s)",

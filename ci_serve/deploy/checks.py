@@ -177,7 +177,7 @@ def _seen_one(view: ClusterView, serve_url: str, logical: str, prefix: str | Non
 def _get(url: str) -> tuple[int | None, str | None]:
     wait = cancel.time_left(10.0)
     if wait <= 0:
-        return None, "not sent (the cancel's cleanup time is spent)"
+        return None, f"not sent: {cancel.SPENT}"
     try:
         with requests.Session() as session:
             session.trust_env = False

@@ -280,7 +280,9 @@ def run_shell(command: str, env: Mapping[str, str], timeout: float) -> tuple[int
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        proc.communicate()
+        proc.wait()  # not communicate(): a child that left the group may still hold the pipe open
+        if proc.stdout is not None:
+            proc.stdout.close()
         raise
     return proc.returncode, out or ""
 
@@ -288,7 +290,7 @@ def run_shell(command: str, env: Mapping[str, str], timeout: float) -> tuple[int
 def overran(exc: subprocess.TimeoutExpired) -> str:
     """What became of a command :func:`run_shell` stopped."""
     if not exc.timeout:
-        return "was not run: a cancelled run's time to clean up is spent"
+        return f"was not run: {cancel.SPENT}"
     return f"did not finish within {exc.timeout:.0f}s"
 
 

@@ -278,7 +278,7 @@ def read_routes(serve_base: str, timeout: float = 5.0) -> tuple[dict[str, str] |
     """The proxy's route table, or (None, why not). No credential is ever sent to the proxy."""
     timeout = cancel.time_left(timeout)
     if timeout <= 0:
-        return None, f"/-/routes of the Serve proxy at {serve_base} not read: the cancel's cleanup time is spent"
+        return None, f"/-/routes of the Serve proxy at {serve_base} not read: {cancel.SPENT}"
     try:
         with requests.Session() as session:
             session.trust_env = False

@@ -101,7 +101,7 @@ def send(session: requests.Session, base_url: str, url_path: str, request: Smoke
          timeout: float) -> Answer:
     timeout = cancel.time_left(timeout)  # after a cancel, no longer than the cleanup has left
     if timeout <= 0:
-        return Answer(None, error="not sent: the time a cancelled run has to clean up is spent")
+        return Answer(None, error=f"not sent: {cancel.SPENT}")
     kwargs: dict[str, Any] = {"headers": dict(request.headers), "timeout": max(timeout, 0.1),
                               "allow_redirects": False}
     if request.has_json:
